@@ -1,0 +1,637 @@
+package wire
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/rpe-project/engine/release"
+)
+
+// Handler answers a peer's requests and receives its one-way messages. Its
+// methods are called from several goroutines at once.
+type Handler interface {
+	// Manifest returns the signed manifest with the given ID, or an error
+	// matching ErrNotFound (or ErrBusy). The slice is only read.
+	Manifest(id release.ManifestID) ([]byte, error)
+	// Chunk returns chunk index of a release. buf is scratch space with len
+	// 0: the handler may grow it (slices.Grow) and fill it. The returned
+	// slice passes to the Conn, which may hand it out again as a later buf,
+	// so it must not be kept or shared by the handler. An error matching
+	// ErrBadIndex (index outside the release) disconnects the peer; one
+	// matching ErrNotFound or ErrBusy is only reported to it.
+	Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte, error)
+	// Notify receives the peer's one-way messages (*Hello, *Have, *Record,
+	// *Peers), one at a time and in the order sent. While it runs no further
+	// message is read from that peer.
+	Notify(from NodeID, m Message)
+}
+
+// Conn is one rpe peer connection, dialled or accepted; both ends are alike.
+// It is safe for concurrent use.
+type Conn struct {
+	qc     *quic.Conn
+	lim    Limits
+	local  NodeID
+	remote NodeID
+
+	sendSem   chan struct{} // held while writing the control stream
+	ctrl      *quic.SendStream
+	sentHello bool
+
+	serving atomic.Bool
+	bufs    sync.Pool // *[]byte scratch buffers for Handler.Chunk
+
+	closeMu  sync.Mutex
+	closeErr error // why this side closed the connection, if it did
+}
+
+func newConn(qc *quic.Conn, local NodeID, lim Limits) (*Conn, error) {
+	cs := qc.ConnectionState().TLS
+	remote, err := peerID(cs)
+	if err == nil {
+		err = checkALPN(cs)
+	}
+	if err != nil {
+		qc.CloseWithError(quic.ApplicationErrorCode(CodeBadNodeID), "bad certificate")
+		return nil, err
+	}
+	return &Conn{qc: qc, lim: lim, local: local, remote: remote, sendSem: make(chan struct{}, 1)}, nil
+}
+
+// Dial connects to the node at addr through tr. A non-zero expect is the node
+// ID the peer must prove; a mismatch fails with an error matching
+// ErrBadNodeID. The Conn answers nothing until Serve is called.
+func Dial(ctx context.Context, tr *quic.Transport, addr net.Addr, key ed25519.PrivateKey, expect NodeID, lim Limits) (*Conn, error) {
+	lim, err := lim.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := ClientTLS(key, expect)
+	if err != nil {
+		return nil, err
+	}
+	qc, err := tr.Dial(ctx, addr, tc, lim.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
+	}
+	c, err := newConn(qc, NodeIDOf(key.Public().(ed25519.PublicKey)), lim)
+	if err != nil {
+		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Listener accepts rpe connections on a quic.Transport. A transport has at
+// most one listener, and may dial out while it listens.
+type Listener struct {
+	ql    *quic.Listener
+	local NodeID
+	lim   Limits
+}
+
+// Listen starts accepting rpe connections on tr, proving the node key key.
+func Listen(tr *quic.Transport, key ed25519.PrivateKey, lim Limits) (*Listener, error) {
+	lim, err := lim.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := ServerTLS(key)
+	if err != nil {
+		return nil, err
+	}
+	ql, err := tr.Listen(tc, lim.quicConfig())
+	if err != nil {
+		return nil, fmt.Errorf("wire: listen: %w", err)
+	}
+	return &Listener{ql: ql, local: NodeIDOf(key.Public().(ed25519.PublicKey)), lim: lim}, nil
+}
+
+// Accept waits for the next connection whose handshake has completed.
+func (l *Listener) Accept(ctx context.Context) (*Conn, error) {
+	for {
+		qc, err := l.ql.Accept(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("wire: accept: %w", err)
+		}
+		if c, err := newConn(qc, l.local, l.lim); err == nil {
+			return c, nil
+		}
+	}
+}
+
+// Close stops accepting; connections already accepted stay open.
+func (l *Listener) Close() error { return l.ql.Close() }
+
+// Addr returns the address the listener's transport reads from.
+func (l *Listener) Addr() net.Addr { return l.ql.Addr() }
+
+// LocalID returns this node's ID.
+func (c *Conn) LocalID() NodeID { return c.local }
+
+// RemoteID returns the peer's node ID, as proven by its certificate.
+func (c *Conn) RemoteID() NodeID { return c.remote }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+
+// Done is closed when the connection has closed, for whatever reason.
+func (c *Conn) Done() <-chan struct{} { return c.qc.Context().Done() }
+
+// Err returns nil while the connection is open, and afterwards why it closed:
+// an error matching the sentinel of the code either side closed it with
+// (ErrClosed for an orderly close), or the QUIC error (idle timeout...).
+func (c *Conn) Err() error {
+	if c.qc.Context().Err() == nil {
+		return nil
+	}
+	c.closeMu.Lock()
+	err := c.closeErr
+	c.closeMu.Unlock()
+	if err != nil {
+		return err
+	}
+	cause := context.Cause(c.qc.Context())
+	var ae *quic.ApplicationError
+	if errors.As(cause, &ae) && ae.Remote {
+		code := CodeProtocol
+		if ae.ErrorCode <= 0xffff {
+			code = ErrorCode(ae.ErrorCode)
+		}
+		return fmt.Errorf("wire: peer %s closed the connection: %w", c.remote, &Error{Code: code, Reason: ae.ErrorMessage})
+	}
+	return fmt.Errorf("wire: connection to %s: %w: %w", c.remote, ErrClosed, cause)
+}
+
+// Close closes the connection with code and reason (truncated to MaxReason
+// bytes), aborting requests in flight on both sides.
+func (c *Conn) Close(code ErrorCode, reason string) error {
+	err := error(ErrClosed)
+	if code != CodeNone {
+		err = code.Err()
+		if err == nil {
+			err = fmt.Errorf("%w: %s", ErrInternal, code)
+		}
+	}
+	c.closeWith(code, reason, fmt.Errorf("wire: connection to %s closed here: %s: %w", c.remote, truncate(reason), err))
+	return nil
+}
+
+// closeWith closes the connection, remembering err as the reason unless an
+// earlier reason exists.
+func (c *Conn) closeWith(code ErrorCode, reason string, err error) {
+	c.closeMu.Lock()
+	if c.closeErr == nil && c.qc.Context().Err() == nil {
+		c.closeErr = err
+	}
+	c.closeMu.Unlock()
+	c.qc.CloseWithError(quic.ApplicationErrorCode(code), truncate(reason))
+}
+
+// fail disconnects a peer that broke the protocol; err matches the sentinel
+// of the code sent to it. It returns the error the caller should report.
+func (c *Conn) fail(err error) error {
+	code := codeOf(err)
+	err = fmt.Errorf("wire: peer %s: %w", c.remote, err)
+	c.closeWith(code, err.Error(), err)
+	return c.Err()
+}
+
+func truncate(s string) string {
+	if len(s) <= MaxReason {
+		return s
+	}
+	s = s[:MaxReason]
+	for len(s) > 0 && s[len(s)-1]&0xc0 == 0x80 { // cut no UTF-8 sequence in half
+		s = s[:len(s)-1]
+	}
+	if len(s) > 0 && s[len(s)-1] >= 0xc0 {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// peerFault reports whether a local decode or read error is the peer's fault.
+func peerFault(err error) bool {
+	return errors.Is(err, ErrProtocol) || errors.Is(err, ErrFrameTooLarge) ||
+		errors.Is(err, ErrUnknownMessage) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, io.EOF)
+}
+
+// streamErr turns an error seen on a stream into the error to report:
+// the connection's close reason when it closed, ctx's error when the
+// request was cancelled, a disconnect when the peer broke the protocol.
+func (c *Conn) streamErr(ctx context.Context, what string, err error) error {
+	if c.qc.Context().Err() != nil {
+		return fmt.Errorf("%s: %w", what, c.Err())
+	}
+	if ctx != nil && ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", what, context.Cause(ctx))
+	}
+	if peerFault(err) {
+		if errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%w: stream ended early", ErrProtocol)
+		} else if errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		return fmt.Errorf("%s: %w", what, c.fail(err))
+	}
+	var se *quic.StreamError
+	if errors.As(err, &se) && se.Remote {
+		code := CodeProtocol
+		if se.ErrorCode <= 0xffff {
+			code = ErrorCode(se.ErrorCode)
+		}
+		return fmt.Errorf("%s: %w", what, &Error{Code: code, Reason: "stream reset"})
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// --- sending one-way messages ---
+
+// Send writes a one-way message (*Hello, *Have, *Record or *Peers) on the
+// control stream. The first message sent must be a Hello; a Hello's zero
+// Version and NodeID are filled in. Messages arrive in the order sent. If ctx
+// ends while a message is half written the connection is closed, since the
+// control stream cannot be resumed mid-frame.
+func (c *Conn) Send(ctx context.Context, m Message) error {
+	switch v := m.(type) {
+	case *Hello:
+		h := *v
+		if h.Version == 0 {
+			h.Version = ProtocolVersion
+		}
+		if h.NodeID.IsZero() {
+			h.NodeID = c.local
+		}
+		m = &h
+	case *Have, *Record, *Peers:
+	default:
+		return fmt.Errorf("wire: send %T: not a one-way message", m)
+	}
+	frame, err := EncodeMessage(m)
+	if err != nil {
+		return err
+	}
+	if n := len(frame) - HeaderSize; n > c.lim.frameLimit(m.Type()) {
+		return fmt.Errorf("%w: %s of %d bytes, limit %d", ErrFrameTooLarge, m.Type(), n, c.lim.frameLimit(m.Type()))
+	}
+	if _, ok := m.(*Peers); ok && len(m.(*Peers).Addrs) > c.lim.MaxPeers {
+		return fmt.Errorf("%w: Peers with %d addresses, limit %d", ErrFrameTooLarge, len(m.(*Peers).Addrs), c.lim.MaxPeers)
+	}
+
+	select {
+	case c.sendSem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wire: send %s to %s: %w", m.Type(), c.remote, context.Cause(ctx))
+	}
+	defer func() { <-c.sendSem }()
+
+	what := fmt.Sprintf("wire: send %s to %s", m.Type(), c.remote)
+	if c.ctrl == nil {
+		if m.Type() != TypeHello {
+			return fmt.Errorf("%s: %w: the first message must be a Hello", what, ErrProtocol)
+		}
+		s, err := c.qc.OpenUniStreamSync(ctx)
+		if err != nil {
+			return c.streamErr(ctx, what, err)
+		}
+		c.ctrl = s
+	}
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.ctrl.SetWriteDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	n, err := c.ctrl.Write(frame)
+	if !stop() {
+		<-fired
+		c.ctrl.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		if n > 0 && c.qc.Context().Err() == nil {
+			c.closeWith(CodeInternal, "control stream write aborted",
+				fmt.Errorf("%s: aborted mid-frame: %w", what, err))
+		}
+		return c.streamErr(ctx, what, err)
+	}
+	return nil
+}
+
+// --- requests ---
+
+// request opens a stream, sends m on it and half-closes it. The returned
+// stop must be called when the answer has been read.
+func (c *Conn) request(ctx context.Context, what string, m Message) (*quic.Stream, func() bool, error) {
+	frame, err := EncodeMessage(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, nil, c.streamErr(ctx, what, err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		s.CancelRead(quic.StreamErrorCode(CodeCancelled))
+		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
+	})
+	if _, err := s.Write(frame); err != nil {
+		stop()
+		return nil, nil, c.streamErr(ctx, what, err)
+	}
+	s.Close()
+	return s, stop, nil
+}
+
+// answerLimit allows only answers on a request stream.
+func answerLimit(answer Type, max int) func(Type) int {
+	return func(t Type) int {
+		switch t {
+		case answer:
+			return max
+		case TypeError:
+			return typeCap(TypeError)
+		}
+		return -1
+	}
+}
+
+// readError reads the payload of an Error answer.
+func (c *Conn) readError(ctx context.Context, what string, s *quic.Stream, n int) error {
+	var buf [errorMaxSize]byte
+	if _, err := io.ReadFull(s, buf[:n]); err != nil {
+		return c.streamErr(ctx, what, noEOF(err))
+	}
+	m, err := DecodeMessage(TypeError, buf[:n])
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, c.fail(err))
+	}
+	e := m.(*Error)
+	if e.Code == CodeNone {
+		e.Code = CodeProtocol
+	}
+	return fmt.Errorf("%s: %w", what, e)
+}
+
+// expectEnd checks that the peer sent nothing after its answer.
+func (c *Conn) expectEnd(ctx context.Context, what string, s *quic.Stream) error {
+	var one [1]byte
+	n, err := s.Read(one[:])
+	if n > 0 {
+		return fmt.Errorf("%s: %w", what, c.fail(fmt.Errorf("%w: data after the answer", ErrProtocol)))
+	}
+	if err != nil && err != io.EOF {
+		return c.streamErr(ctx, what, err)
+	}
+	return nil
+}
+
+// GetManifest asks the peer for the manifest with the given ID. The answer
+// may be at most Limits.MaxManifest bytes; a longer one disconnects the peer.
+// A peer that does not hold it gives an error matching ErrNotFound.
+func (c *Conn) GetManifest(ctx context.Context, id release.ManifestID) ([]byte, error) {
+	what := fmt.Sprintf("wire: manifest %s from %s", id.Short(), c.remote)
+	s, stop, err := c.request(ctx, what, &GetManifest{ID: id})
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	t, n, err := readHeader(s, answerLimit(TypeManifest, c.lim.MaxManifest))
+	if err != nil {
+		return nil, c.streamErr(ctx, what, noEOF(err))
+	}
+	if t == TypeError {
+		return nil, c.readError(ctx, what, s, n)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(s, buf); err != nil {
+		return nil, c.streamErr(ctx, what, noEOF(err))
+	}
+	if err := c.expectEnd(ctx, what, s); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// GetChunk asks the peer for chunk index of a release and reads it straight
+// into dst, which must have exactly the chunk's length (at most
+// Limits.MaxChunk). An answer of any other length disconnects the peer
+// (ErrFrameTooLarge if longer, ErrProtocol if shorter); no other buffer is
+// allocated. On error dst may hold part of an answer.
+func (c *Conn) GetChunk(ctx context.Context, id release.ManifestID, index uint32, dst []byte) error {
+	what := fmt.Sprintf("wire: chunk %d of %s from %s", index, id.Short(), c.remote)
+	if len(dst) == 0 || len(dst) > c.lim.MaxChunk {
+		return fmt.Errorf("%s: %w: buffer of %d bytes, limit %d", what, ErrFrameTooLarge, len(dst), c.lim.MaxChunk)
+	}
+	s, stop, err := c.request(ctx, what, &GetChunk{ID: id, Index: index})
+	if err != nil {
+		return err
+	}
+	defer stop()
+	t, n, err := readHeader(s, answerLimit(TypeChunk, len(dst)))
+	if err != nil {
+		return c.streamErr(ctx, what, noEOF(err))
+	}
+	if t == TypeError {
+		return c.readError(ctx, what, s, n)
+	}
+	if n != len(dst) {
+		return fmt.Errorf("%s: %w", what, c.fail(fmt.Errorf("%w: chunk of %d bytes, want %d", ErrProtocol, n, len(dst))))
+	}
+	if _, err := io.ReadFull(s, dst); err != nil {
+		return c.streamErr(ctx, what, noEOF(err))
+	}
+	return c.expectEnd(ctx, what, s)
+}
+
+// --- serving ---
+
+// Serve answers the peer's requests, each on its own goroutine, and passes
+// its one-way messages to h.Notify, until the connection closes; ending ctx
+// closes it. It returns nil after an orderly close (CodeNone from either
+// side), otherwise why the connection ended. A peer that breaks the
+// protocol is disconnected with the matching code. Call Serve once.
+func (c *Conn) Serve(ctx context.Context, h Handler) error {
+	if !c.serving.CompareAndSwap(false, true) {
+		return errors.New("wire: Serve called twice")
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close(CodeNone, "shutting down") })
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.serveControl(h) })
+	for {
+		s, err := c.qc.AcceptStream(context.Background())
+		if err != nil {
+			break
+		}
+		wg.Go(func() { c.serveRequest(s, h) })
+	}
+	wg.Wait()
+	err := c.Err()
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// serveControl reads the peer's control stream.
+func (c *Conn) serveControl(h Handler) {
+	s, err := c.qc.AcceptUniStream(context.Background())
+	if err != nil {
+		return
+	}
+	first := true
+	for {
+		t, p, err := readFrame(s, c.controlLimit)
+		if err != nil {
+			c.streamErr(nil, "control stream", err)
+			return
+		}
+		m, err := DecodeMessage(t, p)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		switch m := m.(type) {
+		case *Hello:
+			if m.Version != ProtocolVersion {
+				c.fail(fmt.Errorf("%w: Hello version %d, want %d", ErrVersion, m.Version, ProtocolVersion))
+				return
+			}
+			if m.NodeID != c.remote {
+				c.fail(fmt.Errorf("%w: Hello says %s, certificate says %s", ErrBadNodeID, m.NodeID, c.remote))
+				return
+			}
+		case *Peers:
+			if len(m.Addrs) > c.lim.MaxPeers {
+				c.fail(fmt.Errorf("%w: Peers with %d addresses, limit %d", ErrFrameTooLarge, len(m.Addrs), c.lim.MaxPeers))
+				return
+			}
+		}
+		if first && t != TypeHello {
+			c.fail(fmt.Errorf("%w: first message is %s, want Hello", ErrProtocol, t))
+			return
+		}
+		first = false
+		h.Notify(c.remote, m)
+	}
+}
+
+// controlLimit allows only one-way messages on the control stream.
+func (c *Conn) controlLimit(t Type) int {
+	switch t {
+	case TypeHello, TypeHave, TypeRecord, TypePeers:
+		return c.lim.frameLimit(t)
+	}
+	return -1
+}
+
+// requestLimit allows only requests on a request stream.
+func (c *Conn) requestLimit(t Type) int {
+	switch t {
+	case TypeGetManifest, TypeGetChunk:
+		return typeCap(t)
+	}
+	return -1
+}
+
+// serveRequest reads one request from s and answers it.
+func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
+	s.SetReadDeadline(time.Now().Add(c.lim.RequestTimeout))
+	t, p, err := readFrame(s, c.requestLimit)
+	if err == nil {
+		var one [1]byte
+		n, rerr := s.Read(one[:])
+		switch {
+		case n > 0:
+			err = fmt.Errorf("%w: data after the request", ErrProtocol)
+		case rerr != io.EOF:
+			err = rerr
+		}
+	}
+	if err != nil {
+		if c.qc.Context().Err() != nil {
+			return
+		}
+		if peerFault(err) {
+			c.streamErr(nil, "request", err)
+			return
+		}
+		// A timeout or a reset: drop this request, keep the connection.
+		s.CancelRead(quic.StreamErrorCode(CodeCancelled))
+		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
+		return
+	}
+	m, err := DecodeMessage(t, p)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	switch m := m.(type) {
+	case *GetManifest:
+		data, err := h.Manifest(m.ID)
+		if err == nil && len(data) > c.lim.MaxManifest {
+			err = fmt.Errorf("%w: manifest of %d bytes over the limit", ErrInternal, len(data))
+		}
+		if err != nil {
+			c.answerError(s, err)
+			return
+		}
+		c.answer(s, TypeManifest, data)
+	case *GetChunk:
+		bp, _ := c.bufs.Get().(*[]byte)
+		if bp == nil {
+			bp = new([]byte)
+		}
+		data, err := h.Chunk(m.ID, m.Index, (*bp)[:0])
+		if err == nil && len(data) > c.lim.MaxChunk {
+			err = fmt.Errorf("%w: chunk of %d bytes over the limit", ErrInternal, len(data))
+		}
+		if errors.Is(err, ErrBadIndex) {
+			c.fail(fmt.Errorf("chunk %d of %s: %w", m.Index, m.ID.Short(), err))
+		} else if err != nil {
+			c.answerError(s, err)
+		} else {
+			c.answer(s, TypeChunk, data)
+		}
+		if cap(data) > cap(*bp) && cap(data) <= c.lim.MaxChunk {
+			*bp = data[:0]
+		}
+		c.bufs.Put(bp)
+	}
+}
+
+// answer writes a frame of type t carrying data, and ends the stream.
+func (c *Conn) answer(s *quic.Stream, t Type, data []byte) {
+	var h [HeaderSize]byte
+	if _, err := s.Write(AppendHeader(h[:0], t, len(data))); err != nil {
+		return
+	}
+	if _, err := s.Write(data); err != nil {
+		return
+	}
+	s.Close()
+}
+
+// answerError writes an Error answer for a handler's error. Only the code
+// and a short reason go to the peer, never the local error text.
+func (c *Conn) answerError(s *quic.Stream, err error) {
+	code := codeOf(err)
+	switch code {
+	case CodeNotFound, CodeBusy:
+	default:
+		code = CodeInternal
+	}
+	frame, _ := EncodeMessage(&Error{Code: code, Reason: code.String()})
+	if _, err := s.Write(frame); err == nil {
+		s.Close()
+	}
+}

@@ -1,0 +1,201 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/rpe-project/engine/release"
+)
+
+func TestManifestAndChunks(t *testing.T) {
+	a, b := newNode(t, Limits{}), newNode(t, Limits{})
+	hb := newTestHandler()
+	id := mid(1)
+	hb.manifests[id] = []byte("signed manifest bytes")
+	hb.chunks[id] = [][]byte{pattern(1000, 1), pattern(1000, 2), pattern(17, 3)}
+	ac, bc := connect(t, a, b, Limits{}, newTestHandler(), hb)
+	ctx := testCtx(t)
+
+	if ac.RemoteID() != b.id || bc.RemoteID() != a.id {
+		t.Fatalf("remote IDs %s/%s, want %s/%s", ac.RemoteID(), bc.RemoteID(), b.id, a.id)
+	}
+	m, err := ac.GetManifest(ctx, id)
+	if err != nil || !bytes.Equal(m, hb.manifests[id]) {
+		t.Fatalf("GetManifest = %q, %v", m, err)
+	}
+	for i, want := range hb.chunks[id] {
+		dst := make([]byte, len(want))
+		if err := ac.GetChunk(ctx, id, uint32(i), dst); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+		if !bytes.Equal(dst, want) {
+			t.Fatalf("chunk %d differs", i)
+		}
+	}
+
+	// Not found is an answer, not a disconnect.
+	if _, err := ac.GetManifest(ctx, mid(9)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown manifest: %v, want ErrNotFound", err)
+	}
+	if err := ac.GetChunk(ctx, mid(9), 0, make([]byte, 10)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown chunk: %v, want ErrNotFound", err)
+	}
+	// The other direction works on the same connection.
+	ha := ac.Conn
+	_ = ha
+	if _, err := bc.GetManifest(ctx, id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("reverse request: %v, want ErrNotFound", err)
+	}
+	if err := ac.GetChunk(ctx, id, 2, make([]byte, 17)); err != nil {
+		t.Fatalf("connection unusable after errors: %v", err)
+	}
+
+	// An orderly close ends both Serve calls with nil.
+	ac.Close(CodeNone, "bye")
+	if err := ac.result(t); err != nil {
+		t.Fatalf("local Serve: %v", err)
+	}
+	if err := bc.result(t); err != nil {
+		t.Fatalf("remote Serve: %v", err)
+	}
+	if err := ac.GetChunk(ctx, id, 0, make([]byte, 1000)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("request on closed conn: %v, want ErrClosed", err)
+	}
+}
+
+func TestManyConcurrentChunks(t *testing.T) {
+	lim := Limits{MaxInflight: 4} // far fewer than the requests, so requesters wait
+	a, b := newNode(t, lim), newNode(t, lim)
+	hb := newTestHandler()
+	id := mid(2)
+	const n = 64
+	for i := range n {
+		hb.chunks[id] = append(hb.chunks[id], pattern(64<<10, byte(i)))
+	}
+	ac, _ := connect(t, a, b, lim, newTestHandler(), hb)
+	ctx := testCtx(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			dst := make([]byte, 64<<10)
+			if err := ac.GetChunk(ctx, id, uint32(i), dst); err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(dst, hb.chunks[id][i]) {
+				errs <- errors.New("chunk differs")
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestOneWayMessages(t *testing.T) {
+	a, b := newNode(t, Limits{}), newNode(t, Limits{})
+	hb := newTestHandler()
+	ac, _ := connect(t, a, b, Limits{}, newTestHandler(), hb)
+	ctx := testCtx(t)
+
+	if err := ac.Send(ctx, &Have{ID: mid(1), Index: 3}); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("Have before Hello: %v, want ErrProtocol", err)
+	}
+	msgs := []Message{
+		&Hello{Releases: []HaveSet{{ID: mid(1), Bitfield: []byte{0xf0}}, {ID: mid(2), Complete: true}}},
+		&Have{ID: mid(1), Index: 4},
+		&Record{Relay: []byte("relay form")},
+		&Peers{Addrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.9:4000"), netip.MustParseAddrPort("[::1]:5")}},
+		&Have{ID: mid(1), Index: 5},
+	}
+	for _, m := range msgs {
+		if err := ac.Send(ctx, m); err != nil {
+			t.Fatalf("send %s: %v", m.Type(), err)
+		}
+	}
+	got := hb.waitNotified(t, len(msgs))
+	h, ok := got[0].(*Hello)
+	if !ok || h.Version != ProtocolVersion || h.NodeID != a.id || len(h.Releases) != 2 || !h.Releases[1].Complete {
+		t.Fatalf("first message %#v", got[0])
+	}
+	for i := 1; i < len(msgs); i++ {
+		want, _ := EncodeMessage(msgs[i])
+		have, _ := EncodeMessage(got[i])
+		if !bytes.Equal(want, have) {
+			t.Fatalf("message %d: got %#v, want %#v", i, got[i], msgs[i])
+		}
+	}
+	if hb.from[0] != a.id {
+		t.Fatalf("from %s, want %s", hb.from[0], a.id)
+	}
+	if err := ac.Send(ctx, &GetChunk{}); err == nil {
+		t.Fatal("Send accepted a request")
+	}
+	if err := ac.Send(ctx, &Peers{Addrs: make([]netip.AddrPort, DefaultMaxPeers+1)}); err == nil {
+		t.Fatal("Send accepted too many peers")
+	}
+}
+
+func TestCancelRequest(t *testing.T) {
+	a, b := newNode(t, Limits{}), newNode(t, Limits{})
+	hb := newTestHandler()
+	unblock := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	hb.chunkFunc = func(id release.ManifestID, index uint32, buf []byte) ([]byte, error) {
+		if index == 0 {
+			entered <- struct{}{}
+			<-unblock
+		}
+		return append(buf, 1, 2, 3), nil
+	}
+	ac, _ := connect(t, a, b, Limits{}, newTestHandler(), hb)
+	defer close(unblock)
+
+	ctx, cancel := context.WithCancel(testCtx(t))
+	res := make(chan error, 1)
+	go func() { res <- ac.GetChunk(ctx, mid(1), 0, make([]byte, 3)) }()
+	<-entered
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled GetChunk: %v", err)
+	}
+	dst := make([]byte, 3)
+	if err := ac.GetChunk(testCtx(t), mid(1), 1, dst); err != nil || !bytes.Equal(dst, []byte{1, 2, 3}) {
+		t.Fatalf("after a cancel: %v %v", dst, err)
+	}
+}
+
+func TestServeContextCloses(t *testing.T) {
+	a, b := newNode(t, Limits{}), newNode(t, Limits{})
+	ctx := testCtx(t)
+	acc := make(chan *Conn, 1)
+	go func() {
+		c, _ := b.ln.Accept(ctx)
+		acc <- c
+	}()
+	c, err := Dial(ctx, a.tr, b.ln.Addr(), a.key, NodeID{}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := serve(t, <-acc, newTestHandler())
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Serve(sctx, newTestHandler()) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve after ctx cancel: %v", err)
+	}
+	if err := bc.result(t); err != nil {
+		t.Fatalf("peer Serve: %v", err)
+	}
+	if err := c.Serve(ctx, newTestHandler()); err == nil {
+		t.Fatal("second Serve accepted")
+	}
+}
