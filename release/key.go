@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // PublicKeySize is the length in bytes of a publisher's ed25519 public key.
@@ -27,9 +28,11 @@ func (k PublicKey) String() string { return encodeZ32(k[:]) }
 // Ed25519 returns the key as a crypto/ed25519 public key.
 func (k PublicKey) Ed25519() ed25519.PublicKey { return ed25519.PublicKey(k[:]) }
 
-// ParsePublicKey parses the 52-character z-base-32 text form of a key.
+// ParsePublicKey parses the 52-character z-base-32 text form of a key. A
+// "pk:" prefix, as pkarr URIs write it, is accepted.
 func ParsePublicKey(s string) (PublicKey, error) {
 	var k PublicKey
+	s = strings.TrimPrefix(s, "pk:")
 	if len(s) != PublicKeyTextLen {
 		return k, fmt.Errorf("%w: %d characters, want %d", ErrBadKey, len(s), PublicKeyTextLen)
 	}

@@ -1,0 +1,238 @@
+package release
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"runtime"
+	"time"
+)
+
+// BuildOptions says what a new manifest is for. The zero value of each field
+// means its default.
+type BuildOptions struct {
+	App string // required
+	// Channel defaults to "stable".
+	Channel string
+	// Platform defaults to GOOS-GOARCH of the running program, e.g. "linux-amd64".
+	Platform string
+	// Version is a semantic version, required (see ParseVersion).
+	Version string
+	// ChunkSize defaults to DefaultChunkSize (256 KiB).
+	ChunkSize int
+	// Created defaults to the current time.
+	Created time.Time
+	// Expires defaults to Created + DefaultLifetime (90 days).
+	Expires time.Time
+	// MaxSize is the largest artifact accepted; zero means DefaultMaxSize.
+	MaxSize int64
+}
+
+// DefaultChannel is the channel of a manifest whose options name none.
+const DefaultChannel = "stable"
+
+// DefaultPlatform returns GOOS-GOARCH of the running program.
+func DefaultPlatform() string { return runtime.GOOS + "-" + runtime.GOARCH }
+
+// BuildManifest reads an artifact once, to its end, and returns its manifest.
+// Memory use does not grow with the artifact: it reads through a few fixed
+// buffers and keeps only the 32-byte chunk hashes. The whole-file hash and
+// the chunk hashes are computed side by side on two goroutines, both of
+// which have ended when it returns.
+func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
+	m := &Manifest{App: opts.App, Channel: opts.Channel, Platform: opts.Platform, ChunkSize: opts.ChunkSize}
+	if m.Channel == "" {
+		m.Channel = DefaultChannel
+	}
+	if m.Platform == "" {
+		m.Platform = DefaultPlatform()
+	}
+	if m.ChunkSize == 0 {
+		m.ChunkSize = DefaultChunkSize
+	}
+	if err := m.Target().Validate(); err != nil {
+		return nil, fmt.Errorf("build manifest: %w", err)
+	}
+	v, err := ParseVersion(opts.Version)
+	if err != nil {
+		return nil, fmt.Errorf("build manifest: %w", err)
+	}
+	m.Version = v
+	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize {
+		return nil, fmt.Errorf("build manifest: chunk size %d outside %d..%d", m.ChunkSize, MinChunkSize, MaxChunkSize)
+	}
+	m.Created = opts.Created
+	if m.Created.IsZero() {
+		m.Created = time.Now()
+	}
+	m.Created = time.Unix(m.Created.Unix(), 0).UTC()
+	m.Expires = opts.Expires
+	if m.Expires.IsZero() {
+		m.Expires = m.Created.Add(DefaultLifetime)
+	}
+	m.Expires = time.Unix(m.Expires.Unix(), 0).UTC()
+	if !m.Expires.After(m.Created) {
+		return nil, fmt.Errorf("build manifest: expires %s is not after created %s", m.Expires.Format(time.RFC3339), m.Created.Format(time.RFC3339))
+	}
+	maxSize := Limits{MaxSize: opts.MaxSize}.maxSize()
+	sums, whole, n, err := hashStream(r, m.ChunkSize, maxSize+1, 0)
+	if err != nil {
+		return nil, fmt.Errorf("build manifest: read artifact: %w", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("build manifest: %w", ErrEmpty)
+	}
+	if n > maxSize {
+		return nil, fmt.Errorf("build manifest: artifact %w of %d bytes", ErrSizeLimit, maxSize)
+	}
+	m.Size, m.Chunks, m.FileHash = n, sums, whole
+	return m, nil
+}
+
+// VerifyFile reads a file once, streaming, and checks it against m: every
+// chunk (the first bad one is reported as a *ChunkError), the length
+// (ErrTruncated, ErrTooLong) and the whole-file hash (ErrFileHash). It reads
+// at most m.Size+1 bytes.
+func VerifyFile(r io.Reader, m *Manifest) error {
+	sums, whole, n, err := hashStream(r, m.ChunkSize, m.Size+1, m.NumChunks())
+	if err != nil {
+		return fmt.Errorf("verify file: %w", err)
+	}
+	if n > m.Size {
+		return fmt.Errorf("verify file: %w (%d bytes)", ErrTooLong, m.Size)
+	}
+	// Report a bad chunk before truncation: it means tampering, not a short copy.
+	full := len(sums)
+	if n < m.Size && n%int64(m.ChunkSize) != 0 {
+		full-- // the last hashed chunk is partial
+	}
+	for i := 0; i < full && i < len(m.Chunks); i++ {
+		if sums[i] != m.Chunks[i] {
+			return fmt.Errorf("verify file: %w", &ChunkError{Index: i, Err: fmt.Errorf("%w: SHA-256 differs", ErrChunkMismatch)})
+		}
+	}
+	if n < m.Size {
+		return fmt.Errorf("verify file: %w: %d of %d bytes", ErrTruncated, n, m.Size)
+	}
+	if whole != m.FileHash {
+		return fmt.Errorf("verify file: %w", ErrFileHash)
+	}
+	return nil
+}
+
+// Stream hashing. The caller's goroutine reads fixed blocks and hashes the
+// whole file; one helper goroutine hashes the chunks of the same blocks. A
+// block goes back to the free list once the helper is done with it; the
+// reader is done with it before it takes the next block, so no block is
+// written while being read.
+const (
+	streamBlock   = 512 << 10
+	streamBuffers = 4
+)
+
+// chunkHasher splits a stream into chunks and keeps their SHA-256 sums.
+type chunkHasher struct {
+	size   int
+	filled int
+	h      hash.Hash
+	sums   [][32]byte
+}
+
+func (c *chunkHasher) write(p []byte) {
+	for len(p) > 0 {
+		if c.filled == 0 && len(p) >= c.size {
+			c.sums = append(c.sums, sha256.Sum256(p[:c.size]))
+			p = p[c.size:]
+			continue
+		}
+		n := min(len(p), c.size-c.filled)
+		c.h.Write(p[:n])
+		c.filled += n
+		p = p[n:]
+		if c.filled == c.size {
+			c.flush()
+		}
+	}
+}
+
+func (c *chunkHasher) flush() {
+	var s [32]byte
+	c.h.Sum(s[:0])
+	c.sums = append(c.sums, s)
+	c.h.Reset()
+	c.filled = 0
+}
+
+func (c *chunkHasher) finish() [][32]byte {
+	if c.filled > 0 {
+		c.flush()
+	}
+	return c.sums
+}
+
+// hashStream reads r until EOF or limit bytes and returns the SHA-256 of
+// every chunk, the SHA-256 of all bytes read, and their count.
+func hashStream(r io.Reader, chunkSize int, limit int64, chunksHint int) (sums [][32]byte, whole [32]byte, n int64, err error) {
+	r = io.LimitReader(r, limit)
+	ch := &chunkHasher{size: chunkSize, h: sha256.New(), sums: make([][32]byte, 0, chunksHint)}
+	wh := sha256.New()
+
+	first := make([]byte, streamBlock)
+	k, err := io.ReadFull(r, first)
+	n = int64(k)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		// Small input: no helper needed.
+		ch.write(first[:k])
+		wh.Write(first[:k])
+		wh.Sum(whole[:0])
+		return ch.finish(), whole, n, nil
+	}
+	if err != nil {
+		return nil, whole, n, err
+	}
+
+	work := make(chan []byte, streamBuffers)
+	free := make(chan []byte, streamBuffers)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range work {
+			ch.write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	for i := 1; i < streamBuffers; i++ {
+		free <- make([]byte, streamBlock)
+	}
+	buf := first[:k]
+	for {
+		work <- buf
+		wh.Write(buf)
+		if len(buf) < streamBlock {
+			break
+		}
+		buf = <-free
+		k, err = io.ReadFull(r, buf)
+		n += int64(k)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = nil
+			buf = buf[:k]
+			if k == 0 {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			break
+		}
+	}
+	close(work)
+	<-done
+	if err != nil {
+		return nil, whole, n, err
+	}
+	wh.Sum(whole[:0])
+	return ch.finish(), whole, n, nil
+}
