@@ -1,0 +1,419 @@
+// Package store keeps the releases a node holds on disk: for each manifest
+// ID, the signed manifest, the data file (complete or being downloaded) and
+// the set of chunks already verified.
+//
+// It is the one place that state lives. The downloader writes chunks and
+// marks them verified; the swarm reads verified chunks to serve peers; both
+// run in different goroutines, so a Store is safe for concurrent use. A chunk
+// is served only once it is marked verified, and marked only after its bytes
+// are on disk, so a peer never receives an unverified byte.
+//
+// Layout under the store directory (see docs/FORMATS.md, "State directory"):
+//
+//	releases/<manifest id hex>/manifest   the signed manifest, as published
+//	releases/<manifest id hex>/data       the file, at its full size
+//	releases/<manifest id hex>/have       one bit per verified chunk
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/rpe-project/engine/release"
+)
+
+// ErrNotHeld is returned for a release or chunk this node does not hold.
+var ErrNotHeld = errors.New("not held")
+
+// Store is the set of releases on disk.
+type Store struct {
+	dir    string
+	pub    release.PublicKey
+	limits release.Limits
+
+	mu   sync.Mutex
+	rels map[release.ManifestID]*Release
+}
+
+// Open opens (creating if needed) the store in dir and loads every release
+// whose manifest verifies under pub. A release whose files are damaged is
+// removed and logged, never half-trusted.
+func Open(dir string, pub release.PublicKey, limits release.Limits, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{dir: dir, pub: pub, limits: limits, rels: map[release.ManifestID]*Release{}}
+	root := filepath.Join(dir, "releases")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	for _, e := range ents {
+		rd := filepath.Join(root, e.Name())
+		r, err := load(rd, pub, limits)
+		if err != nil {
+			log.Warn("store: dropping damaged release", "dir", rd, "err", err)
+			os.RemoveAll(rd)
+			continue
+		}
+		s.rels[r.sm.ID] = r
+	}
+	return s, nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Add returns the release for sm, creating its files if it is new.
+func (s *Store) Add(sm *release.SignedManifest) (*Release, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.rels[sm.ID]; r != nil {
+		return r, nil
+	}
+	rd := filepath.Join(s.dir, "releases", sm.ID.String())
+	if err := os.MkdirAll(rd, 0o755); err != nil {
+		return nil, fmt.Errorf("add release %s: %w", sm.ID.Short(), err)
+	}
+	if err := writeAtomic(filepath.Join(rd, "manifest"), sm.Raw); err != nil {
+		os.RemoveAll(rd)
+		return nil, fmt.Errorf("add release %s: %w", sm.ID.Short(), err)
+	}
+	f, err := os.OpenFile(filepath.Join(rd, "data"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		os.RemoveAll(rd)
+		return nil, fmt.Errorf("add release %s: %w", sm.ID.Short(), err)
+	}
+	if err := f.Truncate(sm.Manifest.Size); err != nil {
+		f.Close()
+		os.RemoveAll(rd)
+		return nil, fmt.Errorf("add release %s: %w", sm.ID.Short(), err)
+	}
+	r := &Release{dir: rd, sm: sm, f: f, have: newBitfield(sm.Manifest.NumChunks())}
+	if err := r.saveHave(); err != nil {
+		f.Close()
+		os.RemoveAll(rd)
+		return nil, err
+	}
+	s.rels[sm.ID] = r
+	return r, nil
+}
+
+// AddFile adds a release whose complete file is at path (a publisher's
+// artifact): the bytes are copied into the store and every chunk is checked
+// against the manifest before it is marked verified.
+func (s *Store) AddFile(sm *release.SignedManifest, path string) (*Release, error) {
+	r, err := s.Add(sm)
+	if err != nil {
+		return nil, err
+	}
+	if r.Complete() {
+		return r, nil
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
+	defer src.Close()
+	m := sm.Manifest
+	buf := make([]byte, m.ChunkSize)
+	for i := 0; i < m.NumChunks(); i++ {
+		b := buf[:m.ChunkLen(i)]
+		if _, err := io.ReadFull(src, b); err != nil {
+			s.Remove(sm.ID)
+			return nil, fmt.Errorf("add %s: chunk %d: %w", path, i, err)
+		}
+		if err := m.VerifyChunk(i, b); err != nil {
+			s.Remove(sm.ID)
+			return nil, fmt.Errorf("add %s: %w", path, err)
+		}
+		if err := r.WriteChunk(i, b); err != nil {
+			s.Remove(sm.ID)
+			return nil, err
+		}
+		r.mu.Lock()
+		r.have.set(i)
+		r.mu.Unlock()
+	}
+	if err := r.saveHave(); err != nil {
+		s.Remove(sm.ID)
+		return nil, err
+	}
+	return r, nil
+}
+
+// Get returns the release with id, or nil.
+func (s *Store) Get(id release.ManifestID) *Release {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rels[id]
+}
+
+// List returns every release held.
+func (s *Store) List() []*Release {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Release, 0, len(s.rels))
+	for _, r := range s.rels {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Remove deletes a release and its files.
+func (s *Store) Remove(id release.ManifestID) {
+	s.mu.Lock()
+	r := s.rels[id]
+	delete(s.rels, id)
+	s.mu.Unlock()
+	if r != nil {
+		r.close()
+		os.RemoveAll(r.dir)
+	}
+}
+
+// Close closes every open data file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.rels {
+		r.close()
+	}
+	return nil
+}
+
+// Release is one release held on disk.
+type Release struct {
+	dir string
+	sm  *release.SignedManifest
+
+	mu   sync.Mutex
+	f    *os.File
+	have bitfield
+}
+
+func load(rd string, pub release.PublicKey, limits release.Limits) (*Release, error) {
+	raw, err := os.ReadFile(filepath.Join(rd, "manifest"))
+	if err != nil {
+		return nil, err
+	}
+	sm, err := release.ParseManifest(raw, pub, limits)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Base(rd) != sm.ID.String() {
+		return nil, fmt.Errorf("directory name does not match manifest ID %s", sm.ID)
+	}
+	f, err := os.OpenFile(filepath.Join(rd, "data"), os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != sm.Manifest.Size {
+		f.Close()
+		return nil, fmt.Errorf("data file has the wrong size")
+	}
+	n := sm.Manifest.NumChunks()
+	have := newBitfield(n)
+	if b, err := os.ReadFile(filepath.Join(rd, "have")); err == nil && len(b) == len(have.b) {
+		copy(have.b, b)
+		have.clearPadding(n)
+	}
+	return &Release{dir: rd, sm: sm, f: f, have: have}, nil
+}
+
+// Manifest returns the release's signed manifest.
+func (r *Release) Manifest() *release.SignedManifest { return r.sm }
+
+// ID returns the release's manifest ID.
+func (r *Release) ID() release.ManifestID { return r.sm.ID }
+
+// Path returns the data file's path.
+func (r *Release) Path() string { return filepath.Join(r.dir, "data") }
+
+// Has reports whether chunk i is verified.
+func (r *Release) Has(i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.have.has(i)
+}
+
+// Bitfield returns a copy of the verified-chunk bitfield (bit i of byte i/8,
+// most significant bit first, as in BitTorrent).
+func (r *Release) Bitfield() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.have.b...)
+}
+
+// Count returns how many chunks are verified.
+func (r *Release) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.have.count()
+}
+
+// Complete reports whether every chunk is verified.
+func (r *Release) Complete() bool { return r.Count() == r.sm.Manifest.NumChunks() }
+
+// Missing returns the indices of chunks not yet verified.
+func (r *Release) Missing() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []int
+	for i := 0; i < r.sm.Manifest.NumChunks(); i++ {
+		if !r.have.has(i) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// WriteChunk writes chunk i's bytes at its offset. It does not mark the
+// chunk verified: that is MarkVerified's job, after the verifier agreed.
+func (r *Release) WriteChunk(i int, data []byte) error {
+	m := r.sm.Manifest
+	if i < 0 || i >= m.NumChunks() || len(data) != m.ChunkLen(i) {
+		return fmt.Errorf("write chunk %d of %s: bad index or length %d", i, r.sm.ID.Short(), len(data))
+	}
+	r.mu.Lock()
+	f := r.f
+	r.mu.Unlock()
+	if f == nil {
+		return fmt.Errorf("write chunk %d of %s: %w", i, r.sm.ID.Short(), os.ErrClosed)
+	}
+	if _, err := f.WriteAt(data, m.ChunkOffset(i)); err != nil {
+		return fmt.Errorf("write chunk %d of %s: %w", i, r.sm.ID.Short(), err)
+	}
+	return nil
+}
+
+// MarkVerified records chunk i as verified, on disk.
+func (r *Release) MarkVerified(i int) error {
+	r.mu.Lock()
+	r.have.set(i)
+	r.mu.Unlock()
+	return r.saveHave()
+}
+
+// ReadChunk reads verified chunk i into buf (grown if needed) and returns it.
+func (r *Release) ReadChunk(i int, buf []byte) ([]byte, error) {
+	m := r.sm.Manifest
+	if i < 0 || i >= m.NumChunks() {
+		return nil, fmt.Errorf("read chunk %d of %s: index out of range", i, r.sm.ID.Short())
+	}
+	r.mu.Lock()
+	ok, f := r.have.has(i), r.f
+	r.mu.Unlock()
+	if !ok || f == nil {
+		return nil, fmt.Errorf("chunk %d of %s: %w", i, r.sm.ID.Short(), ErrNotHeld)
+	}
+	n := m.ChunkLen(i)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := f.ReadAt(buf, m.ChunkOffset(i)); err != nil {
+		return nil, fmt.Errorf("read chunk %d of %s: %w", i, r.sm.ID.Short(), err)
+	}
+	return buf, nil
+}
+
+// ReadWritten reads chunk i's bytes as written, verified or not; the
+// downloader uses it to have a chunk checked again after the verifier
+// restarted, instead of fetching it again.
+func (r *Release) ReadWritten(i int) ([]byte, error) {
+	m := r.sm.Manifest
+	if i < 0 || i >= m.NumChunks() {
+		return nil, fmt.Errorf("read chunk %d of %s: index out of range", i, r.sm.ID.Short())
+	}
+	r.mu.Lock()
+	f := r.f
+	r.mu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("read chunk %d of %s: %w", i, r.sm.ID.Short(), os.ErrClosed)
+	}
+	buf := make([]byte, m.ChunkLen(i))
+	if _, err := f.ReadAt(buf, m.ChunkOffset(i)); err != nil {
+		return nil, fmt.Errorf("read chunk %d of %s: %w", i, r.sm.ID.Short(), err)
+	}
+	return buf, nil
+}
+
+// Reset forgets every verified chunk (after a whole-file mismatch).
+func (r *Release) Reset() error {
+	r.mu.Lock()
+	r.have = newBitfield(r.sm.Manifest.NumChunks())
+	r.mu.Unlock()
+	return r.saveHave()
+}
+
+func (r *Release) saveHave() error {
+	r.mu.Lock()
+	b := append([]byte(nil), r.have.b...)
+	r.mu.Unlock()
+	if err := writeAtomic(filepath.Join(r.dir, "have"), b); err != nil {
+		return fmt.Errorf("save chunk set of %s: %w", r.sm.ID.Short(), err)
+	}
+	return nil
+}
+
+func (r *Release) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// writeAtomic replaces path with b through a temporary file and a rename,
+// so a crash leaves either the old or the new contents.
+func writeAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return nil
+}
+
+type bitfield struct{ b []byte }
+
+func newBitfield(n int) bitfield { return bitfield{b: make([]byte, (n+7)/8)} }
+
+func (f bitfield) has(i int) bool { return i >= 0 && i/8 < len(f.b) && f.b[i/8]&(0x80>>(i%8)) != 0 }
+func (f bitfield) set(i int)      { f.b[i/8] |= 0x80 >> (i % 8) }
+func (f bitfield) count() int {
+	n := 0
+	for _, c := range f.b {
+		for ; c != 0; c &= c - 1 {
+			n++
+		}
+	}
+	return n
+}
+func (f bitfield) clearPadding(n int) {
+	if n%8 != 0 && len(f.b) > 0 {
+		f.b[len(f.b)-1] &= ^byte(0xff >> (n % 8))
+	}
+}
