@@ -5,8 +5,9 @@
 // net.PacketConn endpoints that the real DHT (anacrolix/dht) and the real
 // QUIC stack (quic-go) run over unchanged. It stands on
 // github.com/marcopolo/simnet, which provides per-direction bandwidth with
-// queueing (an FQ-CoDel queue in front of a token bucket whose burst is one
-// packet, so links shape rather than police), a latency router, and a clock
+// queueing (an FQ-CoDel queue in front of a token bucket, so links shape
+// rather than police: excess packets wait, they are not dropped for exceeding
+// a burst), a latency router, and a clock
 // that is only time.Timer and time.Now, so the whole network runs in a
 // testing/synctest bubble in virtual time. netsim adds what simnet lacks:
 //
@@ -28,7 +29,10 @@
 // delay of its access link), and is queued behind B's downlink (B's Down
 // rate) before it reaches the conn bound to the destination port. Each packet
 // is charged its UDP payload plus the 4-byte port header against the rates.
-// Loss, cuts and partitions are decided in the core, after the sender's
+// After an idle spell a link may send Config.LinkBurst worth of traffic at
+// once (4 ms by default, so late timer wakeups in real time cost no
+// bandwidth; set it negative for a one-packet bucket that is exact in virtual
+// time). Loss, cuts and partitions are decided in the core, after the sender's
 // uplink: a lost packet has used the sender's upload but not the receiver's
 // download. A packet larger than the path MTU (MTU minus 28 bytes of IPv4 and
 // UDP header) is dropped, as a router drops an oversize datagram with the

@@ -44,6 +44,8 @@ const (
 	// DefaultRecvQueue is the receive queue of a conn, in packets, when
 	// Config.RecvQueue is zero.
 	DefaultRecvQueue = 1024
+	// DefaultLinkBurst is Config.LinkBurst when it is zero.
+	DefaultLinkBurst = 4 * time.Millisecond
 
 	// ipUDPOverhead is the IPv4 plus UDP header that MTU includes.
 	ipUDPOverhead = 28
@@ -68,6 +70,12 @@ type Config struct {
 	// Logger receives debug events (hosts added, cuts, partitions). Nil
 	// means silent.
 	Logger *slog.Logger
+	// LinkBurst is how much traffic a link may send at once after being
+	// idle, in time at its rate; it is never less than one packet. Default
+	// DefaultLinkBurst. A larger burst keeps links at their rate in real time
+	// although timers fire late; a negative one means a single packet, which
+	// shapes exactly in virtual time.
+	LinkBurst time.Duration
 	// RecvQueue is how many packets wait in a conn until ReadFrom takes
 	// them; more are dropped, as by a full socket buffer. Default
 	// DefaultRecvQueue.
@@ -102,6 +110,7 @@ type Network struct {
 	base      uint32 // subnet's first address
 	maxHosts  int
 	recvQueue int
+	linkBurst time.Duration
 	sim       *simnet.Simnet
 	dropAddr  *net.UDPAddr // routed nowhere: simnet drops packets sent here
 	bufs      sync.Pool    // *[]byte scratch for framing
@@ -142,6 +151,12 @@ func New(cfg Config) (*Network, error) {
 		recvQueue: cfg.RecvQueue,
 		dropAddr:  &net.UDPAddr{IP: subnet.Addr().AsSlice(), Port: 0},
 	}
+	switch {
+	case cfg.LinkBurst == 0:
+		n.linkBurst = DefaultLinkBurst
+	case cfg.LinkBurst > 0:
+		n.linkBurst = cfg.LinkBurst
+	}
 	if n.recvQueue == 0 {
 		n.recvQueue = DefaultRecvQueue
 	}
@@ -180,14 +195,27 @@ func (n *Network) AddHost(l Link) (*Host, error) {
 	addr := uintToAddr(n.base + 1 + uint32(len(n.hosts)))
 	h := newHost(n, addr, l)
 	h.nic = n.sim.NewEndpoint(h.nicAddr, simnet.NodeBiDiLinkSettings{
-		Uplink:   simnet.LinkSettings{BitsPerSecond: bitsPerSecond(l.Up), MTU: h.maxPayload + headerLen},
-		Downlink: simnet.LinkSettings{BitsPerSecond: bitsPerSecond(l.Down), MTU: h.maxPayload + headerLen},
+		Uplink:   simnet.LinkSettings{BitsPerSecond: bitsPerSecond(l.Up), MTU: n.burst(l.Up, h.maxPayload)},
+		Downlink: simnet.LinkSettings{BitsPerSecond: bitsPerSecond(l.Down), MTU: n.burst(l.Down, h.maxPayload)},
 	})
 	n.hosts = append(n.hosts, h)
 	n.demuxers.Add(1)
 	go h.demux()
 	n.log.Debug("netsim: host added", "addr", addr, "up", l.Up, "down", l.Down, "latency", l.Latency, "loss", l.Loss, "mtu", l.MTU)
 	return h, nil
+}
+
+// burst is the token bucket size of a link direction. simnet calls it MTU and
+// uses it as the bucket size and the FQ-CoDel quantum; netsim enforces the
+// real MTU itself. A bucket of one packet shapes exactly in virtual time, but
+// in real time every late timer wakeup is link time lost for good, so the
+// bucket holds Config.LinkBurst of traffic.
+func (n *Network) burst(bytesPerSecond int64, maxPayload int) int {
+	b := maxPayload + headerLen
+	if bytesPerSecond == 0 || bytesPerSecond >= unlimitedBits/8 {
+		return b
+	}
+	return max(b, int(min(float64(bytesPerSecond)*n.linkBurst.Seconds(), 1<<30)))
 }
 
 func bitsPerSecond(bytesPerSecond int64) int {

@@ -230,49 +230,59 @@ func TestBandwidthShaping(t *testing.T) {
 		size  = 1000
 		count = 50 // 50 ms of traffic: below CoDel's 100 ms interval, nothing dropped
 	)
-	// Each packet costs size + 4 bytes of port header; the token bucket
-	// starts with one MTU (1476 bytes) of credit.
-	want := time.Duration(float64(count*(size+headerLen)-(DefaultMTU-ipUDPOverhead+headerLen)) / rate * float64(time.Second))
-	check := func(t *testing.T, name string, got time.Duration) {
-		t.Helper()
-		if math.Abs(float64(got-want)) > 0.01*float64(want) {
-			t.Errorf("%s: %d packets took %v, want %v ±1%%", name, count, got, want)
-		} else {
-			t.Logf("%s: %d × %d bytes in %v (virtual), want %v", name, count, size, got, want)
-		}
-	}
-	t.Run("uplink", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			n := newTestNetwork(t, Config{})
-			defer n.Close()
-			a, b := addHost(t, n, Link{Up: rate}), addHost(t, n, Link{})
-			ca, cb := listen(t, a, 0), listen(t, b, 0)
-			check(t, "uplink", transferTime(t, []net.PacketConn{ca}, []net.PacketConn{cb}, count, size))
-			if c := a.Counters(); c.PacketsDropped != 0 || c.PacketsSent != count {
-				t.Errorf("counters %+v", c)
+	for _, tc := range []struct {
+		name   string
+		burst  time.Duration
+		credit int // bytes the idle token bucket lets through at once
+	}{
+		{"one packet burst", -1, DefaultMTU - ipUDPOverhead + headerLen},
+		{"default burst", 0, int(rate * DefaultLinkBurst.Seconds())},
+	} {
+		// Each packet costs size + 4 bytes of port header.
+		want := time.Duration(float64(count*(size+headerLen)-tc.credit) / rate * float64(time.Second))
+		check := func(t *testing.T, got time.Duration) {
+			t.Helper()
+			if math.Abs(float64(got-want)) > 0.01*float64(want) {
+				t.Errorf("%d packets took %v, want %v ±1%%", count, got, want)
+			} else {
+				t.Logf("%d × %d bytes in %v (virtual), want %v", count, size, got, want)
 			}
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			t.Run("uplink", func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					n := newTestNetwork(t, Config{LinkBurst: tc.burst})
+					defer n.Close()
+					a, b := addHost(t, n, Link{Up: rate}), addHost(t, n, Link{})
+					ca, cb := listen(t, a, 0), listen(t, b, 0)
+					check(t, transferTime(t, []net.PacketConn{ca}, []net.PacketConn{cb}, count, size))
+					if c := a.Counters(); c.PacketsDropped != 0 || c.PacketsSent != count {
+						t.Errorf("counters %+v", c)
+					}
+				})
+			})
+			t.Run("downlink", func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					n := newTestNetwork(t, Config{LinkBurst: tc.burst})
+					defer n.Close()
+					a, b := addHost(t, n, Link{}), addHost(t, n, Link{Down: rate})
+					ca, cb := listen(t, a, 0), listen(t, b, 0)
+					check(t, transferTime(t, []net.PacketConn{ca}, []net.PacketConn{cb}, count, size))
+				})
+			})
+			// Two conns of a host share its link: together they get the rate once.
+			t.Run("shared", func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					n := newTestNetwork(t, Config{LinkBurst: tc.burst})
+					defer n.Close()
+					a, b := addHost(t, n, Link{Up: rate}), addHost(t, n, Link{})
+					senders := []net.PacketConn{listen(t, a, 0), listen(t, a, 0)}
+					receivers := []net.PacketConn{listen(t, b, 0), listen(t, b, 0)}
+					check(t, transferTime(t, senders, receivers, count, size))
+				})
+			})
 		})
-	})
-	t.Run("downlink", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			n := newTestNetwork(t, Config{})
-			defer n.Close()
-			a, b := addHost(t, n, Link{}), addHost(t, n, Link{Down: rate})
-			ca, cb := listen(t, a, 0), listen(t, b, 0)
-			check(t, "downlink", transferTime(t, []net.PacketConn{ca}, []net.PacketConn{cb}, count, size))
-		})
-	})
-	// Two conns of a host share its link: together they get the rate once.
-	t.Run("shared", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			n := newTestNetwork(t, Config{})
-			defer n.Close()
-			a, b := addHost(t, n, Link{Up: rate}), addHost(t, n, Link{})
-			senders := []net.PacketConn{listen(t, a, 0), listen(t, a, 0)}
-			receivers := []net.PacketConn{listen(t, b, 0), listen(t, b, 0)}
-			check(t, "two conns sharing an uplink", transferTime(t, senders, receivers, count, size))
-		})
-	})
+	}
 }
 
 func TestLossRate(t *testing.T) {
