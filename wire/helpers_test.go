@@ -196,6 +196,9 @@ func connect(t testing.TB, a, b *node, lim Limits, ha, hb Handler) (ac, bc *serv
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
+	if r.c.RemoteID() != a.id || c.RemoteID() != b.id {
+		t.Fatalf("accepted %s dialled %s, want %s and %s", r.c.RemoteID(), c.RemoteID(), a.id, b.id)
+	}
 	return serve(t, c, ha), serve(t, r.c, hb)
 }
 
