@@ -1,0 +1,261 @@
+package installer
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+var (
+	// ErrNotRegular is returned when a target, staged file or backup is not
+	// a regular file (a directory, a device, or, for the target, a symlink:
+	// resolve symlinks first, or the link itself would be replaced).
+	ErrNotRegular = errors.New("installer: not a regular file")
+	// ErrSameFile is returned when two of target, staged file and backup
+	// name the same file.
+	ErrSameFile = errors.New("installer: paths name the same file")
+	// ErrNoBackup is returned by Rollback when there is no backup to restore.
+	ErrNoBackup = errors.New("installer: no backup")
+	// ErrNotDurable is returned when a file was renamed into place but the
+	// directory holding it could not be synced: the change is visible, but
+	// a power loss may still undo it.
+	ErrNotDurable = errors.New("installer: directory sync failed")
+)
+
+// tempMarker is part of the name of every temporary file the installer
+// writes, ".<name>.rpe-new-<random>", beside the file it will replace.
+const tempMarker = ".rpe-new-"
+
+// BackupPath returns where the state directory keeps the previous
+// executable of target: <stateDir>/backup/<base name of target>.
+func BackupPath(stateDir, target string) string {
+	return filepath.Join(stateDir, "backup", filepath.Base(target))
+}
+
+// hooks lets tests fail a swap at chosen points. A nil *hooks does nothing.
+type hooks struct {
+	// afterTemp runs once the new file is written and synced beside the
+	// target, before the backup is made.
+	afterTemp func(tmp string) error
+	// beforeRename runs once the backup is made, before the rename over the
+	// target.
+	beforeRename func(tmp string) error
+}
+
+func (h *hooks) fireAfterTemp(tmp string) error {
+	if h == nil || h.afterTemp == nil {
+		return nil
+	}
+	return h.afterTemp(tmp)
+}
+
+func (h *hooks) fireBeforeRename(tmp string) error {
+	if h == nil || h.beforeRename == nil {
+		return nil
+	}
+	return h.beforeRename(tmp)
+}
+
+// Swap atomically replaces target with the verified staged file, keeping the
+// current target at backupPath.
+//
+// The staged file is copied (never moved, so the node can keep serving it)
+// to a temporary file in target's directory, so the final rename stays on
+// one file system; the copy gets target's mode bits (and, where the process
+// may, its owner) and is fsynced. Then the current target is copied to
+// backupPath (through a temporary file, fsynced and renamed, so a backup is
+// always complete), the temporary file is renamed over target and target's
+// directory is fsynced.
+//
+// On any error target is untouched and no temporary file is left behind;
+// backupPath may already hold the current target. The one exception is a
+// failure of the final directory sync, which is reported with ErrNotDurable
+// after the rename has happened. A crash (power loss) part-way may leave a
+// temporary file ".<name>.rpe-new-*" beside target or backupPath; the next
+// Swap or Rollback into that directory removes it.
+//
+// target must be a regular file, not a symlink. Swap does not check the
+// staged file's content: that is the verifier's job, done before.
+func Swap(target, staged, backupPath string) error {
+	return swap(target, staged, backupPath, nil)
+}
+
+func swap(target, staged, backupPath string, h *hooks) error {
+	tfi, err := regular(target, true)
+	if err != nil {
+		return fmt.Errorf("swap: target: %w", err)
+	}
+	sfi, err := regular(staged, false)
+	if err != nil {
+		return fmt.Errorf("swap: staged file: %w", err)
+	}
+	if os.SameFile(tfi, sfi) {
+		return fmt.Errorf("swap: %s and %s: %w", target, staged, ErrSameFile)
+	}
+	if bfi, err := os.Stat(backupPath); err == nil && (os.SameFile(tfi, bfi) || os.SameFile(sfi, bfi)) {
+		return fmt.Errorf("swap: backup %s: %w", backupPath, ErrSameFile)
+	}
+
+	tmp, err := writeTemp(target, staged, tfi)
+	if err != nil {
+		return fmt.Errorf("swap %s: write new file: %w", target, err)
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(tmp)
+		}
+	}()
+	if err := h.fireAfterTemp(tmp); err != nil {
+		return fmt.Errorf("swap %s: %w", target, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(backupPath), 0o700); err != nil {
+		return fmt.Errorf("swap %s: backup: %w", target, err)
+	}
+	if err := replaceWithCopy(backupPath, target, tfi); err != nil {
+		return fmt.Errorf("swap %s: backup: %w", target, err)
+	}
+	if err := h.fireBeforeRename(tmp); err != nil {
+		return fmt.Errorf("swap %s: %w", target, err)
+	}
+	if err := os.Rename(tmp, target); err != nil {
+		return fmt.Errorf("swap %s: %w", target, err)
+	}
+	renamed = true
+	if err := syncDir(filepath.Dir(target)); err != nil {
+		return fmt.Errorf("swap %s: %w: %w", target, ErrNotDurable, err)
+	}
+	return nil
+}
+
+// Rollback puts the file at backupPath back over target with the same care
+// as Swap: a synced copy beside target, renamed over it, the directory
+// synced. The backup is kept, so a Rollback that is interrupted can simply be
+// repeated. target may be missing; if it exists it must be a regular file.
+// On error target is untouched (ErrNotDurable aside, as for Swap).
+func Rollback(target, backupPath string) error {
+	bfi, err := regular(backupPath, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("rollback %s: %w: %w", target, ErrNoBackup, err)
+	}
+	if err != nil {
+		return fmt.Errorf("rollback %s: backup: %w", target, err)
+	}
+	if tfi, err := regular(target, true); err == nil {
+		if os.SameFile(tfi, bfi) {
+			return fmt.Errorf("rollback %s: backup %s: %w", target, backupPath, ErrSameFile)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("rollback: target: %w", err)
+	}
+	if err := replaceWithCopy(target, backupPath, bfi); err != nil {
+		return fmt.Errorf("rollback %s: %w", target, err)
+	}
+	return nil
+}
+
+// regular stats path (without following a final symlink if noLink) and
+// checks it is a regular file.
+func regular(path string, noLink bool) (fs.FileInfo, error) {
+	stat := os.Stat
+	if noLink {
+		stat = os.Lstat
+	}
+	fi, err := stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s (%s): %w", path, fi.Mode().Type(), ErrNotRegular)
+	}
+	return fi, nil
+}
+
+// replaceWithCopy atomically replaces dst with a copy of src that has the
+// mode (and owner) of like: temporary file, fsync, rename, directory fsync.
+func replaceWithCopy(dst, src string, like fs.FileInfo) error {
+	tmp, err := writeTemp(dst, src, like)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotDurable, err)
+	}
+	return nil
+}
+
+// writeTemp copies src into a new temporary file beside dst, gives it the
+// mode and, where possible, the owner of like, fsyncs and closes it, and
+// returns its name. On error nothing is left behind. Stale temporary files
+// for dst from an earlier crash are removed first.
+func writeTemp(dst, src string, like fs.FileInfo) (name string, err error) {
+	dir, base := filepath.Dir(dst), filepath.Base(dst)
+	removeStale(dir, base)
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			out.Close()
+			os.Remove(out.Name())
+		}
+	}()
+	if _, err := io.Copy(out, in); err != nil {
+		return "", fmt.Errorf("copy %s: %w", src, err)
+	}
+	if like != nil {
+		keepOwner(out, like)
+		if err := out.Chmod(like.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+			return "", err
+		}
+	}
+	if err := out.Sync(); err != nil {
+		return "", err
+	}
+	if err := out.Close(); err != nil {
+		return "", err
+	}
+	return out.Name(), nil
+}
+
+// removeStale removes temporary files a crashed Swap or Rollback left for
+// base in dir. Errors are ignored: a leftover only wastes space.
+func removeStale(dir, base string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + tempMarker
+	for _, e := range entries {
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// syncDir fsyncs a directory so a rename in it survives a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
