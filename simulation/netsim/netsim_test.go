@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -657,4 +658,44 @@ func TestManyHosts(t *testing.T) {
 			t.Fatalf("counters %+v", c)
 		}
 	})
+}
+
+// BenchmarkHosts500 builds a network of 500 hosts with two conns each and
+// reports the memory (heap plus goroutine stacks, after GC) and goroutines
+// per host, and the time to build it.
+func BenchmarkHosts500(b *testing.B) {
+	const hosts = 500
+	var perHost, goroutines float64
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
+		b.StartTimer()
+		n, err := New(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range hosts {
+			h, err := n.AddHost(Link{Up: 1 << 20, Down: 1 << 20, Latency: 10 * time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range 2 {
+				if _, err := h.ListenPacket(0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perHost = float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse) / hosts
+		goroutines = float64(runtime.NumGoroutine()-g0) / hosts
+		n.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(perHost, "B/host")
+	b.ReportMetric(goroutines, "goroutines/host")
 }
