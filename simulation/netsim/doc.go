@@ -27,7 +27,8 @@
 // A packet from host A to host B is queued behind A's uplink (A's Up rate),
 // travels for A's Latency plus B's Latency (each host's Latency is the one-way
 // delay of its access link), and is queued behind B's downlink (B's Down
-// rate) before it reaches the conn bound to the destination port. Each packet
+// rate) before it reaches the conn bound to the destination port; a packet
+// between two conns of the same host crosses that host's link twice. Each packet
 // is charged its UDP payload plus the 4-byte port header against the rates.
 // After an idle spell a link may send Config.LinkBurst worth of traffic at
 // once (4 ms by default, so late timer wakeups in real time cost no

@@ -207,6 +207,45 @@ func TestDeliveryWithLatency(t *testing.T) {
 		if elapsed := time.Since(start); elapsed != 10*time.Millisecond {
 			t.Errorf("delay after SetLatency %v, want 10ms", elapsed)
 		}
+
+		// Two conns of one host reach each other through the host's link,
+		// crossing it twice.
+		ca2 := listen(t, a, 0)
+		start = time.Now()
+		send(t, ca, ca2, []byte("self"))
+		if got, _ := recv(t, ca2, time.Second); string(got) != "self" {
+			t.Fatalf("self send: got %q", got)
+		}
+		if elapsed := time.Since(start); elapsed != 20*time.Millisecond {
+			t.Errorf("self send delay %v, want 20ms", elapsed)
+		}
+	})
+}
+
+func TestRecvQueueOverflow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := newTestNetwork(t, Config{RecvQueue: 3})
+		defer n.Close()
+		a, b := addHost(t, n, Link{}), addHost(t, n, Link{})
+		ca, cb := listen(t, a, 0), listen(t, b, 0)
+		for i := range 5 {
+			send(t, ca, cb, []byte{byte(i)})
+		}
+		synctest.Wait()
+		for i := range 3 {
+			if got, _ := recv(t, cb, time.Second); got[0] != byte(i) {
+				t.Fatalf("packet %d: got %d", i, got[0])
+			}
+		}
+		expectNothing(t, cb, time.Second)
+		if c := a.Counters(); c.PacketsDropped != 2 {
+			t.Errorf("dropped %d, want 2 (full receive queue)", c.PacketsDropped)
+		}
+		// The queue takes packets again once drained.
+		send(t, ca, cb, []byte{9})
+		if got, _ := recv(t, cb, time.Second); got[0] != 9 {
+			t.Fatalf("after drain: got %d", got[0])
+		}
 	})
 }
 
