@@ -153,13 +153,17 @@ func (c *Conn) Err() error {
 	if c.qc.Context().Err() == nil {
 		return nil
 	}
+	return c.closedErr(context.Cause(c.qc.Context()))
+}
+
+// closedErr returns why the connection closed, given the error QUIC reported.
+func (c *Conn) closedErr(cause error) error {
 	c.closeMu.Lock()
 	err := c.closeErr
 	c.closeMu.Unlock()
 	if err != nil {
 		return err
 	}
-	cause := context.Cause(c.qc.Context())
 	var ae *quic.ApplicationError
 	if errors.As(cause, &ae) && ae.Remote {
 		code := CodeProtocol
@@ -169,6 +173,13 @@ func (c *Conn) Err() error {
 		return fmt.Errorf("wire: peer %s closed the connection: %w", c.remote, &Error{Code: code, Reason: ae.ErrorMessage})
 	}
 	return fmt.Errorf("wire: connection to %s: %w: %w", c.remote, ErrClosed, cause)
+}
+
+// isConnClosed reports whether err from a stream means the whole
+// connection closed (QUIC's connection errors all match net.ErrClosed).
+func isConnClosed(err error) bool {
+	var se *quic.StreamError
+	return !errors.As(err, &se) && errors.Is(err, net.ErrClosed)
 }
 
 // Close closes the connection with code and reason (truncated to MaxReason
@@ -186,23 +197,22 @@ func (c *Conn) Close(code ErrorCode, reason string) error {
 }
 
 // closeWith closes the connection, remembering err as the reason unless an
-// earlier reason exists.
-func (c *Conn) closeWith(code ErrorCode, reason string, err error) {
+// earlier reason exists, and returns the reason recorded.
+func (c *Conn) closeWith(code ErrorCode, reason string, err error) error {
 	c.closeMu.Lock()
 	if c.closeErr == nil && c.qc.Context().Err() == nil {
 		c.closeErr = err
 	}
 	c.closeMu.Unlock()
 	c.qc.CloseWithError(quic.ApplicationErrorCode(code), truncate(reason))
+	return c.Err()
 }
 
 // fail disconnects a peer that broke the protocol; err matches the sentinel
 // of the code sent to it. It returns the error the caller should report.
 func (c *Conn) fail(err error) error {
-	code := codeOf(err)
 	err = fmt.Errorf("wire: peer %s: %w", c.remote, err)
-	c.closeWith(code, err.Error(), err)
-	return c.Err()
+	return c.closeWith(codeOf(err), err.Error(), err)
 }
 
 func truncate(s string) string {
@@ -230,8 +240,8 @@ func peerFault(err error) bool {
 // the connection's close reason when it closed, ctx's error when the
 // request was cancelled, a disconnect when the peer broke the protocol.
 func (c *Conn) streamErr(ctx context.Context, what string, err error) error {
-	if c.qc.Context().Err() != nil {
-		return fmt.Errorf("%s: %w", what, c.Err())
+	if c.qc.Context().Err() != nil || isConnClosed(err) {
+		return fmt.Errorf("%s: %w", what, c.closedErr(err))
 	}
 	if ctx != nil && ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", what, context.Cause(ctx))
