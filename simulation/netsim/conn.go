@@ -150,6 +150,9 @@ func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	h.packetsSent.Add(1)
 	h.bytesSent.Add(int64(len(b)))
 	to := h.net.Host(dst.Addr())
+	// The path MTU check is also what keeps simnet working: its token
+	// bucket never admits a packet larger than the bucket, and a link
+	// handed one stalls for good.
 	if h.cut.Load() || to == nil || len(b) > min(h.maxPayload, to.maxPayload) {
 		h.packetsDropped.Add(1)
 		return len(b), nil
