@@ -1,0 +1,129 @@
+package network
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/torrent/bencode"
+)
+
+// guardedConn is the conn the DHT server reads from. The server panics when
+// ReadFrom returns an error before the server is closed, so ReadFrom here
+// returns an error only after Close: a deadline set by someone else is
+// cleared, other errors are retried with a backoff, and a conn closed under
+// us blocks until Close. It also drops packets that make the KRPC decoder
+// panic (for example a compact address shorter than two bytes), which would
+// otherwise crash the server's read loop.
+type guardedConn struct {
+	net.PacketConn
+	own bool // we opened the inner conn and close it
+	log *slog.Logger
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	readMu    sync.Mutex // held while the inner ReadFrom runs
+
+	dropped, readErrors atomic.Int64
+}
+
+func newGuardedConn(inner net.PacketConn, own bool, log *slog.Logger) *guardedConn {
+	return &guardedConn{PacketConn: inner, own: own, log: log, closed: make(chan struct{})}
+}
+
+func (c *guardedConn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// ReadFrom reads the next packet that is safe to hand to the DHT server.
+func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	backoff := time.Millisecond
+	for {
+		if c.isClosed() {
+			return 0, nil, net.ErrClosed
+		}
+		c.readMu.Lock()
+		n, addr, err := c.PacketConn.ReadFrom(b)
+		c.readMu.Unlock()
+		if err == nil {
+			if !decodesSafely(b[:n]) {
+				c.dropped.Add(1)
+				c.log.Debug("dropped DHT packet that crashes the KRPC decoder", "from", addr, "len", n)
+				continue
+			}
+			return n, addr, nil
+		}
+		if c.isClosed() {
+			return 0, nil, net.ErrClosed
+		}
+		c.readErrors.Add(1)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// Someone set a deadline on a conn the DHT reads: clear it.
+			c.log.Warn("read deadline set on the DHT conn; clearing it", "err", err)
+			_ = c.PacketConn.SetReadDeadline(time.Time{})
+			continue
+		case errors.Is(err, net.ErrClosed):
+			c.log.Error("DHT conn closed before the node; the DHT is deaf until Close", "err", err)
+			<-c.closed
+			return 0, nil, net.ErrClosed
+		}
+		c.log.Warn("DHT conn read error; retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-c.closed:
+			t.Stop()
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// Close stops ReadFrom. The inner conn is closed only if we opened it;
+// otherwise its read deadline interrupts a blocked read and is cleared again
+// once the read has returned. Close waits for a running read to return.
+func (c *guardedConn) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		if c.own {
+			err = c.PacketConn.Close()
+			c.readMu.Lock() // wait for the reader to leave the inner conn
+			c.readMu.Unlock()
+			return
+		}
+		_ = c.PacketConn.SetReadDeadline(time.Now())
+		c.readMu.Lock()
+		_ = c.PacketConn.SetReadDeadline(time.Time{})
+		c.readMu.Unlock()
+	})
+	return err
+}
+
+// decodesSafely reports whether decoding b as a KRPC message does not panic.
+// Decode errors are fine: the server handles them. Panics are runtime errors
+// inside the decoder on hostile input, such as krpc.NodeAddr.UnmarshalBinary
+// given fewer than two bytes.
+func decodesSafely(b []byte) (ok bool) {
+	if len(b) < 2 || b[0] != 'd' {
+		return true // the server ignores these before decoding
+	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	var m krpc.Msg
+	_ = bencode.Unmarshal(b, &m)
+	return true
+}
