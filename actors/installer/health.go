@@ -1,0 +1,624 @@
+package installer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const (
+	// PendingFile is the name of the pending-install marker in the state
+	// directory.
+	PendingFile = "install-pending.json"
+	// FailedFile is the name of the list of releases that were rolled back,
+	// in the state directory.
+	FailedFile = "install-failed.json"
+
+	// DefaultHealthTimeout is how long a new version has to confirm its
+	// health when Pending.HealthTimeout is zero.
+	DefaultHealthTimeout = 2 * time.Minute
+	// DefaultMaxAttempts is how many starts a new version gets to confirm
+	// its health when Pending.MaxAttempts is zero.
+	DefaultMaxAttempts = 3
+
+	// maxStateFile caps every read of the installer's state files.
+	maxStateFile = 64 << 10
+	// maxFailed is how many rolled-back releases FailedFile remembers.
+	maxFailed = 64
+	// stateFormat is the format number of both state files.
+	stateFormat = 1
+)
+
+var (
+	// ErrBadPending is returned (wrapped) for a pending-install marker that
+	// cannot be read: malformed, too large, of an unknown format, or with
+	// missing or impossible fields.
+	ErrBadPending = errors.New("installer: bad pending-install marker")
+	// ErrBadFailedList is returned (wrapped) for a failed-install list that
+	// cannot be read.
+	ErrBadFailedList = errors.New("installer: bad failed-install list")
+	// ErrNoPending is returned by Confirm and ExecNew when there is no
+	// matching pending install.
+	ErrNoPending = errors.New("installer: no pending install")
+	// ErrHealthDeadline is the reason for a rollback when the new version
+	// did not confirm its health before the deadline.
+	ErrHealthDeadline = errors.New("installer: new version did not confirm its health in time")
+	// ErrTooManyAttempts is the reason for a rollback when the new version
+	// was started MaxAttempts times without confirming its health.
+	ErrTooManyAttempts = errors.New("installer: new version started too often without confirming its health")
+	// ErrExecFailed is the reason for a rollback when the new version could
+	// not even be executed.
+	ErrExecFailed = errors.New("installer: cannot execute new version")
+	// ErrExecUnsupported is returned by ExecSelf where the system has no
+	// exec (not a Unix).
+	ErrExecUnsupported = errors.New("installer: exec is not supported on this system")
+)
+
+// Execer replaces the running process with the program at path, passing
+// argv and env; it returns only on failure. ExecSelf is the real one; the
+// simulation, where hundreds of nodes share one process, passes its own.
+type Execer func(path string, argv, env []string) error
+
+// Pending is the marker of an install on trial: the new version has been
+// swapped in and must confirm its health, or the backup is put back. It is
+// written after the swap and before the exec into the new version, and
+// removed when the new version confirms (or after a rollback).
+type Pending struct {
+	// Version is the version on trial; a process running it confirms.
+	Version string
+	// PreviousVersion is the version it replaced, kept for reports; may be
+	// empty.
+	PreviousVersion string
+	// ManifestID names the release on trial (hex), so a rolled-back release
+	// is not installed again.
+	ManifestID string
+	// Backup is the absolute path of the previous executable.
+	Backup string
+	// Target is the absolute path of the executable that was replaced.
+	Target string
+	// Deadline is when the trial fails if not confirmed. Zero means not yet
+	// armed: the first Boot (of any process) sets it to HealthTimeout after
+	// its clock, so an install applied on restart, days later, gets its full
+	// time.
+	Deadline time.Time
+	// Attempts counts the starts of the new version so far (Boot adds one
+	// each time the new version boots).
+	Attempts int
+	// MaxAttempts is how many starts the new version gets; zero means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+	// HealthTimeout arms Deadline when it is zero; zero means
+	// DefaultHealthTimeout.
+	HealthTimeout time.Duration
+}
+
+// pendingJSON is the on-disk form of Pending (see docs/FORMATS.md, "State
+// directory").
+type pendingJSON struct {
+	Format          int    `json:"format"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previous_version,omitempty"`
+	ManifestID      string `json:"manifest_id,omitempty"`
+	Target          string `json:"target"`
+	Backup          string `json:"backup"`
+	Deadline        string `json:"deadline,omitempty"`
+	Attempts        int    `json:"attempts"`
+	MaxAttempts     int    `json:"max_attempts,omitempty"`
+	HealthTimeoutMS int64  `json:"health_timeout_ms,omitempty"`
+}
+
+func (p *Pending) check() error {
+	switch {
+	case p.Version == "":
+		return errors.New("no version")
+	case !filepath.IsAbs(p.Target):
+		return fmt.Errorf("target %q is not an absolute path", p.Target)
+	case !filepath.IsAbs(p.Backup):
+		return fmt.Errorf("backup %q is not an absolute path", p.Backup)
+	case filepath.Clean(p.Target) == filepath.Clean(p.Backup):
+		return errors.New("backup is the target")
+	case p.Attempts < 0, p.MaxAttempts < 0, p.HealthTimeout < 0:
+		return errors.New("negative count or timeout")
+	}
+	return nil
+}
+
+func (p *Pending) maxAttempts() int {
+	if p.MaxAttempts == 0 {
+		return DefaultMaxAttempts
+	}
+	return p.MaxAttempts
+}
+
+func (p *Pending) healthTimeout() time.Duration {
+	if p.HealthTimeout == 0 {
+		return DefaultHealthTimeout
+	}
+	return p.HealthTimeout
+}
+
+// overdue says why the trial has failed by now, or nil.
+func (p *Pending) overdue(now time.Time) error {
+	if !p.Deadline.IsZero() && now.After(p.Deadline) {
+		return fmt.Errorf("%w (deadline %s)", ErrHealthDeadline, p.Deadline.Format(time.RFC3339))
+	}
+	if p.Attempts >= p.maxAttempts() {
+		return fmt.Errorf("%w (%d starts)", ErrTooManyAttempts, p.Attempts)
+	}
+	return nil
+}
+
+// WritePending atomically writes the pending-install marker into stateDir
+// (created 0700 if missing): temporary file, fsync, rename, directory fsync.
+// Target and Backup must be absolute paths, since the new process may run in
+// another working directory.
+func WritePending(stateDir string, p Pending) error {
+	if err := p.check(); err != nil {
+		return fmt.Errorf("write pending install: %w: %w", ErrBadPending, err)
+	}
+	j := pendingJSON{
+		Format: stateFormat, Version: p.Version, PreviousVersion: p.PreviousVersion,
+		ManifestID: p.ManifestID, Target: p.Target, Backup: p.Backup,
+		Attempts: p.Attempts, MaxAttempts: p.MaxAttempts,
+		HealthTimeoutMS: p.HealthTimeout.Milliseconds(),
+	}
+	if !p.Deadline.IsZero() {
+		j.Deadline = p.Deadline.UTC().Format(time.RFC3339Nano)
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write pending install: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(stateDir, PendingFile), append(data, '\n')); err != nil {
+		return fmt.Errorf("write pending install: %w", err)
+	}
+	return nil
+}
+
+// ReadPending reads the pending-install marker from stateDir. It returns
+// (nil, nil) when there is none, and an error wrapping ErrBadPending for a
+// marker it cannot trust.
+func ReadPending(stateDir string) (*Pending, error) {
+	path := filepath.Join(stateDir, PendingFile)
+	data, err := readCapped(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pending install %s: %w", path, err)
+	}
+	p, err := decodePending(data)
+	if err != nil {
+		return nil, fmt.Errorf("read pending install %s: %w: %w", path, ErrBadPending, err)
+	}
+	return p, nil
+}
+
+func decodePending(data []byte) (*Pending, error) {
+	if len(data) > maxStateFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxStateFile)
+	}
+	var j pendingJSON
+	if err := decodeStrict(data, &j); err != nil {
+		return nil, err
+	}
+	if j.Format != stateFormat {
+		return nil, fmt.Errorf("format %d, want %d", j.Format, stateFormat)
+	}
+	p := &Pending{
+		Version: j.Version, PreviousVersion: j.PreviousVersion, ManifestID: j.ManifestID,
+		Target: j.Target, Backup: j.Backup, Attempts: j.Attempts, MaxAttempts: j.MaxAttempts,
+	}
+	if j.HealthTimeoutMS < 0 || j.HealthTimeoutMS > int64(24*time.Hour/time.Millisecond)*365 {
+		return nil, fmt.Errorf("health timeout %d ms out of range", j.HealthTimeoutMS)
+	}
+	p.HealthTimeout = time.Duration(j.HealthTimeoutMS) * time.Millisecond
+	if j.Deadline != "" {
+		d, err := time.Parse(time.RFC3339Nano, j.Deadline)
+		if err != nil {
+			return nil, fmt.Errorf("deadline: %w", err)
+		}
+		p.Deadline = d
+	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ClearPending removes the pending-install marker; no marker is no error.
+func ClearPending(stateDir string) error {
+	err := os.Remove(filepath.Join(stateDir, PendingFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		err = syncDir(stateDir)
+	}
+	if err != nil {
+		return fmt.Errorf("clear pending install: %w", err)
+	}
+	return nil
+}
+
+// BootState says what Boot found.
+type BootState int
+
+const (
+	// BootClean: no install is pending; nothing to do.
+	BootClean BootState = iota
+	// BootTrial: this process is the new version on trial. It must call
+	// Confirm once it is healthy, before Pending.Deadline, or RollBack if it
+	// finds itself unhealthy.
+	BootTrial
+	// BootRolledBack: the trial had failed (deadline passed or too many
+	// starts); the backup is back in place, the marker is gone and the
+	// release is listed as failed. If Restart is set, the caller runs the
+	// rejected version and should exec Pending.Target, now the old version.
+	BootRolledBack
+	// BootWaiting: an install of another version than the caller's is on
+	// trial and not yet overdue; it was left alone (its deadline armed if
+	// it was not). This is what a supervisor sees before it starts the
+	// target.
+	BootWaiting
+)
+
+func (s BootState) String() string {
+	switch s {
+	case BootClean:
+		return "clean"
+	case BootTrial:
+		return "trial"
+	case BootRolledBack:
+		return "rolled-back"
+	case BootWaiting:
+		return "waiting"
+	}
+	return fmt.Sprintf("BootState(%d)", int(s))
+}
+
+// BootResult is what Boot found and did.
+type BootResult struct {
+	State BootState
+	// Pending is the marker as Boot left it (for BootRolledBack, as it was
+	// when the trial failed); nil for BootClean.
+	Pending *Pending
+	// Reason says why a trial failed (BootRolledBack); it wraps
+	// ErrHealthDeadline or ErrTooManyAttempts.
+	Reason error
+	// Restart is set with BootRolledBack when the caller is the rejected
+	// version: it should exec Pending.Target (the restored old version).
+	Restart bool
+
+	stateDir string
+}
+
+// Boot is called by an engine as it starts, before anything else touches the
+// target. runningVersion is the version of the running program.
+//
+//   - No marker: BootClean.
+//   - The trial is overdue (Deadline passed, or MaxAttempts starts of the new
+//     version without a confirm): whoever runs rolls back (see RollBack) and
+//     gets BootRolledBack. A process of the rejected version should then
+//     exec the target, which is the old version again.
+//   - runningVersion is the version on trial: Boot counts this start, arms
+//     the deadline if unarmed, writes the marker back (so a crash right
+//     after still counts) and returns BootTrial; call Confirm when healthy.
+//   - Otherwise (another version, or "" from a supervisor, see BeforeLaunch):
+//     BootWaiting, deadline armed if unarmed, nothing else changed.
+//
+// A marker that cannot be read returns an error wrapping ErrBadPending: the
+// installer will not roll back on the word of a file it cannot parse. The
+// caller should report it; ClearPending discards it. Every step is
+// idempotent, so after any error Boot can simply run again.
+func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
+	p, err := ReadPending(stateDir)
+	if err != nil {
+		return BootResult{}, fmt.Errorf("boot: %w", err)
+	}
+	if p == nil {
+		return BootResult{State: BootClean, stateDir: stateDir}, nil
+	}
+	if reason := p.overdue(now); reason != nil {
+		r := BootResult{State: BootRolledBack, Pending: p, Reason: reason,
+			Restart: runningVersion == p.Version, stateDir: stateDir}
+		if err := rollBack(stateDir, p, reason, now); err != nil {
+			return BootResult{}, fmt.Errorf("boot: %w", err)
+		}
+		return r, nil
+	}
+	changed := false
+	if p.Deadline.IsZero() {
+		p.Deadline = now.Add(p.healthTimeout())
+		changed = true
+	}
+	state := BootWaiting
+	if runningVersion == p.Version {
+		p.Attempts++
+		state, changed = BootTrial, true
+	}
+	if changed {
+		if err := WritePending(stateDir, *p); err != nil {
+			return BootResult{}, fmt.Errorf("boot: %w", err)
+		}
+	}
+	return BootResult{State: state, Pending: p, stateDir: stateDir}, nil
+}
+
+// BeforeLaunch is Boot for a supervising process (such as `rpe node --run`)
+// that is about to start the target and runs no version of it itself. It
+// rolls back an overdue trial and arms an unarmed deadline, so a new version
+// that crashes before it ever reaches Boot is still rolled back once the
+// deadline passes.
+func BeforeLaunch(stateDir string, now time.Time) (BootResult, error) {
+	return Boot(stateDir, "", now)
+}
+
+// Confirm ends a trial (BootTrial): the new version is healthy, the marker
+// is removed and the backup kept for a manual rollback. It returns
+// ErrNoPending if the marker is gone or now names another install. A
+// confirm after the deadline is accepted as long as nobody has rolled back
+// yet: a healthy process is better evidence than a clock.
+func (r BootResult) Confirm() error {
+	if r.State != BootTrial || r.Pending == nil {
+		return fmt.Errorf("confirm: %w (boot state %s)", ErrNoPending, r.State)
+	}
+	cur, err := ReadPending(r.stateDir)
+	if err != nil {
+		return fmt.Errorf("confirm: %w", err)
+	}
+	if !samePending(cur, r.Pending) {
+		return fmt.Errorf("confirm %s: %w", r.Pending.Version, ErrNoPending)
+	}
+	return ClearPending(r.stateDir)
+}
+
+// RollBack ends a trial (BootTrial) as failed: the running new version
+// found itself unhealthy, or its deadline passed while it ran. It restores
+// the backup, lists the release as failed with reason, and removes the
+// marker; the caller should then exec Pending.Target. It returns
+// ErrNoPending if the marker is gone or now names another install.
+func (r BootResult) RollBack(reason error, now time.Time) error {
+	if r.State != BootTrial || r.Pending == nil {
+		return fmt.Errorf("roll back: %w (boot state %s)", ErrNoPending, r.State)
+	}
+	cur, err := ReadPending(r.stateDir)
+	if err != nil {
+		return fmt.Errorf("roll back: %w", err)
+	}
+	if !samePending(cur, r.Pending) {
+		return fmt.Errorf("roll back %s: %w", r.Pending.Version, ErrNoPending)
+	}
+	return rollBack(r.stateDir, cur, reason, now)
+}
+
+func samePending(a, b *Pending) bool {
+	return a != nil && b != nil && a.Version == b.Version && a.ManifestID == b.ManifestID &&
+		a.Target == b.Target && a.Backup == b.Backup
+}
+
+// rollBack restores the backup, records the failure and clears the marker,
+// in that order, so that after a crash or error at any step the marker is
+// still there and the next Boot repeats the whole (idempotent) sequence.
+func rollBack(stateDir string, p *Pending, reason error, now time.Time) error {
+	if reason == nil {
+		reason = errors.New("unspecified")
+	}
+	if err := Rollback(p.Target, p.Backup); err != nil {
+		return fmt.Errorf("roll back %s: %w", p.Version, err)
+	}
+	f := FailedInstall{Version: p.Version, ManifestID: p.ManifestID, At: now, Reason: reason.Error()}
+	if err := addFailed(stateDir, f); err != nil {
+		return fmt.Errorf("roll back %s: %w", p.Version, err)
+	}
+	return ClearPending(stateDir)
+}
+
+// ExecNew is what the old process does right after a swap under the Now and
+// At policies: it arms the trial's deadline (if unarmed) and execs the new
+// target through exec with argv and env. It returns only if exec fails; then
+// the new version cannot run at all, so the backup is put back at once, the
+// release listed as failed, and the error (wrapping ErrExecFailed) returned;
+// the caller keeps running the old version.
+//
+// A nil exec error from a fake Execer is passed through: the marker stays,
+// as it would for a real exec, for the next Boot to find.
+func ExecNew(stateDir string, exec Execer, argv, env []string, now time.Time) error {
+	p, err := ReadPending(stateDir)
+	if err != nil {
+		return fmt.Errorf("exec new version: %w", err)
+	}
+	if p == nil {
+		return fmt.Errorf("exec new version: %w", ErrNoPending)
+	}
+	if p.Deadline.IsZero() {
+		p.Deadline = now.Add(p.healthTimeout())
+		if err := WritePending(stateDir, *p); err != nil {
+			return fmt.Errorf("exec new version: %w", err)
+		}
+	}
+	xerr := exec(p.Target, argv, env)
+	if xerr == nil {
+		return nil
+	}
+	reason := fmt.Errorf("%w %s: %w", ErrExecFailed, p.Target, xerr)
+	if err := rollBack(stateDir, p, reason, now); err != nil {
+		return errors.Join(reason, err)
+	}
+	return reason
+}
+
+// FailedInstall is a release that was rolled back.
+type FailedInstall struct {
+	Version    string
+	ManifestID string
+	At         time.Time
+	Reason     string
+}
+
+type failedJSON struct {
+	Format int `json:"format"`
+	Failed []struct {
+		Version    string    `json:"version"`
+		ManifestID string    `json:"manifest_id,omitempty"`
+		At         time.Time `json:"at"`
+		Reason     string    `json:"reason"`
+	} `json:"failed"`
+}
+
+// Failed lists the releases rolled back on this node, oldest first (at most
+// the last 64). A missing list is an empty one.
+func Failed(stateDir string) ([]FailedInstall, error) {
+	path := filepath.Join(stateDir, FailedFile)
+	data, err := readCapped(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read failed installs %s: %w", path, err)
+	}
+	var j failedJSON
+	if len(data) > maxStateFile {
+		return nil, fmt.Errorf("read failed installs %s: %w: larger than %d bytes", path, ErrBadFailedList, maxStateFile)
+	}
+	if err := decodeStrict(data, &j); err != nil {
+		return nil, fmt.Errorf("read failed installs %s: %w: %w", path, ErrBadFailedList, err)
+	}
+	if j.Format != stateFormat {
+		return nil, fmt.Errorf("read failed installs %s: %w: format %d", path, ErrBadFailedList, j.Format)
+	}
+	out := make([]FailedInstall, 0, len(j.Failed))
+	for _, f := range j.Failed {
+		out = append(out, FailedInstall{Version: f.Version, ManifestID: f.ManifestID, At: f.At, Reason: f.Reason})
+	}
+	return out, nil
+}
+
+// IsFailed reports whether the release with manifestID was rolled back on
+// this node, so the engine does not install it again. Releases are told
+// apart by manifest ID: a publisher who fixes a broken build publishes a new
+// manifest (and version).
+func IsFailed(stateDir, manifestID string) (bool, error) {
+	list, err := Failed(stateDir)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range list {
+		if f.ManifestID == manifestID {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// addFailed appends f to the failed list (replacing an entry for the same
+// release), keeping the newest maxFailed. An unreadable list is replaced:
+// losing old entries beats never rolling back.
+func addFailed(stateDir string, f FailedInstall) error {
+	list, err := Failed(stateDir)
+	if err != nil && !errors.Is(err, ErrBadFailedList) {
+		return err
+	}
+	list = deleteFunc(list, func(g FailedInstall) bool {
+		return g.ManifestID == f.ManifestID && g.Version == f.Version
+	})
+	list = append(list, f)
+	if len(list) > maxFailed {
+		list = list[len(list)-maxFailed:]
+	}
+	j := failedJSON{Format: stateFormat}
+	for _, g := range list {
+		j.Failed = append(j.Failed, struct {
+			Version    string    `json:"version"`
+			ManifestID string    `json:"manifest_id,omitempty"`
+			At         time.Time `json:"at"`
+			Reason     string    `json:"reason"`
+		}{g.Version, g.ManifestID, g.At.UTC(), truncate(g.Reason, 512)})
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(stateDir, FailedFile), append(data, '\n'))
+}
+
+func deleteFunc(s []FailedInstall, del func(FailedInstall) bool) []FailedInstall {
+	out := s[:0]
+	for _, x := range s {
+		if !del(x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON value")
+	}
+	return nil
+}
+
+// readCapped reads at most maxStateFile+1 bytes of a state file; the
+// caller refuses a file longer than maxStateFile.
+func readCapped(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxStateFile+1))
+}
+
+// writeFileAtomic writes data to path (mode 0600) through a synced
+// temporary file and a rename, then syncs the directory, creating it (0700)
+// if needed.
+func writeFileAtomic(path string, data []byte) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	removeStale(dir, filepath.Base(path))
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMarker+"*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
