@@ -62,16 +62,18 @@ func TestDHTOverNetsim(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if got := servers[0].NumNodes(); got < nodes/2 {
-			t.Errorf("bootstrap node knows %d nodes, want at least %d", got, nodes/2)
+		if got := servers[0].NumNodes(); got < min(nodes/2, 20) {
+			t.Errorf("bootstrap node knows %d nodes, want at least %d", got, min(nodes/2, 20))
+		}
+		// Pings with the loss switched off, so the outcome does not hang on
+		// which packets the scheduler happens to line up with a loss draw.
+		for _, h := range n.Hosts() {
+			h.SetLoss(0)
 		}
 		for i, s := range servers {
 			target := servers[(i+nodes/2)%nodes].Addr().(*net.UDPAddr)
 			if res := s.Ping(target); res.Err != nil {
-				// One retry: 1 % loss may eat both the query and its resend.
-				if res := s.Ping(target); res.Err != nil {
-					t.Errorf("ping %s -> %s: %v", s.Addr(), target, res.Err)
-				}
+				t.Errorf("ping %s -> %s: %v", s.Addr(), target, res.Err)
 			}
 		}
 		c := n.Counters()
