@@ -1,0 +1,18 @@
+// Package downloader is the stage that fetches a release from the swarm.
+//
+// It receives Fetch (from the engine root) naming a record entry. It joins
+// the release's swarm, fetches the manifest from the first peer that has it
+// and has the verifier check it, then schedules chunk requests over every
+// connected peer: several in flight per peer, rarest chunk first among the
+// peers whose holdings it knows, a timeout and a retry elsewhere for slow or
+// lacking peers. Each chunk is written to the release's data file in the
+// store, checked by the verifier, and only then marked verified on disk and
+// announced to the swarm, so other nodes can fetch it from here at once.
+//
+// What it is fetching is kept on disk (download.json in the state directory)
+// and the chunk set lives in the store, so a restarted downloader resumes
+// where it stopped and never fetches a verified chunk again.
+//
+// It sends Progress, ManifestRefused, ChunkRefused, Completed and Failed to
+// its parent.
+package downloader

@@ -1,0 +1,594 @@
+package downloader
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/rpe-project/engine/actors/swarm"
+	"github.com/rpe-project/engine/actors/verifier"
+	"github.com/rpe-project/engine/internal/state"
+	"github.com/rpe-project/engine/internal/store"
+	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
+)
+
+// ErrManifestMismatch means a peer answered with bytes that are not the
+// manifest the record names.
+var ErrManifestMismatch = errors.New("manifest bytes do not hash to the manifest ID")
+
+// Config configures the downloader stage.
+type Config struct {
+	Store    *store.Store
+	Swarm    *actor.PID
+	Verifier *actor.PID
+	// StateDir holds download.json, the fetch in progress.
+	StateDir string
+	// PerPeer is how many chunk requests may be in flight to one peer;
+	// default 4.
+	PerPeer int
+	// ChunkTimeout bounds one chunk request; default 20s.
+	ChunkTimeout time.Duration
+	// Retry is how long a peer that lacked a chunk is not asked for it again;
+	// default 1s.
+	Retry time.Duration
+	// Logger receives the stage's logs; nil is silent.
+	Logger *slog.Logger
+	// FaultHook, when set, is called with every message; tests inject panics.
+	FaultHook func(msg any)
+}
+
+func (c *Config) populate() {
+	if c.PerPeer == 0 {
+		c.PerPeer = 4
+	}
+	if c.ChunkTimeout == 0 {
+		c.ChunkTimeout = 20 * time.Second
+	}
+	if c.Retry == 0 {
+		c.Retry = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+type counters struct {
+	fetched, wasted  atomic.Int64
+	chunks, rejected atomic.Int64
+}
+
+type dpeer struct {
+	conn     *wire.Conn
+	inflight int
+	has      map[release.ManifestID][]byte // bitfields learnt from Hello/Have
+	complete map[release.ManifestID]bool
+	lacks    map[int]time.Time
+	noMan    time.Time // when it last failed to give the manifest
+	fails    int
+}
+
+func (p *dpeer) holds(id release.ManifestID, i int) (known, ok bool) {
+	if p.complete[id] {
+		return true, true
+	}
+	bf, k := p.has[id]
+	if !k {
+		return false, false
+	}
+	return true, i/8 < len(bf) && bf[i/8]&(0x80>>(i%8)) != 0
+}
+
+type job struct {
+	entry      release.Entry
+	rel        *store.Release // nil until the manifest is accepted
+	manifestIn bool           // a manifest request or check is under way
+	inflight   map[int]wire.NodeID
+	verifying  map[int]bool
+}
+
+type downloaderActor struct {
+	cfg   Config
+	ctr   *counters
+	peers map[wire.NodeID]*dpeer
+	job   *job
+	ctx   context.Context
+	stop  context.CancelFunc
+}
+
+// Props returns the props that spawn a downloader.
+func Props(cfg Config) *actor.Props {
+	cfg.populate()
+	ctr := &counters{}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &downloaderActor{cfg: cfg, ctr: ctr}
+	})
+}
+
+// internal messages
+type (
+	manifestArrived struct {
+		peer wire.NodeID
+		raw  []byte
+		err  error
+	}
+	chunkArrived struct {
+		id    release.ManifestID
+		peer  wire.NodeID
+		index int
+		data  []byte
+		err   error
+	}
+	tick struct{}
+)
+
+func (d *downloaderActor) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if d.cfg.FaultHook != nil {
+		d.cfg.FaultHook(msg)
+	}
+	switch m := msg.(type) {
+	case *actor.Started:
+		d.peers = map[wire.NodeID]*dpeer{}
+		d.ctx, d.stop = context.WithCancel(context.Background())
+		d.resume(ctx)
+		d.scheduleTick(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		d.stop()
+	case *Fetch:
+		d.fetch(ctx, m.Entry)
+	case *swarm.PeerUp:
+		if _, ok := d.peers[m.Peer]; !ok {
+			d.peers[m.Peer] = &dpeer{conn: m.Conn, has: map[release.ManifestID][]byte{}, complete: map[release.ManifestID]bool{}, lacks: map[int]time.Time{}}
+		} else {
+			d.peers[m.Peer].conn = m.Conn
+		}
+		d.schedule(ctx)
+	case *swarm.PeerDown:
+		delete(d.peers, m.Peer)
+	case *swarm.PeerHas:
+		d.onHas(ctx, m)
+	case *manifestArrived:
+		d.onManifest(ctx, m)
+	case *verifier.ManifestAccepted:
+		d.onManifestAccepted(ctx, m)
+	case *verifier.ManifestRejected:
+		j := d.job
+		if j == nil || j.entry.ManifestID != m.Entry.ManifestID {
+			return
+		}
+		d.cfg.Logger.Warn("downloader: manifest refused", "release", m.Entry.ManifestID.Short(), "err", m.Err)
+		d.send(ctx, &ManifestRefused{Entry: m.Entry, Err: m.Err})
+		d.send(ctx, &Failed{Entry: m.Entry, Err: m.Err})
+		d.clearJob(ctx)
+	case *chunkArrived:
+		d.onChunk(ctx, m)
+	case *verifier.ChunkVerified:
+		d.onVerified(ctx, m)
+	case *verifier.ChunkRejected:
+		d.onRejected(ctx, m)
+	case *verifier.FileVerified:
+		j := d.job
+		if j == nil || j.rel == nil || j.rel.ID() != m.Manifest.ID {
+			return
+		}
+		ctx.Send(d.cfg.Swarm, &swarm.Leave{ID: m.Manifest.ID})
+		d.clearJob(ctx)
+		d.send(ctx, &Completed{Manifest: m.Manifest, Path: j.rel.Path()})
+	case *verifier.FileRejected:
+		j := d.job
+		if j == nil || j.rel == nil || j.rel.ID() != m.Manifest.ID {
+			return
+		}
+		d.cfg.Logger.Warn("downloader: whole file refused, starting over", "release", m.Manifest.ID.Short(), "err", m.Err)
+		j.rel.Reset()
+		d.schedule(ctx)
+	case *VerifierRestarted:
+		d.recheck(ctx)
+	case *SwarmRestarted:
+		d.peers = map[wire.NodeID]*dpeer{}
+		if d.job != nil {
+			d.job.inflight = map[int]wire.NodeID{}
+			d.job.manifestIn = false
+			ctx.Send(d.cfg.Swarm, &swarm.Join{ID: d.job.entry.ManifestID})
+		}
+	case *tick:
+		d.schedule(ctx)
+		d.scheduleTick(ctx)
+	case *Stats:
+		ctx.Respond(&StatsReply{
+			FetchedBytes: d.ctr.fetched.Load(), WastedBytes: d.ctr.wasted.Load(),
+			ChunksFetched: d.ctr.chunks.Load(), ChunksRejected: d.ctr.rejected.Load(),
+		})
+	}
+}
+
+func (d *downloaderActor) send(ctx actor.Context, m any) {
+	if ctx.Parent() != nil {
+		ctx.Send(ctx.Parent(), m)
+	}
+}
+
+func (d *downloaderActor) scheduleTick(ctx actor.Context) {
+	sys, self, done := ctx.ActorSystem(), ctx.Self(), d.ctx.Done()
+	go func() {
+		t := time.NewTimer(d.cfg.Retry)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			sys.Root.Send(self, &tick{})
+		case <-done:
+		}
+	}()
+}
+
+// jobFile is download.json: the fetch in progress, so a restart resumes it.
+type jobFile struct {
+	App, Channel, Platform string
+	Version                string
+	ManifestID             string
+	Size                   int64
+}
+
+func (d *downloaderActor) jobPath() string { return filepath.Join(d.cfg.StateDir, "download.json") }
+
+func (d *downloaderActor) resume(ctx actor.Context) {
+	b, err := os.ReadFile(d.jobPath())
+	if err != nil {
+		return
+	}
+	var jf jobFile
+	if err := json.Unmarshal(b, &jf); err != nil {
+		d.cfg.Logger.Warn("downloader: ignoring damaged download.json", "err", err)
+		os.Remove(d.jobPath())
+		return
+	}
+	id, err := release.ParseManifestID(jf.ManifestID)
+	if err != nil {
+		os.Remove(d.jobPath())
+		return
+	}
+	v, err := release.ParseVersion(jf.Version)
+	if err != nil {
+		os.Remove(d.jobPath())
+		return
+	}
+	e := release.Entry{App: jf.App, Channel: jf.Channel, Platform: jf.Platform, Version: v, ManifestID: id, Size: jf.Size}
+	d.cfg.Logger.Debug("downloader: resuming", "release", id.Short())
+	d.fetch(ctx, e)
+}
+
+func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
+	if d.job != nil && d.job.entry.ManifestID == e.ManifestID {
+		ctx.Send(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
+		return
+	}
+	if d.job != nil {
+		// A newer release replaces the one being fetched.
+		ctx.Send(d.cfg.Swarm, &swarm.Leave{ID: d.job.entry.ManifestID})
+		if d.job.rel != nil && !d.job.rel.Complete() {
+			d.cfg.Store.Remove(d.job.entry.ManifestID)
+		}
+	}
+	jf := jobFile{App: e.App, Channel: e.Channel, Platform: e.Platform, ManifestID: e.ManifestID.String(), Size: e.Size}
+	if e.Version != nil {
+		jf.Version = e.Version.String()
+	}
+	b, _ := json.Marshal(jf)
+	if err := state.WriteAtomic(d.jobPath(), b); err != nil {
+		d.send(ctx, &Failed{Entry: e, Err: fmt.Errorf("save download state: %w", err)})
+		return
+	}
+	d.job = &job{entry: e, inflight: map[int]wire.NodeID{}, verifying: map[int]bool{}}
+	if r := d.cfg.Store.Get(e.ManifestID); r != nil {
+		d.job.rel = r
+		if r.Complete() {
+			ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: r.Manifest(), StagingPath: r.Path()})
+		}
+	}
+	ctx.Send(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
+	d.schedule(ctx)
+}
+
+func (d *downloaderActor) clearJob(ctx actor.Context) {
+	d.job = nil
+	os.Remove(d.jobPath())
+}
+
+func (d *downloaderActor) onHas(ctx actor.Context, m *swarm.PeerHas) {
+	p := d.peers[m.Peer]
+	if p == nil {
+		return
+	}
+	switch {
+	case m.Complete:
+		p.complete[m.ID] = true
+	case m.Bitfield != nil:
+		p.has[m.ID] = append([]byte(nil), m.Bitfield...)
+	case m.Index >= 0:
+		bf := p.has[m.ID]
+		if need := m.Index/8 + 1; len(bf) < need {
+			bf = append(bf, make([]byte, need-len(bf))...)
+		}
+		bf[m.Index/8] |= 0x80 >> (m.Index % 8)
+		p.has[m.ID] = bf
+		delete(p.lacks, m.Index)
+	}
+	if d.job != nil && d.job.entry.ManifestID == m.ID {
+		d.schedule(ctx)
+	}
+}
+
+// schedule fills every peer's request slots.
+func (d *downloaderActor) schedule(ctx actor.Context) {
+	j := d.job
+	if j == nil || len(d.peers) == 0 {
+		return
+	}
+	id := j.entry.ManifestID
+	now := time.Now()
+	if j.rel == nil {
+		if j.manifestIn {
+			return
+		}
+		// Ask a peer known to hold the release first, else any peer.
+		var best *dpeer
+		var bestID wire.NodeID
+		for pid, p := range d.peers {
+			if now.Sub(p.noMan) < d.cfg.Retry {
+				continue
+			}
+			known, ok := p.holds(id, 0)
+			if best == nil || (known && ok) {
+				best, bestID = p, pid
+				if known && ok {
+					break
+				}
+			}
+		}
+		if best == nil {
+			return
+		}
+		j.manifestIn = true
+		d.getManifest(ctx, bestID, best.conn, id)
+		return
+	}
+	missing := j.rel.Missing()
+	if len(missing) == 0 {
+		return
+	}
+	// Rarity of each wanted chunk among peers whose holdings are known.
+	type cand struct{ index, rarity int }
+	var cands []cand
+	for _, i := range missing {
+		if _, busy := j.inflight[i]; busy || j.verifying[i] {
+			continue
+		}
+		n := 0
+		for _, p := range d.peers {
+			if _, ok := p.holds(id, i); ok {
+				n++
+			}
+		}
+		cands = append(cands, cand{i, n})
+	}
+	if len(cands) == 0 {
+		return
+	}
+	rand.Shuffle(len(cands), func(a, b int) { cands[a], cands[b] = cands[b], cands[a] })
+	// Rarest first; the shuffle breaks ties differently on every node.
+	slices.SortStableFunc(cands, func(a, b cand) int { return a.rarity - b.rarity })
+	taken := map[int]bool{}
+	for pid, p := range d.peers {
+		for p.inflight < d.cfg.PerPeer {
+			pick := -1
+			for _, c := range cands {
+				if taken[c.index] {
+					continue
+				}
+				if t, ok := p.lacks[c.index]; ok && now.Sub(t) < d.cfg.Retry {
+					continue
+				}
+				if known, ok := p.holds(id, c.index); known && !ok {
+					continue
+				}
+				pick = c.index
+				break
+			}
+			if pick < 0 {
+				break
+			}
+			taken[pick] = true
+			p.inflight++
+			j.inflight[pick] = pid
+			d.getChunk(ctx, pid, p.conn, j.rel, pick)
+		}
+	}
+}
+
+func (d *downloaderActor) getManifest(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, id release.ManifestID) {
+	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
+	go func() {
+		rctx, cancel := context.WithTimeout(c, timeout)
+		defer cancel()
+		raw, err := conn.GetManifest(rctx, id)
+		sys.Root.Send(self, &manifestArrived{peer: peer, raw: raw, err: err})
+	}()
+}
+
+func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, rel *store.Release, i int) {
+	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
+	id, n := rel.ID(), rel.Manifest().Manifest.ChunkLen(i)
+	go func() {
+		rctx, cancel := context.WithTimeout(c, timeout)
+		defer cancel()
+		buf := make([]byte, n)
+		err := conn.GetChunk(rctx, id, uint32(i), buf)
+		sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, data: buf, err: err})
+	}()
+}
+
+func (d *downloaderActor) onManifest(ctx actor.Context, m *manifestArrived) {
+	j := d.job
+	if j == nil || j.rel != nil {
+		return
+	}
+	p := d.peers[m.peer]
+	if m.err != nil {
+		j.manifestIn = false
+		if p != nil {
+			p.noMan = time.Now()
+		}
+		d.cfg.Logger.Debug("downloader: manifest request", "peer", m.peer, "err", m.err)
+		return
+	}
+	if sha256.Sum256(m.raw) != j.entry.ManifestID {
+		j.manifestIn = false
+		ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.peer, Reason: ErrManifestMismatch})
+		delete(d.peers, m.peer)
+		return
+	}
+	ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: m.raw, Entry: j.entry, Peer: m.peer})
+}
+
+func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.ManifestAccepted) {
+	j := d.job
+	if j == nil || j.entry.ManifestID != m.Manifest.ID || j.rel != nil {
+		return
+	}
+	j.manifestIn = false
+	rel, err := d.cfg.Store.Add(m.Manifest)
+	if err != nil {
+		d.send(ctx, &Failed{Entry: j.entry, Err: err})
+		d.clearJob(ctx)
+		return
+	}
+	j.rel = rel
+	d.send(ctx, &ManifestAccepted{Manifest: m.Manifest})
+	d.schedule(ctx)
+}
+
+func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
+	p := d.peers[m.peer]
+	if p != nil && p.inflight > 0 {
+		p.inflight--
+	}
+	j := d.job
+	if j == nil || j.rel == nil || j.rel.ID() != m.id {
+		return
+	}
+	if j.inflight[m.index] == m.peer {
+		delete(j.inflight, m.index)
+	}
+	if m.err != nil {
+		if p != nil {
+			if errors.Is(m.err, wire.ErrNotFound) {
+				p.lacks[m.index] = time.Now()
+			} else {
+				p.fails++
+				p.lacks[m.index] = time.Now()
+			}
+		}
+		d.cfg.Logger.Debug("downloader: chunk request", "chunk", m.index, "peer", m.peer, "err", m.err)
+		d.schedule(ctx)
+		return
+	}
+	d.ctr.fetched.Add(int64(len(m.data)))
+	d.ctr.chunks.Add(1)
+	if j.rel.Has(m.index) || j.verifying[m.index] {
+		d.ctr.wasted.Add(int64(len(m.data)))
+		d.schedule(ctx)
+		return
+	}
+	if err := j.rel.WriteChunk(m.index, m.data); err != nil {
+		d.send(ctx, &Failed{Entry: j.entry, Err: err})
+		d.schedule(ctx)
+		return
+	}
+	j.verifying[m.index] = true
+	ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
+		Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: m.index, Data: m.data, Peer: m.peer,
+	})
+	d.schedule(ctx)
+}
+
+// recheck asks the verifier again for every check that was under way,
+// reading the written chunks back rather than fetching them again.
+func (d *downloaderActor) recheck(ctx actor.Context) {
+	j := d.job
+	if j == nil {
+		return
+	}
+	if j.rel == nil {
+		j.manifestIn = false
+		d.schedule(ctx)
+		return
+	}
+	for i := range j.verifying {
+		data, err := j.rel.ReadWritten(i)
+		if err != nil {
+			delete(j.verifying, i)
+			continue
+		}
+		ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
+			Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: i, Data: data,
+		})
+	}
+	if j.rel.Complete() {
+		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: j.rel.Manifest(), StagingPath: j.rel.Path()})
+	}
+	d.schedule(ctx)
+}
+
+func (d *downloaderActor) onVerified(ctx actor.Context, m *verifier.ChunkVerified) {
+	j := d.job
+	if j == nil || j.rel == nil || j.rel.ID() != m.ID {
+		return
+	}
+	delete(j.verifying, m.Index)
+	if err := j.rel.MarkVerified(m.Index); err != nil {
+		d.send(ctx, &Failed{Entry: j.entry, Err: err})
+		return
+	}
+	ctx.Send(d.cfg.Swarm, &swarm.Verified{ID: m.ID, Index: m.Index})
+	man := j.rel.Manifest().Manifest
+	n := j.rel.Count()
+	var bytes int64
+	if n == man.NumChunks() {
+		bytes = man.Size
+	} else {
+		bytes = int64(n) * int64(man.ChunkSize)
+	}
+	d.send(ctx, &Progress{ID: m.ID, Verified: n, Total: man.NumChunks(), Bytes: bytes, Size: man.Size, Peers: len(d.peers),
+		Fetched: d.ctr.fetched.Load(), Wasted: d.ctr.wasted.Load()})
+	if n == man.NumChunks() {
+		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: j.rel.Manifest(), StagingPath: j.rel.Path()})
+		return
+	}
+	d.schedule(ctx)
+}
+
+func (d *downloaderActor) onRejected(ctx actor.Context, m *verifier.ChunkRejected) {
+	d.ctr.wasted.Add(int64(m.Size))
+	d.ctr.rejected.Add(1)
+	peer := m.Peer
+	if j := d.job; j != nil && j.rel != nil && j.rel.ID() == m.ID {
+		delete(j.verifying, m.Index)
+	}
+	d.cfg.Logger.Warn("downloader: chunk refused", "chunk", m.Index, "peer", peer, "err", m.Err)
+	d.send(ctx, &ChunkRefused{ID: m.ID, Index: m.Index, Peer: peer, Err: m.Err})
+	ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: peer, Reason: m.Err})
+	delete(d.peers, peer)
+	d.schedule(ctx)
+}

@@ -1,0 +1,16 @@
+// Package resolver is the stage that learns what the current release is.
+//
+// It polls the DHT for the publisher's signed record (a pkarr signed packet)
+// at a jittered interval and also takes records that peers gossip (Offer).
+// A record must verify under the publisher key and carry a higher seq than
+// the one already held; the newest is kept on disk (state file "record") and
+// re-put into the DHT whenever the DHT's copy is missing or older, so the
+// record outlives the publisher being online.
+//
+// From the record it picks the entry for this node's app, channel and
+// platform and reports ReleaseFound to its parent when that version is
+// greater than the running one and not below the highest ever accepted
+// (state file "highest", raised by Accepted). It sends RecordUpdated when a
+// newer record arrives (the engine gossips it) and RecordRefused for a record
+// or entry it will not act on.
+package resolver

@@ -1,0 +1,240 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/rpe-project/engine/internal/state"
+	"github.com/rpe-project/engine/network"
+	"github.com/rpe-project/engine/release"
+)
+
+// Errors carried by RecordRefused, matched with errors.Is.
+var (
+	ErrWrongKey   = errors.New("record signed by another key")
+	ErrOlderSeq   = errors.New("record is older than the one held")
+	ErrBelowFloor = errors.New("release is below the highest version ever accepted")
+)
+
+// Config configures the resolver stage.
+type Config struct {
+	Node         *network.Node
+	PublisherKey release.PublicKey
+	Target       release.Target
+	// Current is the running version; nil means every version is newer.
+	Current *semver.Version
+	// StateDir holds the "record" and "highest" files.
+	StateDir string
+	// PollInterval is the mean time between DHT lookups; default 5m.
+	PollInterval time.Duration
+	// FirstPoll is the delay before the first lookup; default 1s.
+	FirstPoll time.Duration
+	// RePutInterval is how often the held record is put again even when the
+	// DHT has it; default 30m.
+	RePutInterval time.Duration
+	// Logger receives the stage's logs; nil is silent.
+	Logger *slog.Logger
+	// FaultHook, when set, is called with every message; tests inject panics.
+	FaultHook func(msg any)
+}
+
+func (c *Config) populate() {
+	if c.PollInterval == 0 {
+		c.PollInterval = 5 * time.Minute
+	}
+	if c.FirstPoll == 0 {
+		c.FirstPoll = time.Second
+	}
+	if c.RePutInterval == 0 {
+		c.RePutInterval = 30 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+type resolverActor struct {
+	cfg      Config
+	ctx      context.Context
+	cancel   context.CancelFunc
+	held     *release.SignedPacket
+	reported release.ManifestID
+	polling  bool
+	armed    bool // a pollDue timer is running
+	lastPut  time.Time
+}
+
+// Props returns the props that spawn a resolver.
+func Props(cfg Config) *actor.Props {
+	cfg.populate()
+	return actor.PropsFromProducer(func() actor.Actor { return &resolverActor{cfg: cfg} })
+}
+
+type (
+	pollDue    struct{}
+	pollResult struct {
+		p   *release.SignedPacket
+		err error
+	}
+)
+
+func (r *resolverActor) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if r.cfg.FaultHook != nil {
+		r.cfg.FaultHook(msg)
+	}
+	switch m := msg.(type) {
+	case *actor.Started:
+		r.ctx, r.cancel = context.WithCancel(context.Background())
+		if p, err := state.Record(r.cfg.StateDir); err != nil {
+			r.cfg.Logger.Warn("resolver: ignoring held record", "err", err)
+		} else if p != nil && p.PublicKey == r.cfg.PublisherKey {
+			r.held = p
+			r.consider(ctx, p, "disk")
+		}
+		r.after(ctx, r.cfg.FirstPoll)
+	case *actor.Stopping, *actor.Restarting:
+		r.cancel()
+	case *Poll:
+		r.poll(ctx)
+	case *pollDue:
+		r.armed = false
+		r.poll(ctx)
+	case *pollResult:
+		r.polling = false
+		r.onPollResult(ctx, m)
+		if !r.armed {
+			r.after(ctx, r.jitter(r.cfg.PollInterval))
+		}
+	case *Offer:
+		r.offer(ctx, m.Packet, m.From)
+	case *Accepted:
+		if err := state.RaiseHighest(r.cfg.StateDir, m.Version); err != nil {
+			r.cfg.Logger.Error("resolver: raise version floor", "err", err)
+		}
+	}
+}
+
+func (r *resolverActor) jitter(d time.Duration) time.Duration {
+	return d*3/4 + time.Duration(rand.Int64N(int64(d)/2+1))
+}
+
+func (r *resolverActor) after(ctx actor.Context, d time.Duration) {
+	r.armed = true
+	sys, self, done := ctx.ActorSystem(), ctx.Self(), r.ctx.Done()
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			sys.Root.Send(self, &pollDue{})
+		case <-done:
+		}
+	}()
+}
+
+func (r *resolverActor) poll(ctx actor.Context) {
+	if r.polling {
+		return
+	}
+	r.polling = true
+	sys, self, c, node, pub := ctx.ActorSystem(), ctx.Self(), r.ctx, r.cfg.Node, r.cfg.PublisherKey
+	go func() {
+		gctx, cancel := context.WithTimeout(c, 30*time.Second)
+		defer cancel()
+		p, _, err := node.GetRecord(gctx, pub)
+		sys.Root.Send(self, &pollResult{p: p, err: err})
+	}()
+}
+
+func (r *resolverActor) onPollResult(ctx actor.Context, m *pollResult) {
+	if m.err != nil && !errors.Is(m.err, network.ErrNotFound) {
+		r.cfg.Logger.Debug("resolver: lookup", "err", m.err)
+	}
+	if m.p != nil {
+		r.offer(ctx, m.p, "dht")
+	}
+	// Keep the record alive: put it back when the DHT lost it or holds an
+	// older one, and every RePutInterval anyway.
+	if r.held != nil && (m.p == nil || m.p.Seq < r.held.Seq || time.Since(r.lastPut) > r.cfg.RePutInterval) {
+		r.lastPut = time.Now()
+		node, p, c, log := r.cfg.Node, r.held, r.ctx, r.cfg.Logger
+		go func() {
+			pctx, cancel := context.WithTimeout(c, 30*time.Second)
+			defer cancel()
+			if err := node.PutRecord(pctx, p); err != nil {
+				log.Debug("resolver: re-put", "err", err)
+			}
+		}()
+	}
+}
+
+// offer takes a verified-or-not packet from anywhere and acts on it.
+func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from string) {
+	if p.PublicKey != r.cfg.PublisherKey {
+		r.refuse(ctx, from, fmt.Errorf("%w: %s", ErrWrongKey, p.PublicKey))
+		return
+	}
+	if err := p.Verify(); err != nil {
+		r.refuse(ctx, from, err)
+		return
+	}
+	if r.held != nil && p.Seq < r.held.Seq {
+		// An old record replayed; ours is newer. Not an error worth an event
+		// when it comes from the DHT (which lags), but gossip is refused.
+		if from != "dht" {
+			r.refuse(ctx, from, fmt.Errorf("%w: seq %d < %d", ErrOlderSeq, p.Seq, r.held.Seq))
+		}
+		return
+	}
+	if r.held == nil || p.Seq > r.held.Seq {
+		r.held = p
+		if err := state.SaveRecord(r.cfg.StateDir, p); err != nil {
+			r.cfg.Logger.Warn("resolver: save record", "err", err)
+		}
+		if ctx.Parent() != nil {
+			ctx.Send(ctx.Parent(), &RecordUpdated{Packet: p})
+		}
+	}
+	r.consider(ctx, p, from)
+}
+
+func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, from string) {
+	e, err := p.Lookup(r.cfg.Target)
+	if err != nil {
+		r.cfg.Logger.Debug("resolver: no entry for this target", "err", err)
+		return
+	}
+	if r.cfg.Current != nil && !e.Version.GreaterThan(r.cfg.Current) {
+		return
+	}
+	floor, err := state.Highest(r.cfg.StateDir)
+	if err != nil {
+		r.cfg.Logger.Warn("resolver: version floor", "err", err)
+	}
+	if floor != nil && e.Version.LessThan(floor) {
+		r.refuse(ctx, from, fmt.Errorf("%w: %s < %s", ErrBelowFloor, e.Version, floor))
+		return
+	}
+	if e.ManifestID == r.reported {
+		return
+	}
+	r.reported = e.ManifestID
+	if ctx.Parent() != nil {
+		ctx.Send(ctx.Parent(), &ReleaseFound{Entry: e, Packet: p})
+	}
+}
+
+func (r *resolverActor) refuse(ctx actor.Context, from string, err error) {
+	r.cfg.Logger.Info("resolver: record refused", "from", from, "err", err)
+	if ctx.Parent() != nil {
+		ctx.Send(ctx.Parent(), &RecordRefused{From: from, Err: err})
+	}
+}

@@ -1,0 +1,132 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+
+	"github.com/rpe-project/engine/internal/store"
+	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
+)
+
+// send asks a peer actor to send one message to its peer.
+type send struct{ msg wire.Message }
+
+// closed tells a peer actor its connection ended.
+type closed struct{ err error }
+
+type peerConfig struct {
+	conn      *wire.Conn
+	store     *store.Store
+	logger    *slog.Logger
+	ctr       *counters
+	limiter   *rate.Limiter
+	parent    *actor.PID
+	faultHook func(any)
+}
+
+// peerActor owns one connection: it serves the peer's requests from the
+// store and passes the peer's one-way messages up to the swarm.
+type peerActor struct {
+	cfg    peerConfig
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func peerProps(cfg peerConfig) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &peerActor{cfg: cfg} })
+}
+
+func (p *peerActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		p.start(ctx)
+	case *actor.Stopping:
+		p.cancel()
+		p.cfg.conn.Close(wire.CodeNone, "bye")
+	case *actor.Restarting:
+		// A peer actor is never restarted with a live connection: the
+		// connection may be in any state. Close it; the swarm redials.
+		p.cancel()
+		p.cfg.conn.Close(wire.CodeProtocol, "internal error")
+	case *send:
+		conn, c := p.cfg.conn, p.ctx
+		go func() {
+			sctx, cancel := context.WithTimeout(c, 10*time.Second)
+			defer cancel()
+			conn.Send(sctx, m.msg)
+		}()
+	case *closed:
+		ctx.Stop(ctx.Self())
+	}
+}
+
+func (p *peerActor) start(ctx actor.Context) {
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	sys, self := ctx.ActorSystem(), ctx.Self()
+	h := &handler{cfg: p.cfg, sys: sys, ctx: p.ctx}
+	conn, c := p.cfg.conn, p.ctx
+	go func() {
+		err := conn.Serve(c, h)
+		sys.Root.Send(self, &closed{err: err})
+	}()
+	hello := &wire.Hello{Version: wire.ProtocolVersion}
+	for _, r := range p.cfg.store.List() {
+		hello.Releases = append(hello.Releases, wire.HaveSet{ID: r.ID(), Bitfield: r.Bitfield(), Complete: r.Complete()})
+	}
+	go func() {
+		sctx, cancel := context.WithTimeout(c, 10*time.Second)
+		defer cancel()
+		conn.Send(sctx, hello)
+	}()
+}
+
+// handler answers a peer's requests; it runs on the connection's goroutines.
+type handler struct {
+	cfg peerConfig
+	sys *actor.ActorSystem
+	ctx context.Context
+}
+
+func (h *handler) Manifest(id release.ManifestID) ([]byte, error) {
+	r := h.cfg.store.Get(id)
+	if r == nil {
+		return nil, wire.ErrNotFound
+	}
+	return r.Manifest().Raw, nil
+}
+
+func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte, error) {
+	r := h.cfg.store.Get(id)
+	if r == nil {
+		return nil, wire.ErrNotFound
+	}
+	if int(index) >= r.Manifest().Manifest.NumChunks() {
+		return nil, wire.ErrBadIndex
+	}
+	b, err := r.ReadChunk(int(index), buf)
+	if errors.Is(err, store.ErrNotHeld) {
+		return nil, wire.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if h.cfg.limiter != nil {
+		if err := h.cfg.limiter.WaitN(h.ctx, len(b)); err != nil {
+			return nil, err
+		}
+	}
+	h.cfg.ctr.uploaded.Add(int64(len(b)))
+	h.cfg.ctr.served.Add(1)
+	h.sys.Root.Send(h.cfg.parent, &Served{Peer: h.cfg.conn.RemoteID(), ID: id, Index: int(index), Bytes: len(b)})
+	return b, nil
+}
+
+func (h *handler) Notify(from wire.NodeID, m wire.Message) {
+	h.sys.Root.Send(h.cfg.parent, &peerMsg{from: from, msg: m})
+}

@@ -1,0 +1,414 @@
+package swarm
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
+
+	"github.com/rpe-project/engine/internal/store"
+	"github.com/rpe-project/engine/network"
+	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
+)
+
+// Config configures the swarm stage.
+type Config struct {
+	Node    *network.Node
+	Store   *store.Store
+	NodeKey ed25519.PrivateKey
+	Limits  wire.Limits
+	// MaxPeers caps open connections; default 32.
+	MaxPeers int
+	// AnnounceInterval is how often held releases are re-announced; default 5m.
+	AnnounceInterval time.Duration
+	// FindInterval is how often peers are looked up again while a Join is
+	// active; default 2s.
+	FindInterval time.Duration
+	// UploadRate caps upload in bytes per second; 0 means unlimited.
+	UploadRate int64
+	// Logger receives the stage's logs; nil is silent.
+	Logger *slog.Logger
+	// FaultHook, when set, is called with every message; tests inject panics.
+	FaultHook func(msg any)
+}
+
+func (c *Config) populate() {
+	if c.MaxPeers == 0 {
+		c.MaxPeers = 32
+	}
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = 5 * time.Minute
+	}
+	if c.FindInterval == 0 {
+		c.FindInterval = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// counters are shared by the swarm and its peer actors.
+type counters struct {
+	uploaded atomic.Int64
+	served   atomic.Int64
+}
+
+type peer struct {
+	pid    *actor.PID
+	conn   *wire.Conn
+	dialed bool // we dialled it
+}
+
+type swarmActor struct {
+	cfg     Config
+	self    wire.NodeID
+	ctr     *counters
+	limiter *rate.Limiter
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	ln        *wire.Listener
+	sub       *actor.PID
+	joined    map[release.ManifestID]bool
+	peers     map[wire.NodeID]*peer
+	byPID     map[string]wire.NodeID
+	dialing   map[netip.AddrPort]bool
+	banned    map[wire.NodeID]bool
+	announced map[release.ManifestID]time.Time
+	known     map[netip.AddrPort]bool
+}
+
+// Props returns the props that spawn a swarm.
+func Props(cfg Config) *actor.Props {
+	cfg.populate()
+	ctr := &counters{}
+	var lim *rate.Limiter
+	if cfg.UploadRate > 0 {
+		burst := int(cfg.UploadRate)
+		if burst < 16<<20 {
+			burst = 16 << 20
+		}
+		lim = rate.NewLimiter(rate.Limit(cfg.UploadRate), burst)
+	}
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &swarmActor{cfg: cfg, ctr: ctr, limiter: lim, self: wire.NodeIDOf(cfg.NodeKey.Public().(ed25519.PublicKey))}
+	})
+}
+
+// internal messages
+type (
+	accepted   struct{ conn *wire.Conn }
+	dialed     struct{ conn *wire.Conn }
+	dialFailed struct {
+		addr netip.AddrPort
+		err  error
+	}
+	found   struct{ addr netip.AddrPort }
+	tick    struct{}
+	peerMsg struct {
+		from wire.NodeID
+		msg  wire.Message
+	}
+)
+
+func (s *swarmActor) Receive(ctx actor.Context) {
+	msg := ctx.Message()
+	if s.cfg.FaultHook != nil {
+		s.cfg.FaultHook(msg)
+	}
+	switch m := msg.(type) {
+	case *actor.Started:
+		s.start(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		s.stop()
+	case *tick:
+		s.onTick(ctx)
+	case *accepted:
+		s.addPeer(ctx, m.conn, false)
+	case *dialed:
+		delete(s.dialing, netip.MustParseAddrPort(m.conn.RemoteAddr().String()))
+		s.addPeer(ctx, m.conn, true)
+	case *dialFailed:
+		delete(s.dialing, m.addr)
+		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
+	case *found:
+		s.known[m.addr] = true
+		s.maybeDial(ctx, m.addr)
+	case *actor.Terminated:
+		if id, ok := s.byPID[m.Who.Id]; ok {
+			delete(s.byPID, m.Who.Id)
+			if p := s.peers[id]; p != nil && p.pid.Equal(m.Who) {
+				delete(s.peers, id)
+				if s.sub != nil {
+					ctx.Send(s.sub, &PeerDown{Peer: id})
+				}
+			}
+		}
+	case *peerMsg:
+		s.onPeerMsg(ctx, m)
+	case *Join:
+		s.sub = ctx.Sender()
+		s.joined[m.ID] = true
+		for id, p := range s.peers {
+			ctx.Send(s.sub, &PeerUp{Peer: id, Conn: p.conn})
+		}
+		s.announce(ctx, m.ID)
+		s.find(ctx, m.ID)
+	case *Leave:
+		delete(s.joined, m.ID)
+	case *Verified:
+		s.broadcast(ctx, &wire.Have{ID: m.ID, Index: uint32(m.Index)})
+		if _, ok := s.announced[m.ID]; !ok {
+			s.announce(ctx, m.ID)
+		}
+	case *Misbehaved:
+		s.banned[m.Peer] = true
+		if p := s.peers[m.Peer]; p != nil {
+			s.cfg.Logger.Info("swarm: dropping peer", "peer", m.Peer, "reason", m.Reason)
+			p.conn.Close(wire.CodeProtocol, "bad data")
+		}
+	case *Gossip:
+		s.broadcast(ctx, &wire.Record{Relay: m.Packet.EncodeRelay()})
+	case *Stats:
+		ctx.Respond(&StatsReply{Peers: len(s.peers), UploadedBytes: s.ctr.uploaded.Load(), ChunksServed: s.ctr.served.Load()})
+	case *Served:
+		if ctx.Parent() != nil {
+			ctx.Send(ctx.Parent(), m)
+		}
+	}
+}
+
+func (s *swarmActor) start(ctx actor.Context) {
+	s.joined = map[release.ManifestID]bool{}
+	s.peers = map[wire.NodeID]*peer{}
+	s.byPID = map[string]wire.NodeID{}
+	s.dialing = map[netip.AddrPort]bool{}
+	s.banned = map[wire.NodeID]bool{}
+	s.announced = map[release.ManifestID]time.Time{}
+	s.known = map[netip.AddrPort]bool{}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
+	if err != nil {
+		// A node that cannot listen can still download; log and go on.
+		s.cfg.Logger.Warn("swarm: listen", "err", err)
+	} else {
+		s.ln = ln
+		sys, self := ctx.ActorSystem(), ctx.Self()
+		go func() {
+			for {
+				c, err := ln.Accept(s.ctx)
+				if err != nil {
+					return
+				}
+				sys.Root.Send(self, &accepted{conn: c})
+			}
+		}()
+	}
+	for _, r := range s.cfg.Store.List() {
+		if r.Count() > 0 {
+			s.announce(ctx, r.ID())
+		}
+	}
+	s.schedule(ctx, s.cfg.FindInterval)
+}
+
+func (s *swarmActor) stop() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+}
+
+func (s *swarmActor) schedule(ctx actor.Context, d time.Duration) {
+	sys, self, done := ctx.ActorSystem(), ctx.Self(), s.ctx.Done()
+	// Jitter keeps hundreds of simulated nodes from querying in lockstep.
+	d += time.Duration(rand.Int64N(int64(d)/4 + 1))
+	go func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			sys.Root.Send(self, &tick{})
+		case <-done:
+		}
+	}()
+}
+
+func (s *swarmActor) onTick(ctx actor.Context) {
+	now := time.Now()
+	for _, r := range s.cfg.Store.List() {
+		if at, ok := s.announced[r.ID()]; r.Count() > 0 && (!ok || now.Sub(at) > s.cfg.AnnounceInterval) {
+			s.announce(ctx, r.ID())
+		}
+	}
+	for id := range s.joined {
+		if r := s.cfg.Store.Get(id); r != nil && r.Complete() {
+			delete(s.joined, id)
+			continue
+		}
+		s.find(ctx, id)
+		// Peers learnt by exchange but not yet connected.
+		for a := range s.known {
+			s.maybeDial(ctx, a)
+		}
+	}
+	s.schedule(ctx, s.cfg.FindInterval)
+}
+
+func (s *swarmActor) announce(ctx actor.Context, id release.ManifestID) {
+	s.announced[id] = time.Now()
+	node, log, c := s.cfg.Node, s.cfg.Logger, s.ctx
+	go func() {
+		actx, cancel := context.WithTimeout(c, 30*time.Second)
+		defer cancel()
+		if err := node.Announce(actx, release.SwarmIDOf(id)); err != nil {
+			log.Debug("swarm: announce", "release", id.Short(), "err", err)
+		}
+	}()
+}
+
+func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
+	if len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+		return
+	}
+	sys, self, node, c := ctx.ActorSystem(), ctx.Self(), s.cfg.Node, s.ctx
+	go func() {
+		fctx, cancel := context.WithTimeout(c, 20*time.Second)
+		defer cancel()
+		ch, err := node.FindPeers(fctx, release.SwarmIDOf(id))
+		if err != nil {
+			return
+		}
+		for a := range ch {
+			sys.Root.Send(self, &found{addr: a})
+		}
+	}()
+}
+
+func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
+	if len(s.joined) == 0 || s.dialing[a] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+		return
+	}
+	if a == s.cfg.Node.QUICAddr() {
+		return
+	}
+	for _, p := range s.peers {
+		if p.conn.RemoteAddr().String() == a.String() {
+			return
+		}
+	}
+	s.dialing[a] = true
+	sys, self, c := ctx.ActorSystem(), ctx.Self(), s.ctx
+	tr, key, lim := s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits
+	go func() {
+		dctx, cancel := context.WithTimeout(c, 10*time.Second)
+		defer cancel()
+		conn, err := wire.Dial(dctx, tr, net.UDPAddrFromAddrPort(a), key, wire.NodeID{}, lim)
+		if err != nil {
+			sys.Root.Send(self, &dialFailed{addr: a, err: err})
+			return
+		}
+		sys.Root.Send(self, &dialed{conn: conn})
+	}()
+}
+
+func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) {
+	id := conn.RemoteID()
+	switch {
+	case id == s.self:
+		conn.Close(wire.CodeProtocol, "self")
+		return
+	case s.banned[id]:
+		conn.Close(wire.CodeProtocol, "banned")
+		return
+	}
+	if old := s.peers[id]; old != nil {
+		// Keep the connection dialled by the smaller node ID, on both sides.
+		keepNew := weDialed == (bytes.Compare(s.self[:], id[:]) < 0)
+		if !keepNew {
+			conn.Close(wire.CodeProtocol, "duplicate")
+			return
+		}
+		delete(s.byPID, old.pid.Id)
+		ctx.Stop(old.pid)
+	} else if len(s.peers) >= s.cfg.MaxPeers*2 {
+		conn.Close(wire.CodeBusy, "too many peers")
+		return
+	}
+	pid := ctx.Spawn(peerProps(peerConfig{
+		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter,
+		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
+	}))
+	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed}
+	s.byPID[pid.Id] = id
+	if s.sub != nil {
+		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
+	}
+	// Peer exchange: tell the newcomer whom else we know.
+	var addrs []netip.AddrPort
+	for _, p := range s.peers {
+		if ap, err := netip.ParseAddrPort(p.conn.RemoteAddr().String()); err == nil && p.dialed {
+			addrs = append(addrs, ap)
+		}
+		if len(addrs) == 20 {
+			break
+		}
+	}
+	if len(addrs) > 0 {
+		ctx.Send(pid, &send{msg: &wire.Peers{Addrs: addrs}})
+	}
+}
+
+func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
+	switch w := m.msg.(type) {
+	case *wire.Hello:
+		for _, hs := range w.Releases {
+			s.toSub(ctx, &PeerHas{Peer: m.from, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
+		}
+	case *wire.Have:
+		s.toSub(ctx, &PeerHas{Peer: m.from, ID: w.ID, Index: int(w.Index)})
+	case *wire.Record:
+		p, err := release.DecodeRelay(w.Relay)
+		if err != nil {
+			s.cfg.Logger.Debug("swarm: bad gossiped record", "peer", m.from, "err", err)
+			return
+		}
+		if ctx.Parent() != nil {
+			ctx.Send(ctx.Parent(), &RecordGossiped{Packet: p, From: m.from})
+		}
+	case *wire.Peers:
+		for i, a := range w.Addrs {
+			if i == 50 {
+				break
+			}
+			if a.Addr().IsLoopback() || a.Addr().IsPrivate() || a.Addr().IsGlobalUnicast() {
+				s.known[a] = true
+				s.maybeDial(ctx, a)
+			}
+		}
+	}
+}
+
+func (s *swarmActor) toSub(ctx actor.Context, m *PeerHas) {
+	if s.sub != nil {
+		ctx.Send(s.sub, m)
+	}
+}
+
+func (s *swarmActor) broadcast(ctx actor.Context, m wire.Message) {
+	for _, p := range s.peers {
+		ctx.Send(p.pid, &send{msg: m})
+	}
+}

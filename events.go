@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"sync"
+	"time"
+
+	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
+)
+
+// Event is something the engine did or saw. The concrete types below are
+// all the events there are; switch on them.
+type Event interface{ event() }
+
+// ReleaseFound: the signed record names a release newer than the running one.
+type ReleaseFound struct {
+	Version    string
+	ManifestID release.ManifestID
+	Size       int64
+}
+
+// Progress: chunks of the release being fetched were verified.
+type Progress struct {
+	ManifestID release.ManifestID
+	Verified   int
+	Total      int
+	Bytes      int64
+	Size       int64
+	Peers      int
+	Fetched    int64 // chunk bytes received since start
+	Wasted     int64 // duplicate and rejected chunk bytes since start
+}
+
+// Verified: every byte of a release is verified and staged at Path.
+type Verified struct {
+	Version    string
+	ManifestID release.ManifestID
+	Path       string
+}
+
+// Scheduled: a verified release will be applied At (policy at=HH:MM).
+type Scheduled struct {
+	Version string
+	At      time.Time
+}
+
+// Installed: the target was swapped. Restarting means the process is about
+// to be replaced by the new version.
+type Installed struct {
+	Version    string
+	ManifestID release.ManifestID
+	Target     string
+	Restarting bool
+}
+
+// Refused: something from the network was refused and nothing was
+// installed: a record (wrong key, replayed, below the version floor), a
+// manifest (wrong app or platform, expired, not newer) or a chunk (bad hash).
+type Refused struct {
+	What   string // "record", "manifest" or "chunk"
+	Peer   string // who sent it, if known
+	Reason error
+}
+
+// Failed: a stage could not go on (disk full, install failed, ...).
+type Failed struct {
+	Stage string
+	Err   error
+}
+
+// Served: a chunk was uploaded to a peer.
+type Served struct {
+	Peer       wire.NodeID
+	ManifestID release.ManifestID
+	Index      int
+	Bytes      int
+}
+
+// StageRestarted: a stage crashed and its supervisor restarted it.
+type StageRestarted struct {
+	Stage  string
+	Reason any
+}
+
+func (ReleaseFound) event()   {}
+func (Progress) event()       {}
+func (Verified) event()       {}
+func (Scheduled) event()      {}
+func (Installed) event()      {}
+func (Refused) event()        {}
+func (Failed) event()         {}
+func (Served) event()         {}
+func (StageRestarted) event() {}
+
+// eventQueue delivers events in order without ever blocking the actor that
+// emits them. When nobody reads, Progress and Served events beyond a bound
+// are dropped (they are superseded by later ones); the rest are kept.
+type eventQueue struct {
+	out  chan Event
+	mu   sync.Mutex
+	cond *sync.Cond
+	q    []Event
+	done bool
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+const eventQueueSoftCap = 4096
+
+func newEventQueue() *eventQueue {
+	e := &eventQueue{out: make(chan Event), stop: make(chan struct{})}
+	e.cond = sync.NewCond(&e.mu)
+	e.wg.Add(1)
+	go e.run()
+	return e
+}
+
+func (e *eventQueue) emit(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.done {
+		return
+	}
+	if len(e.q) >= eventQueueSoftCap {
+		switch ev.(type) {
+		case Progress, Served:
+			return
+		}
+	}
+	e.q = append(e.q, ev)
+	e.cond.Signal()
+}
+
+func (e *eventQueue) run() {
+	defer e.wg.Done()
+	defer close(e.out)
+	for {
+		e.mu.Lock()
+		for len(e.q) == 0 && !e.done {
+			e.cond.Wait()
+		}
+		if e.done {
+			e.mu.Unlock()
+			return
+		}
+		ev := e.q[0]
+		e.q[0] = nil
+		e.q = e.q[1:]
+		e.mu.Unlock()
+		// A reader that stops reading must not keep the engine alive.
+		select {
+		case e.out <- ev:
+		case <-e.stop:
+			return
+		}
+	}
+}
+
+func (e *eventQueue) close() {
+	e.mu.Lock()
+	if e.done {
+		e.mu.Unlock()
+		return
+	}
+	e.done = true
+	close(e.stop)
+	e.cond.Broadcast()
+	e.mu.Unlock()
+	e.wg.Wait()
+}

@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/rpe-project/engine/actors/downloader"
+	"github.com/rpe-project/engine/actors/installer"
+	"github.com/rpe-project/engine/actors/resolver"
+	"github.com/rpe-project/engine/actors/swarm"
+	"github.com/rpe-project/engine/actors/verifier"
+	"github.com/rpe-project/engine/internal/state"
+	"github.com/rpe-project/engine/release"
+)
+
+// rootActor owns the five stages of one node and routes between them.
+type rootActor struct {
+	e       *Engine
+	nodeKey ed25519.PrivateKey
+
+	resolver, swarm, downloader, verifier, installer *actor.PID
+	found                                            release.Entry
+	// pending is the install handed to the installer and not yet answered;
+	// it is handed again if the installer restarts, since a restarted actor
+	// loses the message it failed on.
+	pending     *installer.Install
+	downloading bool
+	done        release.ManifestID // the release last verified
+}
+
+// stageRestarted tells the root a stage was restarted by its supervisor.
+type stageRestarted struct{ stage string }
+
+func (r *rootActor) onStageRestarted(ctx actor.Context, stage string) {
+	switch stage {
+	case "verifier":
+		ctx.Send(r.downloader, &downloader.VerifierRestarted{})
+	case "swarm":
+		ctx.Send(r.downloader, &downloader.SwarmRestarted{})
+	case "downloader":
+		// It resumes from download.json by itself; a release found meanwhile
+		// is handed again.
+		if r.downloading {
+			ctx.Send(r.downloader, &downloader.Fetch{Entry: r.found})
+		}
+	case "installer":
+		if r.pending != nil {
+			ctx.Send(r.installer, r.pending)
+		}
+	case "resolver":
+		// It reloads the held record and the floor from the state directory.
+	}
+}
+
+func newRoot(e *Engine, nodeKey ed25519.PrivateKey) *rootActor {
+	return &rootActor{e: e, nodeKey: nodeKey}
+}
+
+func (r *rootActor) hook(stage string) func(any) {
+	h := r.e.cfg.faultHook
+	if h == nil {
+		return nil
+	}
+	return func(m any) { h(stage, m) }
+}
+
+func (r *rootActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		r.e.rootPID.Store(ctx.Self())
+		r.spawn(ctx)
+	case *resolver.ReleaseFound:
+		e := m.Entry
+		if failed, _ := installer.IsFailed(r.e.cfg.StateDir, e.ManifestID.String()); failed {
+			r.e.events.emit(Refused{What: "release", Reason: fmt.Errorf("%s (%s) was rolled back here before", e.Version, e.ManifestID.Short())})
+			return
+		}
+		r.found = e
+		r.downloading = true
+		r.e.update(func(s *Status) {
+			s.Latest = e.Version.String()
+			s.ManifestID = e.ManifestID.String()
+			s.Phase = "downloading"
+		})
+		r.e.events.emit(ReleaseFound{Version: e.Version.String(), ManifestID: e.ManifestID, Size: e.Size})
+		ctx.Send(r.downloader, &downloader.Fetch{Entry: e})
+	case *resolver.RecordUpdated:
+		if r.swarm != nil {
+			ctx.Send(r.swarm, &swarm.Gossip{Packet: m.Packet})
+		}
+	case *resolver.RecordRefused:
+		r.e.events.emit(Refused{What: "record", Peer: m.From, Reason: m.Err})
+	case *swarm.RecordGossiped:
+		if r.resolver != nil {
+			ctx.Send(r.resolver, &resolver.Offer{Packet: m.Packet, From: m.From.String()})
+		}
+	case *swarm.Served:
+		r.e.update(func(s *Status) { s.Uploaded += int64(m.Bytes); s.Served++ })
+		r.e.events.emit(Served{Peer: m.Peer, ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes})
+	case *downloader.Progress:
+		r.e.update(func(s *Status) {
+			s.Verified, s.Total, s.Peers, s.Fetched, s.Wasted = m.Verified, m.Total, m.Peers, m.Fetched, m.Wasted
+		})
+		r.e.events.emit(Progress{ManifestID: m.ID, Verified: m.Verified, Total: m.Total, Bytes: m.Bytes, Size: m.Size,
+			Peers: m.Peers, Fetched: m.Fetched, Wasted: m.Wasted})
+	case *downloader.ManifestAccepted:
+		r.e.update(func(s *Status) { s.Total = m.Manifest.Manifest.NumChunks() })
+	case *downloader.ManifestRefused:
+		r.downloading = false
+		r.e.update(func(s *Status) { s.Phase = "idle" })
+		r.e.events.emit(Refused{What: "manifest", Reason: m.Err})
+	case *downloader.ChunkRefused:
+		r.e.events.emit(Refused{What: "chunk", Peer: m.Peer.String(), Reason: m.Err})
+	case *downloader.Failed:
+		r.e.events.emit(Failed{Stage: "downloader", Err: m.Err})
+	case *downloader.Completed:
+		r.downloading = false
+		if m.Manifest.ID == r.done {
+			return // a restarted downloader finished it again
+		}
+		r.done = m.Manifest.ID
+		r.pending = &installer.Install{Manifest: m.Manifest, Path: m.Path}
+		man := m.Manifest.Manifest
+		r.e.update(func(s *Status) { s.Phase = "verified" })
+		r.e.events.emit(Verified{Version: man.Version.String(), ManifestID: m.Manifest.ID, Path: m.Path})
+		ctx.Send(r.resolver, &resolver.Accepted{Version: man.Version})
+		ctx.Send(r.installer, &installer.Install{Manifest: m.Manifest, Path: m.Path})
+	case *stageRestarted:
+		r.onStageRestarted(ctx, m.stage)
+	case *installer.Scheduled:
+		r.e.update(func(s *Status) { s.Phase = "scheduled" })
+		r.e.events.emit(Scheduled{Version: m.Manifest.Manifest.Version.String(), At: m.At})
+	case *installer.Installed:
+		r.pending = nil
+		r.e.update(func(s *Status) { s.Phase = "installed" })
+		r.e.events.emit(Installed{Version: m.Manifest.Manifest.Version.String(), ManifestID: m.Manifest.ID, Target: m.Target, Restarting: m.Restarting})
+	case *installer.InstallFailed:
+		r.pending = nil
+		r.e.events.emit(Failed{Stage: "installer", Err: m.Err})
+	}
+}
+
+func (r *rootActor) spawn(ctx actor.Context) {
+	s := r.e.cfg
+	log := s.Logger.With("node", nodeID(r.nodeKey).String())
+	name := func(props *actor.Props, stage string) *actor.PID {
+		// Named children let the supervisor say which stage failed.
+		pid, err := ctx.SpawnNamed(props, stage)
+		if err != nil {
+			panic(fmt.Sprintf("spawn %s: %v", stage, err))
+		}
+		return pid
+	}
+	r.verifier = name((verifier.Props(verifier.Config{
+		Policy: verifier.Policy{
+			PublisherKey: s.pub, Target: s.target, Current: s.version,
+			Floor: func() *semver.Version { v, _ := state.Highest(s.StateDir); return v },
+		},
+		Now: s.Now, Logger: log, FaultHook: r.hook("verifier"),
+	})), "verifier")
+	r.installer = name((installer.Props(installer.Config{
+		Target: s.Target, StateDir: s.StateDir, Policy: s.Apply, Exec: s.Exec, PreviousVersion: s.version.String(),
+		Now: s.Now, Logger: log, FaultHook: r.hook("installer"),
+	})), "installer")
+	r.swarm = name((swarm.Props(swarm.Config{
+		Node: r.e.node, Store: r.e.store, NodeKey: r.nodeKey, UploadRate: s.UploadRate,
+		FindInterval: s.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
+	})), "swarm")
+	r.downloader = name((downloader.Props(downloader.Config{
+		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
+		ChunkTimeout: s.ChunkTimeout, Logger: log, FaultHook: r.hook("downloader"),
+	})), "downloader")
+	r.resolver = name((resolver.Props(resolver.Config{
+		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
+		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
+	})), "resolver")
+}
+
+// supervisor restarts a failed stage alone, after a backoff that grows with
+// its recent failures, and stops it for good after maxRestarts in window.
+type supervisor struct {
+	e *Engine
+
+	mu       sync.Mutex
+	failures map[string][]time.Time
+}
+
+const (
+	maxRestarts    = 10
+	restartWindow  = time.Minute
+	initialBackoff = 10 * time.Millisecond
+)
+
+func newSupervisor(e *Engine) *supervisor {
+	return &supervisor{e: e, failures: map[string][]time.Time{}}
+}
+
+func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, msg any) {
+	now := time.Now()
+	s.mu.Lock()
+	recent := s.failures[child.Id][:0]
+	for _, t := range s.failures[child.Id] {
+		if now.Sub(t) < restartWindow {
+			recent = append(recent, t)
+		}
+	}
+	recent = append(recent, now)
+	s.failures[child.Id] = recent
+	n := len(recent)
+	s.mu.Unlock()
+
+	stage := stageName(child.Id)
+	if n > maxRestarts {
+		s.e.cfg.Logger.Error("engine: stage failed too often; stopped", "stage", stage, "reason", reason)
+		s.e.events.emit(Failed{Stage: stage, Err: fmt.Errorf("stopped after %d failures in %s: %v", n-1, restartWindow, reason)})
+		sup.StopChildren(child)
+		return
+	}
+	s.e.cfg.Logger.Warn("engine: stage restarted", "stage", stage, "reason", reason)
+	s.e.update(func(st *Status) { st.Restarts++ })
+	s.e.events.emit(StageRestarted{Stage: stage, Reason: reason})
+	backoff := initialBackoff << (n - 1)
+	time.AfterFunc(backoff, func() {
+		sup.RestartChildren(child)
+		if root := s.e.rootPID.Load(); root != nil {
+			sys.Root.Send(root, &stageRestarted{stage: stage})
+		}
+	})
+}
+
+// stageName recovers the stage from a child PID's id, "<root>/<stage>".
+func stageName(id string) string { return path.Base(id) }
