@@ -1,0 +1,90 @@
+// Package installer applies a verified release to the running program: it
+// decides when (the apply policy), replaces the executable atomically,
+// restarts into it, and puts the previous executable back if the new one
+// does not prove healthy.
+//
+// It owns three things on disk, all described in docs/FORMATS.md, "State
+// directory": the backup of the previous executable
+// (<StateDir>/backup/<name>), the pending-install marker
+// (<StateDir>/install-pending.json) and the list of releases that were rolled
+// back (<StateDir>/install-failed.json). It trusts the file it is given:
+// checking the bytes is the verifier's job, done before.
+//
+// The plain functions here (Policy, Swap, Rollback, the marker, Boot) have no
+// goroutines and take the clock as an argument, so they are tested with real
+// files and real processes. The installer actor, the stage the engine root
+// supervises, lives in this package too and is a thin owner of state around
+// them.
+//
+// # Swap
+//
+// Swap copies the staged file to a temporary file beside the target (same
+// directory, hence same file system, so the rename is atomic), gives it the
+// target's mode, fsyncs it, keeps a complete copy of the current target as
+// the backup, renames the new file over the target and fsyncs the directory.
+// At every instant the target is either the whole old file or the whole new
+// one, and on any error it is untouched.
+//
+// # Apply policy
+//
+// Now swaps and re-executes at once; OnRestart swaps at once and leaves the
+// running process alone; At(hh:mm) swaps and re-executes at the next local
+// hh:mm (Policy.NextApply), which handles midnight and clock changes: a time
+// the clock skips runs at the jump, a time that occurs twice runs at the
+// first occurrence still ahead.
+//
+// # Health and rollback
+//
+// A new version is on trial until it confirms that it is healthy. The steps:
+//
+//  1. The old process calls Swap, then WritePending. The marker is written
+//     after the swap, so a marker always means "the target is the new version
+//     and the backup is the one it replaced"; a rollback can never restore a
+//     stale backup from an earlier update.
+//  2. Under Now and At it calls ExecNew, which arms the deadline
+//     (Pending.HealthTimeout, default 2 minutes) and execs the target with the
+//     same argv and environment (ExecSelf, syscall.Exec: same process ID, so a
+//     supervisor such as systemd sees no exit). If the exec itself fails (a
+//     file the kernel will not run), ExecNew rolls back at once and the old
+//     process carries on. Under OnRestart the marker waits with an unarmed
+//     deadline; the first start of any process arms it.
+//  3. The starting program (the engine, before anything else touches the
+//     target) calls Boot with its own version. The new version gets
+//     BootTrial: the start is counted on disk first, so a crash right after
+//     still counts. Once the engine is up and the embedding program's health
+//     check (if any) passes, it calls BootResult.Confirm, which removes the
+//     marker. The backup is kept until the next update replaces it.
+//  4. A new version that finds itself unhealthy, or is still unconfirmed at
+//     Pending.Deadline (the engine keeps a timer), calls BootResult.RollBack
+//     and execs the target, which is the old version again.
+//  5. A new version that crashes after Boot and is started again (by a
+//     supervisor, systemd, or the user) is counted at each Boot; when
+//     MaxAttempts (default 3) starts went unconfirmed, or the deadline has
+//     passed, the next Boot, whoever runs it, rolls back and returns
+//     BootRolledBack with Restart set if the caller is the rejected version:
+//     it should exec the target, now the old version.
+//
+// Every rolled-back release is listed by manifest ID; the engine asks
+// IsFailed before installing a release, so a node does not fetch, install
+// and roll back the same broken release forever. The publisher fixes a bad
+// release by publishing a new one.
+//
+// # Limits
+//
+// A new binary that dies before it reaches Boot (a panic during package
+// initialisation, a missing shared library, an instruction the CPU lacks)
+// never runs this code, so it cannot roll itself back. Under a supervisor
+// that calls BeforeLaunch before each start (such as `rpe node --run`), the
+// deadline armed by ExecNew ends the trial and the supervisor restores the
+// backup. With self-exec alone and no supervisor, such a process is simply
+// gone: nothing restarts it, and the backup waits in the state directory for
+// a human (`cp <StateDir>/backup/<name> <target>`). A new version that hangs
+// without ever reaching the engine's timer is likewise only caught by a
+// supervisor that restarts it.
+//
+// One state directory belongs to one installing process: there is no lock
+// between two processes sharing it. Swap replaces a regular file only;
+// callers resolve symlinks first (engine.Config.Target does). On systems
+// without exec (Windows) ExecSelf returns ErrExecUnsupported and only
+// OnRestart is useful.
+package installer
