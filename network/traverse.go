@@ -106,6 +106,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 		n.log.Debug("bootstrap traversal", "err", err)
 	}
 	n.pingTable(ctx)
+
 	var wg sync.WaitGroup
 	for range 3 {
 		var target krpc.ID
@@ -116,6 +117,7 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	if _, err := n.server.BootstrapContext(ctx); err != nil && ctx.Err() == nil {
 		n.log.Debug("second bootstrap traversal", "err", err)
 	}
+
 	if ctx.Err() != nil {
 		if n.closed() {
 			return ErrClosed
