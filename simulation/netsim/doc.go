@@ -31,9 +31,11 @@
 // between two conns of the same host crosses that host's link twice. Each packet
 // is charged its UDP payload plus the 4-byte port header against the rates.
 // After an idle spell a link may send Config.LinkBurst worth of traffic at
-// once (4 ms by default, so late timer wakeups in real time cost no
-// bandwidth; set it negative for a one-packet bucket that is exact in virtual
-// time). Loss, cuts and partitions are decided in the core, after the sender's
+// once (10 ms by default, so a timer that fires up to 10 ms late in real
+// time costs no bandwidth; set it negative for a one-packet bucket that is
+// exact in virtual time). In real time on a machine short of CPU, timers fire
+// later still and links fall below their rate; figures that must be exact
+// come from synctest runs. Loss, cuts and partitions are decided in the core, after the sender's
 // uplink: a lost packet has used the sender's upload but not the receiver's
 // download. A packet larger than the path MTU (MTU minus 28 bytes of IPv4 and
 // UDP header) is dropped, as a router drops an oversize datagram with the

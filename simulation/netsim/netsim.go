@@ -45,7 +45,7 @@ const (
 	// Config.RecvQueue is zero.
 	DefaultRecvQueue = 1024
 	// DefaultLinkBurst is Config.LinkBurst when it is zero.
-	DefaultLinkBurst = 4 * time.Millisecond
+	DefaultLinkBurst = 10 * time.Millisecond
 
 	// ipUDPOverhead is the IPv4 plus UDP header that MTU includes.
 	ipUDPOverhead = 28
