@@ -1,0 +1,223 @@
+// Command rpe signs, verifies and (in later commands) publishes and serves
+// releases for the rpe update engine. It is a thin shell: each command parses
+// its flags, calls a package function, and prints one result.
+//
+// Every command lives in its own file (cmd_<name>.go) and registers itself
+// in the commands table below.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0 // success
+	exitError    = 1 // the command failed: bad input file, I/O error, existing key
+	exitUsage    = 2 // bad command line: unknown command or flag, missing argument
+	exitRejected = 3 // verification failed: the artifact or manifest is not trusted
+)
+
+// env is what a command may touch: its output streams. Commands take no
+// other global state, so tests run them side by side.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+// command is one entry of the command table.
+type command struct {
+	name    string
+	args    string // synopsis after the name, e.g. "ARTIFACT --key FILE"
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands is filled by the init functions of the cmd_*.go files.
+var commands = map[string]*command{}
+
+func register(c *command) { commands[c.name] = c }
+
+// usageError is a bad command line (exit 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// rejectedError is a failed verification (exit 3).
+type rejectedError struct{ err error }
+
+func (r rejectedError) Error() string { return r.err.Error() }
+func (r rejectedError) Unwrap() error { return r.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit code. Errors are printed
+// as one line "rpe: <command>: <reason>" on stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, `rpe: missing command (run "rpe help")`)
+		return exitUsage
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "-help" {
+		name = "help"
+	}
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "rpe: unknown command %q (run \"rpe help\")\n", oneLine(name))
+		return exitUsage
+	}
+	err := c.run(ctx, e, args[1:])
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "rpe: %s: %s\n", c.name, oneLine(err.Error()))
+	var ue usageError
+	var re rejectedError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &re):
+		return exitRejected
+	}
+	return exitError
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// newFlags returns a flag set that reports errors instead of printing them.
+func newFlags(e *env, c *command) *flag.FlagSet {
+	fs := flag.NewFlagSet("rpe "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments ("rpe sign ARTIFACT --key FILE"), which the flag
+// package alone does not allow. A "--" ends the flags. With -h or --help it
+// prints the command's usage to stdout and returns flag.ErrHelp.
+func parseArgs(e *env, c *command, fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printCommandHelp(e.stdout, c, fs)
+				return nil, err
+			}
+			return nil, usageError{err}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// requireFlag reports a missing mandatory flag.
+func requireFlag(name, value string) error {
+	if value == "" {
+		return usagef("missing --%s", name)
+	}
+	return nil
+}
+
+// wantArgs checks the number of positional arguments.
+func wantArgs(pos []string, names ...string) error {
+	if len(pos) < len(names) {
+		return usagef("missing %s", names[len(pos)])
+	}
+	if len(pos) > len(names) {
+		return usagef("unexpected argument %q", pos[len(names)])
+	}
+	return nil
+}
+
+func printCommandHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: rpe %s %s\n\n%s\n", c.name, c.args, c.summary)
+	if fs != nil {
+		fmt.Fprintln(w, "\nflags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "rpe: peer-to-peer secure software updates.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "usage: rpe COMMAND [ARGS] [FLAGS]   (flags may follow arguments)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "commands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		c := commands[n]
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run \"rpe COMMAND --help\" for a command's flags.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "exit codes:")
+	fmt.Fprintf(w, "  %d  success\n", exitOK)
+	fmt.Fprintf(w, "  %d  the command failed (bad input file, I/O error, key file exists, ...)\n", exitError)
+	fmt.Fprintf(w, "  %d  bad command line (unknown command or flag, missing argument)\n", exitUsage)
+	fmt.Fprintf(w, "  %d  verification failed (tampered, truncated, wrong key, expired, ...)\n", exitRejected)
+}
+
+func init() {
+	register(&command{
+		name:    "help",
+		args:    "[COMMAND]",
+		summary: "Show the commands and exit codes, or one command's flags.",
+		run: func(ctx context.Context, e *env, args []string) error {
+			if len(args) == 0 {
+				printHelp(e.stdout)
+				return nil
+			}
+			if len(args) > 1 {
+				return usagef("unexpected argument %q", args[1])
+			}
+			c, ok := commands[args[0]]
+			if !ok || c.name == "help" {
+				if ok {
+					printHelp(e.stdout)
+					return nil
+				}
+				return usagef("unknown command %q", args[0])
+			}
+			// Ask the command for its own help, which prints its flags.
+			return c.run(ctx, e, []string{"--help"})
+		},
+	})
+}
