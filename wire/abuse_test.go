@@ -118,6 +118,11 @@ func TestAbuseDisconnects(t *testing.T) {
 			s.Write(helloFrame(t, self, ProtocolVersion))
 			s.Close()
 		}, CodeProtocol, ErrProtocol},
+		{"control stream reset", func(t *testing.T, qc *quic.Conn, self NodeID) {
+			s, _ := qc.OpenUniStream()
+			s.Write(helloFrame(t, self, ProtocolVersion))
+			s.CancelWrite(1)
+		}, CodeProtocol, ErrProtocol},
 		{"truncated request", request(header(TypeGetChunk, 36), true), CodeProtocol, ErrProtocol},
 		{"data after request", request(append(getChunk, 0), true), CodeProtocol, ErrProtocol},
 		{"bad chunk index", request(getChunk, true), CodeBadIndex, ErrBadIndex},

@@ -485,6 +485,8 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 		wg.Go(func() { c.serveRequest(s, h) })
 	}
 	wg.Wait()
+	// Streams fail a moment before the connection's context ends.
+	<-c.qc.Context().Done()
 	err := c.Err()
 	if errors.Is(err, ErrClosed) {
 		return nil
@@ -502,6 +504,10 @@ func (c *Conn) serveControl(h Handler) {
 	for {
 		t, p, err := readFrame(s, c.controlLimit)
 		if err != nil {
+			var se *quic.StreamError
+			if errors.As(err, &se) && c.qc.Context().Err() == nil {
+				err = fmt.Errorf("%w: control stream reset", ErrProtocol)
+			}
 			c.streamErr(nil, "control stream", err)
 			return
 		}
