@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -65,6 +66,14 @@ func (r *execRecorder) exec(path string, argv, env []string) error {
 	return nil
 }
 
+// testLogger logs to stderr when RPE_TEST_LOG is set, else nothing.
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("RPE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("who", name)
+}
+
 // testConfig returns a hermetic node config: loopback, temp dirs, fast polls.
 func testConfig(t *testing.T, pub release.PublicKey, boot []string, version string) Config {
 	t.Helper()
@@ -80,6 +89,7 @@ func testConfig(t *testing.T, pub release.PublicKey, boot []string, version stri
 		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
 		PollInterval: 300 * time.Millisecond, Exec: rec.exec,
 		QueryResendDelay: 200 * time.Millisecond, FindInterval: 300 * time.Millisecond,
+		Logger: testLogger("node"),
 	}
 }
 
@@ -88,7 +98,7 @@ func testPublish(t *testing.T, key ed25519.PrivateKey, boot []string, artifact, 
 	pc := PublishConfig{
 		Key: key, Artifact: artifact, Version: version, App: "app", Bootstrap: boot,
 		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", StateDir: t.TempDir(),
-		QueryResendDelay: 200 * time.Millisecond,
+		QueryResendDelay: 200 * time.Millisecond, Logger: testLogger("publisher"),
 	}
 	if mod != nil {
 		mod(&pc)

@@ -75,6 +75,9 @@ func TestRefuseRecordFromOtherKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(wire.CodeNone, "")
+	if err := conn.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion}); err != nil {
+		t.Fatal(err)
+	}
 	if err := conn.Send(ctx, &wire.Record{Relay: pkt.EncodeRelay()}); err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		if d.job != nil {
 			d.job.inflight = map[int]wire.NodeID{}
 			d.job.manifestIn = false
-			ctx.Send(d.cfg.Swarm, &swarm.Join{ID: d.job.entry.ManifestID})
+			ctx.Request(d.cfg.Swarm, &swarm.Join{ID: d.job.entry.ManifestID})
 		}
 	case *tick:
 		d.schedule(ctx)
@@ -271,7 +271,7 @@ func (d *downloaderActor) resume(ctx actor.Context) {
 
 func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 	if d.job != nil && d.job.entry.ManifestID == e.ManifestID {
-		ctx.Send(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
+		ctx.Request(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
 		return
 	}
 	if d.job != nil {
@@ -297,7 +297,7 @@ func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 			ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: r.Manifest(), StagingPath: r.Path()})
 		}
 	}
-	ctx.Send(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
+	ctx.Request(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
 	d.schedule(ctx)
 }
 
