@@ -76,7 +76,7 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 	if !m.Expires.After(m.Created) {
 		return nil, fmt.Errorf("build manifest: expires %s is not after created %s", m.Expires.Format(time.RFC3339), m.Created.Format(time.RFC3339))
 	}
-	maxSize := Limits{MaxSize: opts.MaxSize}.maxSize()
+	maxSize := min(Limits{MaxSize: opts.MaxSize}.maxSize(), maxArtifactSize)
 	sums, whole, n, err := hashStream(r, m.ChunkSize, maxSize+1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("build manifest: read artifact: %w", err)
@@ -96,6 +96,9 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 // (ErrTruncated, ErrTooLong) and the whole-file hash (ErrFileHash). It reads
 // at most m.Size+1 bytes.
 func VerifyFile(r io.Reader, m *Manifest) error {
+	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize || m.Size <= 0 || len(m.Chunks) != m.NumChunks() {
+		return fmt.Errorf("verify file: inconsistent manifest (size %d, chunk size %d, %d chunk hashes)", m.Size, m.ChunkSize, len(m.Chunks))
+	}
 	sums, whole, n, err := hashStream(r, m.ChunkSize, m.Size+1, m.NumChunks())
 	if err != nil {
 		return fmt.Errorf("verify file: %w", err)

@@ -48,7 +48,7 @@ const MaxManifestSize = manifestHeaderMax + (DefaultMaxSize/MinChunkSize)*sha256
 
 // ManifestSizeLimit is the largest valid manifest encoding under lim.
 func ManifestSizeLimit(lim Limits) int64 {
-	maxSize := lim.maxSize()
+	maxSize := min(lim.maxSize(), maxArtifactSize)
 	return manifestHeaderMax + (maxSize+MinChunkSize-1)/MinChunkSize*sha256.Size + ed25519.SignatureSize
 }
 
@@ -58,6 +58,10 @@ type Limits struct {
 	// DefaultMaxSize (8 GiB).
 	MaxSize int64
 }
+
+// maxArtifactSize is the largest size the encoding can describe: 2^32-1
+// chunks of the smallest size.
+const maxArtifactSize = (1<<32 - 1) * MinChunkSize
 
 func (l Limits) maxSize() int64 {
 	if l.MaxSize <= 0 {
@@ -164,6 +168,9 @@ func (m *Manifest) validate(lim Limits) error {
 	if max := lim.maxSize(); m.Size > max {
 		return fmt.Errorf("size %d: %w %d", m.Size, ErrSizeLimit, max)
 	}
+	if m.Size > maxArtifactSize {
+		return fmt.Errorf("size %d: %w %d (the format's largest)", m.Size, ErrSizeLimit, int64(maxArtifactSize))
+	}
 	if n := m.NumChunks(); len(m.Chunks) != n {
 		return fmt.Errorf("%d chunk hashes, but size %d and chunk size %d make %d chunks", len(m.Chunks), m.Size, m.ChunkSize, n)
 	}
@@ -184,8 +191,8 @@ type SignedManifest struct {
 
 // SignManifest encodes m with the public key of sk and signs it. Created and
 // Expires are truncated to whole seconds. It fails if m breaks a manifest
-// rule (names, version, chunk size, chunk count, times; size up to
-// DefaultMaxSize).
+// rule (names, version, chunk size, chunk count, times). Any size the format
+// can describe is signed; receivers refuse sizes above their Limits.
 func SignManifest(m *Manifest, sk ed25519.PrivateKey) (*SignedManifest, error) {
 	if len(sk) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("sign manifest: secret key has %d bytes, want %d", len(sk), ed25519.PrivateKeySize)
@@ -193,7 +200,7 @@ func SignManifest(m *Manifest, sk ed25519.PrivateKey) (*SignedManifest, error) {
 	mm := *m
 	mm.Created = time.Unix(m.Created.Unix(), 0).UTC()
 	mm.Expires = time.Unix(m.Expires.Unix(), 0).UTC()
-	if err := mm.validate(Limits{}); err != nil {
+	if err := mm.validate(Limits{MaxSize: maxArtifactSize}); err != nil {
 		return nil, fmt.Errorf("sign manifest: %w", err)
 	}
 	pub := PublicKeyOf(sk)

@@ -406,3 +406,11 @@ func TestManifestSizeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestVerifyFileInconsistentManifest(t *testing.T) {
+	for _, m := range []*Manifest{{}, {Size: 10, ChunkSize: MinChunkSize}, {Size: 10, ChunkSize: 1, Chunks: make([][32]byte, 10)}} {
+		if err := VerifyFile(strings.NewReader("0123456789"), m); err == nil {
+			t.Errorf("%+v accepted", m)
+		}
+	}
+}

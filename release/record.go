@@ -193,7 +193,11 @@ func parseRecords(pub PublicKey, packet []byte) (entries []Entry, others []dnsme
 			others = append(others, rr)
 			continue
 		}
-		e, err := parseEntry(strings.TrimSuffix(name, suffix), rr.Body.(*dnsmessage.TXTResource).TXT)
+		body, ok := rr.Body.(*dnsmessage.TXTResource)
+		if !ok {
+			return nil, nil, fmt.Errorf("%w rpe record %q: TXT without TXT data", ErrMalformed, rr.Header.Name.String())
+		}
+		e, err := parseEntry(strings.TrimSuffix(name, suffix), body.TXT)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w rpe record %q: %w", ErrMalformed, rr.Header.Name.String(), err)
 		}
