@@ -3,7 +3,13 @@
 // mutable item) that points at the current release of each app, channel and
 // platform.
 //
-// The package is pure: it does no network I/O, starts no goroutines and keeps
-// no global state, so every other part of rpe (and hundreds of simulated nodes
-// in one process) can share it freely. Byte layouts are in docs/FORMATS.md.
+// The package is pure: it does no network I/O and keeps no global state, so
+// every other part of rpe (and hundreds of simulated nodes in one process) can
+// share it freely. Its only file I/O is the secret key file. BuildManifest and
+// VerifyFile hash on two goroutines side by side, so that hashing every chunk
+// and the whole file costs about one SHA-256 pass of wall time; both
+// goroutines end before the call returns.
+//
+// Byte layouts, limits and signed messages are in docs/FORMATS.md; golden
+// encodings from a fixed key are in testdata/.
 package release

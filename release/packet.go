@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // MaxPacketSize is the largest DNS packet a pkarr signed packet may carry
@@ -51,3 +52,6 @@ func (p *SignedPacket) Verify() error {
 	}
 	return nil
 }
+
+// Time returns the signing time the sequence number stands for.
+func (p *SignedPacket) Time() time.Time { return time.UnixMicro(p.Seq) }

@@ -62,6 +62,9 @@ func TestSignedPacketRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !q.Time().Equal(testTime) || SeqNow(testTime) != testSeq {
+		t.Fatalf("seq %d is %v, want %v", q.Seq, q.Time(), testTime)
+	}
 	if q.PublicKey != PublicKeyOf(testKey()) || q.Seq != testSeq || !bytes.Equal(q.Packet, p.Packet) || q.Sig != p.Sig {
 		t.Fatal("relay round trip differs")
 	}
