@@ -117,8 +117,10 @@ func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte
 		return nil, err
 	}
 	if h.cfg.limiter != nil {
-		if err := h.cfg.limiter.WaitN(h.ctx, len(b)); err != nil {
-			return nil, err
+		for left := len(b); left > 0; left -= uploadBurst {
+			if err := h.cfg.limiter.WaitN(h.ctx, min(left, uploadBurst)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	h.cfg.ctr.uploaded.Add(int64(len(b)))

@@ -56,6 +56,10 @@ func (c *Config) populate() {
 	}
 }
 
+// uploadBurst is the upload limiter's bucket; chunks are paid for in pieces
+// of at most this size, so a low rate is held from the first chunk on.
+const uploadBurst = 64 << 10
+
 // counters are shared by the swarm and its peer actors.
 type counters struct {
 	uploaded atomic.Int64
@@ -93,11 +97,7 @@ func Props(cfg Config) *actor.Props {
 	ctr := &counters{}
 	var lim *rate.Limiter
 	if cfg.UploadRate > 0 {
-		burst := int(cfg.UploadRate)
-		if burst < 16<<20 {
-			burst = 16 << 20
-		}
-		lim = rate.NewLimiter(rate.Limit(cfg.UploadRate), burst)
+		lim = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &swarmActor{cfg: cfg, ctr: ctr, limiter: lim, self: wire.NodeIDOf(cfg.NodeKey.Public().(ed25519.PublicKey))}

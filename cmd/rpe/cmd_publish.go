@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/units"
+	"github.com/rpe-project/engine/release"
+)
+
+func init() {
+	register(&command{
+		name:    "publish",
+		args:    "ARTIFACT --key FILE --version V [--app A] [--channel C] [--platform P] [--bootstrap HOST:PORT,...] [--listen ADDR]",
+		summary: "Sign an artifact (or take its signed manifest), put the record in the DHT and seed it until interrupted.",
+		run:     runPublish,
+	})
+}
+
+// netFlags are the network flags every networked command shares.
+type netFlags struct {
+	bootstrap, listen, stateDir *string
+}
+
+func addNetFlags(fs flagSet) netFlags {
+	return netFlags{
+		bootstrap: fs.String("bootstrap", "", "comma-separated DHT starting nodes `HOST:PORT` (default: the public Mainline routers)"),
+		listen:    fs.String("listen", "", "UDP `ADDR` for the DHT socket, e.g. 127.0.0.1:6881 (default all interfaces, any port); QUIC uses the same host"),
+		stateDir:  fs.String("state-dir", "", "state `DIR`"),
+	}
+}
+
+// flagSet is the part of *flag.FlagSet the helpers use.
+type flagSet interface {
+	String(name, value, usage string) *string
+}
+
+func (n netFlags) bootstrapList() ([]string, error) {
+	if *n.bootstrap == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, a := range strings.Split(*n.bootstrap, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usagef("--bootstrap %q: want HOST:PORT", a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// listenAddrs returns the DHT and QUIC listen addresses for --listen.
+func (n netFlags) listenAddrs() (dht, quic string, err error) {
+	if *n.listen == "" {
+		return "", "", nil
+	}
+	host, _, err := net.SplitHostPort(*n.listen)
+	if err != nil {
+		return "", "", usagef("--listen %q: want HOST:PORT", *n.listen)
+	}
+	return *n.listen, net.JoinHostPort(host, "0"), nil
+}
+
+// keyFile returns --key, or RPE_KEY when the flag is empty.
+func keyFile(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv("RPE_KEY")
+}
+
+func runPublish(ctx context.Context, e *env, args []string) error {
+	c := commands["publish"]
+	fs := newFlags(e, c)
+	key := fs.String("key", "", "secret key `FILE` (default $RPE_KEY)")
+	version := fs.String("version", "", "semantic `version` of the artifact")
+	manifest := fs.String("manifest", "", "publish this signed manifest `FILE` (from rpe sign) instead of signing")
+	app := fs.String("app", "", "app `name` (default: the artifact's file name)")
+	channel := fs.String("channel", release.DefaultChannel, "release `channel`")
+	platform := fs.String("platform", release.DefaultPlatform(), "`platform`, GOOS-GOARCH")
+	expires := fs.String("expires", "90d", "how long the manifest stays valid, e.g. 90d, 36h")
+	force := fs.Bool("force", false, "publish even if the record names the same or a newer version")
+	upload := fs.String("upload-rate", "", "cap upload at `RATE` per second, e.g. 4MiB (default unlimited)")
+	nf := addNetFlags(fs)
+	pos, err := parseArgs(e, c, fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, "ARTIFACT"); err != nil {
+		return err
+	}
+	kf := keyFile(*key)
+	if kf == "" {
+		return usagef("missing --key (or set RPE_KEY)")
+	}
+	if *manifest == "" {
+		if err := requireFlag("version", *version); err != nil {
+			return err
+		}
+		if _, err := release.ParseVersion(*version); err != nil {
+			return usageError{fmt.Errorf("--version: %w", err)}
+		}
+	}
+	life, err := units.ParseDuration(*expires)
+	if err != nil || life <= 0 {
+		return usagef("--expires %q: want a positive duration such as 90d or 36h", *expires)
+	}
+	var rate int64
+	if *upload != "" {
+		if rate, err = units.ParseSize(*upload); err != nil {
+			return usageError{fmt.Errorf("--upload-rate: %w", err)}
+		}
+	}
+	boot, err := nf.bootstrapList()
+	if err != nil {
+		return err
+	}
+	ldht, lquic, err := nf.listenAddrs()
+	if err != nil {
+		return err
+	}
+	sk, err := release.ReadSecretKeyFile(kf)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(pos[0]); err != nil {
+		return err
+	}
+	pc := engine.PublishConfig{
+		Key: sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
+		Expires: life, Force: *force, StateDir: *nf.stateDir, Bootstrap: boot,
+		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate,
+	}
+	if *manifest != "" {
+		raw, err := readFileLimit(*manifest, int64(release.MaxManifestSize))
+		if err != nil {
+			return fmt.Errorf("--manifest: %w", err)
+		}
+		pc.Manifest = raw
+	}
+	p, err := engine.Publish(ctx, pc)
+	if err != nil {
+		if errors.Is(err, engine.ErrNotNewer) {
+			return usageError{err}
+		}
+		return err
+	}
+	man := p.Manifest.Manifest
+	fmt.Fprintf(e.stdout, "public key  %s\n", release.PublicKeyOf(sk))
+	fmt.Fprintf(e.stdout, "release     %s %s %s %s (%d bytes)\n", man.App, man.Channel, man.Platform, man.Version, man.Size)
+	fmt.Fprintf(e.stdout, "manifest ID %s\n", p.Manifest.ID)
+	st := p.Status()
+	fmt.Fprintf(e.stdout, "seeding on  dht %s, quic %s (Ctrl-C to stop)\n", st.DHTAddr, st.QUICAddr)
+	var total int64
+	peers := map[string]bool{}
+	events := p.Events()
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case ev, ok := <-events:
+			if !ok {
+				break loop
+			}
+			switch ev := ev.(type) {
+			case engine.Served:
+				total += int64(ev.Bytes)
+				if !peers[ev.Peer.String()] {
+					peers[ev.Peer.String()] = true
+					fmt.Fprintf(e.stdout, "serving peer %s\n", ev.Peer)
+				}
+			case engine.Failed:
+				fmt.Fprintf(e.stderr, "rpe: publish: %s: %v\n", ev.Stage, ev.Err)
+			}
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.Stop(sctx)
+	fmt.Fprintf(e.stdout, "uploaded %d bytes (%.2f copies) to %d peers\n", total, float64(total)/float64(max(man.Size, 1)), len(peers))
+	return nil
+}
