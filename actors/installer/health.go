@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -29,6 +30,8 @@ const (
 
 	// maxStateFile caps every read of the installer's state files.
 	maxStateFile = 64 << 10
+	// maxHealthTimeout bounds Pending.HealthTimeout (a year).
+	maxHealthTimeout = 365 * 24 * time.Hour
 	// maxFailed is how many rolled-back releases FailedFile remembers.
 	maxFailed = 64
 	// stateFormat is the format number of both state files.
@@ -125,6 +128,8 @@ func (p *Pending) check() error {
 		return errors.New("backup is the target")
 	case p.Attempts < 0, p.MaxAttempts < 0, p.HealthTimeout < 0:
 		return errors.New("negative count or timeout")
+	case p.HealthTimeout > maxHealthTimeout:
+		return fmt.Errorf("health timeout %v longer than %v", p.HealthTimeout, maxHealthTimeout)
 	}
 	return nil
 }
@@ -159,8 +164,20 @@ func (p *Pending) overdue(now time.Time) error {
 // Target and Backup must be absolute paths, since the new process may run in
 // another working directory.
 func WritePending(stateDir string, p Pending) error {
+	data, err := encodePending(&p)
+	if err != nil {
+		return fmt.Errorf("write pending install: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(stateDir, PendingFile), data); err != nil {
+		return fmt.Errorf("write pending install: %w", err)
+	}
+	return nil
+}
+
+// encodePending returns the file form of p (see docs/FORMATS.md).
+func encodePending(p *Pending) ([]byte, error) {
 	if err := p.check(); err != nil {
-		return fmt.Errorf("write pending install: %w: %w", ErrBadPending, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadPending, err)
 	}
 	j := pendingJSON{
 		Format: stateFormat, Version: p.Version, PreviousVersion: p.PreviousVersion,
@@ -173,12 +190,9 @@ func WritePending(stateDir string, p Pending) error {
 	}
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
-		return fmt.Errorf("write pending install: %w", err)
+		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(stateDir, PendingFile), append(data, '\n')); err != nil {
-		return fmt.Errorf("write pending install: %w", err)
-	}
-	return nil
+	return append(data, '\n'), nil
 }
 
 // ReadPending reads the pending-install marker from stateDir. It returns
@@ -215,7 +229,7 @@ func decodePending(data []byte) (*Pending, error) {
 		Version: j.Version, PreviousVersion: j.PreviousVersion, ManifestID: j.ManifestID,
 		Target: j.Target, Backup: j.Backup, Attempts: j.Attempts, MaxAttempts: j.MaxAttempts,
 	}
-	if j.HealthTimeoutMS < 0 || j.HealthTimeoutMS > int64(24*time.Hour/time.Millisecond)*365 {
+	if j.HealthTimeoutMS < 0 || j.HealthTimeoutMS > maxHealthTimeout.Milliseconds() {
 		return nil, fmt.Errorf("health timeout %d ms out of range", j.HealthTimeoutMS)
 	}
 	p.HealthTimeout = time.Duration(j.HealthTimeoutMS) * time.Millisecond
@@ -462,14 +476,16 @@ type FailedInstall struct {
 	Reason     string
 }
 
+type failedEntry struct {
+	Version    string    `json:"version"`
+	ManifestID string    `json:"manifest_id,omitempty"`
+	At         time.Time `json:"at"`
+	Reason     string    `json:"reason"`
+}
+
 type failedJSON struct {
-	Format int `json:"format"`
-	Failed []struct {
-		Version    string    `json:"version"`
-		ManifestID string    `json:"manifest_id,omitempty"`
-		At         time.Time `json:"at"`
-		Reason     string    `json:"reason"`
-	} `json:"failed"`
+	Format int           `json:"format"`
+	Failed []failedEntry `json:"failed"`
 }
 
 // Failed lists the releases rolled back on this node, oldest first (at most
@@ -483,21 +499,54 @@ func Failed(stateDir string) ([]FailedInstall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read failed installs %s: %w", path, err)
 	}
-	var j failedJSON
-	if len(data) > maxStateFile {
-		return nil, fmt.Errorf("read failed installs %s: %w: larger than %d bytes", path, ErrBadFailedList, maxStateFile)
-	}
-	if err := decodeStrict(data, &j); err != nil {
+	list, err := decodeFailed(data)
+	if err != nil {
 		return nil, fmt.Errorf("read failed installs %s: %w: %w", path, ErrBadFailedList, err)
 	}
+	return list, nil
+}
+
+func decodeFailed(data []byte) ([]FailedInstall, error) {
+	if len(data) > maxStateFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxStateFile)
+	}
+	var j failedJSON
+	if err := decodeStrict(data, &j); err != nil {
+		return nil, err
+	}
 	if j.Format != stateFormat {
-		return nil, fmt.Errorf("read failed installs %s: %w: format %d", path, ErrBadFailedList, j.Format)
+		return nil, fmt.Errorf("format %d, want %d", j.Format, stateFormat)
+	}
+	if len(j.Failed) > maxFailed {
+		return nil, fmt.Errorf("%d entries, at most %d", len(j.Failed), maxFailed)
 	}
 	out := make([]FailedInstall, 0, len(j.Failed))
 	for _, f := range j.Failed {
 		out = append(out, FailedInstall{Version: f.Version, ManifestID: f.ManifestID, At: f.At, Reason: f.Reason})
 	}
 	return out, nil
+}
+
+// encodeFailed returns the file form of list, keeping its newest maxFailed
+// entries and the first 512 bytes of each reason.
+func encodeFailed(list []FailedInstall) ([]byte, error) {
+	if len(list) > maxFailed {
+		list = list[len(list)-maxFailed:]
+	}
+	j := failedJSON{Format: stateFormat, Failed: []failedEntry{}}
+	for _, g := range list {
+		j.Failed = append(j.Failed, failedEntry{g.Version, g.ManifestID, g.At.UTC(), truncate(g.Reason, 512)})
+	}
+	for {
+		data, err := json.MarshalIndent(j, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		if len(data) < maxStateFile || len(j.Failed) == 0 {
+			return append(data, '\n'), nil
+		}
+		j.Failed = j.Failed[1:] // Escaped reasons made it too long: drop the oldest.
+	}
 }
 
 // IsFailed reports whether the release with manifestID was rolled back on
@@ -528,24 +577,11 @@ func addFailed(stateDir string, f FailedInstall) error {
 	list = deleteFunc(list, func(g FailedInstall) bool {
 		return g.ManifestID == f.ManifestID && g.Version == f.Version
 	})
-	list = append(list, f)
-	if len(list) > maxFailed {
-		list = list[len(list)-maxFailed:]
-	}
-	j := failedJSON{Format: stateFormat}
-	for _, g := range list {
-		j.Failed = append(j.Failed, struct {
-			Version    string    `json:"version"`
-			ManifestID string    `json:"manifest_id,omitempty"`
-			At         time.Time `json:"at"`
-			Reason     string    `json:"reason"`
-		}{g.Version, g.ManifestID, g.At.UTC(), truncate(g.Reason, 512)})
-	}
-	data, err := json.MarshalIndent(j, "", "  ")
+	data, err := encodeFailed(append(list, f))
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(stateDir, FailedFile), append(data, '\n'))
+	return writeFileAtomic(filepath.Join(stateDir, FailedFile), data)
 }
 
 func deleteFunc(s []FailedInstall, del func(FailedInstall) bool) []FailedInstall {
@@ -558,11 +594,12 @@ func deleteFunc(s []FailedInstall, del func(FailedInstall) bool) []FailedInstall
 	return out
 }
 
+// truncate cuts s to at most n bytes, on a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	return strings.ToValidUTF8(s[:n], "")
 }
 
 // decodeStrict decodes exactly one JSON value with no unknown fields.

@@ -189,3 +189,24 @@ func (p Policy) occurrences(y int, m time.Month, d int, loc *time.Location) []ti
 	}
 	return out
 }
+
+// MarshalText returns String's text, for JSON and other text encodings.
+func (p Policy) MarshalText() ([]byte, error) {
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadPolicy, err)
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText reads what ParsePolicy reads.
+func (p *Policy) UnmarshalText(b []byte) error {
+	q, err := ParsePolicy(string(b))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
+// Set makes *Policy a flag.Value: flag.Var(&cfg.Apply, "apply", "now, on-restart or at=HH:MM").
+func (p *Policy) Set(s string) error { return p.UnmarshalText([]byte(s)) }

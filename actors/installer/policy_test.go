@@ -1,7 +1,10 @@
 package installer
 
 import (
+	"encoding/json"
 	"errors"
+	"flag"
+	"io"
 	"testing"
 	"time"
 	_ "time/tzdata" // Europe/Berlin and friends even without a system zoneinfo.
@@ -163,5 +166,38 @@ func TestNextApplyEveryMinute(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestPolicyTextAndFlag(t *testing.T) {
+	var cfg struct {
+		Apply Policy `json:"apply"`
+	}
+	if err := json.Unmarshal([]byte(`{"apply":"at=04:05"}`), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Apply != (Policy{Kind: At, Hour: 4, Minute: 5}) {
+		t.Errorf("json: %+v", cfg.Apply)
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil || string(b) != `{"apply":"at=04:05"}` {
+		t.Errorf("json encode: %s, %v", b, err)
+	}
+	if err := json.Unmarshal([]byte(`{"apply":"soon"}`), &cfg); !errors.Is(err, ErrBadPolicy) {
+		t.Errorf("json bad policy: %v", err)
+	}
+	if _, err := json.Marshal(Policy{Kind: At, Hour: 25}); !errors.Is(err, ErrBadPolicy) {
+		t.Errorf("json encode of an invalid policy: %v", err)
+	}
+
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var p Policy
+	fs.Var(&p, "apply", "when to apply")
+	if err := fs.Parse([]string{"-apply", "on-restart"}); err != nil || p.Kind != OnRestart {
+		t.Errorf("flag: %+v, %v", p, err)
+	}
+	if err := fs.Parse([]string{"-apply", "at=25:00"}); err == nil {
+		t.Error("flag accepted at=25:00")
 	}
 }
