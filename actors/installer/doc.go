@@ -84,7 +84,9 @@
 //
 // One state directory belongs to one installing process: there is no lock
 // between two processes sharing it. Swap replaces a regular file only;
-// callers resolve symlinks first (engine.Config.Target does). On systems
-// without exec (Windows) ExecSelf returns ErrExecUnsupported and only
-// OnRestart is useful.
+// callers resolve symlinks first (engine.Config.Target does). The deadline
+// is wall-clock time, so a large clock step at boot can end a trial early.
+// This package targets Unix: on systems without exec (Windows) ExecSelf
+// returns ErrExecUnsupported, and renaming over a running executable is
+// refused there anyway.
 package installer
