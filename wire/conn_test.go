@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/rpe-project/engine/release"
 )
@@ -197,5 +201,62 @@ func TestServeContextCloses(t *testing.T) {
 	}
 	if err := c.Serve(ctx, newTestHandler()); err == nil {
 		t.Fatal("second Serve accepted")
+	}
+}
+
+// plainConn hides every method of *net.UDPConn but those of net.PacketConn,
+// as an in-memory network's conn would.
+type plainConn struct{ net.PacketConn }
+
+// SetReadBuffer and SetWriteBuffer silence quic-go's buffer-size warning.
+func (plainConn) SetReadBuffer(int) error  { return nil }
+func (plainConn) SetWriteBuffer(int) error { return nil }
+
+// TestOverPlainPacketConn: wire needs only a quic.Transport over some
+// net.PacketConn, not a *net.UDPConn.
+func TestOverPlainPacketConn(t *testing.T) {
+	plain := func() *quic.Transport {
+		uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := &quic.Transport{Conn: plainConn{uc}}
+		t.Cleanup(func() { tr.Close(); uc.Close() })
+		return tr
+	}
+	a := &node{key: newKey(t), tr: plain()}
+	b := &node{key: newKey(t), tr: plain()}
+	a.id, b.id = idOf(a.key), idOf(b.key)
+	ln, err := Listen(b.tr, b.key, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	b.ln = ln
+	hb := newTestHandler()
+	hb.chunks[mid(1)] = [][]byte{pattern(300<<10, 4)}
+	ac, _ := connect(t, a, b, Limits{}, newTestHandler(), hb)
+	dst := make([]byte, 300<<10)
+	if err := ac.GetChunk(testCtx(t), mid(1), 0, dst); err != nil || !bytes.Equal(dst, hb.chunks[mid(1)][0]) {
+		t.Fatalf("GetChunk over a plain PacketConn: %v", err)
+	}
+}
+
+func TestLimitsValidated(t *testing.T) {
+	tr := newTransport(t)
+	for _, lim := range []Limits{{MaxChunk: -1}, {MaxFrame: 2 << 30}, {IdleTimeout: -time.Second}} {
+		if _, err := Listen(tr, newKey(t), lim); err == nil {
+			t.Errorf("Listen accepted %+v", lim)
+		}
+		if _, err := Dial(testCtx(t), tr, tr.Conn.LocalAddr(), newKey(t), NodeID{}, lim); err == nil {
+			t.Errorf("Dial accepted %+v", lim)
+		}
+	}
+	if _, err := Listen(tr, make([]byte, 10), Limits{}); err == nil {
+		t.Error("Listen accepted a short key")
+	}
+	l, err := Limits{}.withDefaults()
+	if err != nil || l.MaxChunk != DefaultMaxChunk || l.MaxInflight != DefaultMaxInflight || l.KeepAlive != DefaultKeepAlive {
+		t.Errorf("defaults: %+v %v", l, err)
 	}
 }
