@@ -487,11 +487,11 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 	wg.Wait()
 	// Streams fail a moment before the connection's context ends.
 	<-c.qc.Context().Done()
-	err := c.Err()
-	if errors.Is(err, ErrClosed) {
-		return nil
+	var ae *quic.ApplicationError
+	if errors.As(context.Cause(c.qc.Context()), &ae) && ae.ErrorCode == quic.ApplicationErrorCode(CodeNone) {
+		return nil // closed by Close(CodeNone) on either side
 	}
-	return err
+	return c.Err()
 }
 
 // serveControl reads the peer's control stream.

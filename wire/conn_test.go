@@ -260,3 +260,20 @@ func TestLimitsValidated(t *testing.T) {
 		t.Errorf("defaults: %+v %v", l, err)
 	}
 }
+
+// TestIdleTimeout: a peer that vanishes without closing ends Serve with an
+// error (not an orderly nil) once the idle timeout passes.
+func TestIdleTimeout(t *testing.T) {
+	lim := Limits{IdleTimeout: 300 * time.Millisecond}
+	a, b := newNode(t, lim), newNode(t, lim)
+	ac, _ := connect(t, a, b, lim, newTestHandler(), newTestHandler())
+	b.tr.Conn.Close() // b goes silent: no CONNECTION_CLOSE reaches a
+	err := ac.result(t)
+	if err == nil || !errors.Is(err, ErrClosed) {
+		t.Fatalf("Serve after the peer vanished = %v, want an error matching ErrClosed", err)
+	}
+	var ite *quic.IdleTimeoutError
+	if !errors.As(err, &ite) {
+		t.Fatalf("Serve = %v, want an idle timeout", err)
+	}
+}
