@@ -170,3 +170,27 @@ func transferQUIC(b *testing.B, client, server *quic.Conn, src []byte) time.Dura
 	}
 	return time.Since(start)
 }
+
+// BenchmarkGetChunkSmall measures the per-request cost: 4 KiB chunks, 8
+// requests in flight.
+func BenchmarkGetChunkSmall(b *testing.B) {
+	src := pattern(4<<10, 1)
+	na, nb := newNode(b, Limits{}), newNode(b, Limits{})
+	h := newTestHandler()
+	h.chunkFunc = func(_ release.ManifestID, _ uint32, buf []byte) ([]byte, error) {
+		return append(buf, src...), nil
+	}
+	wc, _ := connect(b, na, nb, Limits{}, newTestHandler(), h)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(src)))
+	b.SetParallelism(4) // 8 goroutines on 2 CPUs
+	b.RunParallel(func(pb *testing.PB) {
+		dst := make([]byte, len(src))
+		for pb.Next() {
+			if err := wc.GetChunk(context.Background(), mid(1), 0, dst); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

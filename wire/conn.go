@@ -236,10 +236,33 @@ func peerFault(err error) bool {
 		errors.Is(err, io.EOF)
 }
 
+// op names an operation for error messages. It is a plain value, formatted
+// only when an error is reported, so requests cost no formatting.
+type op struct {
+	kind  Type
+	id    release.ManifestID
+	index uint32
+	peer  NodeID
+	serve bool // serving the peer rather than asking it
+}
+
+// String describes the operation.
+func (o op) String() string {
+	switch {
+	case o.serve:
+		return fmt.Sprintf("wire: serving peer %s", o.peer)
+	case o.kind == TypeGetManifest:
+		return fmt.Sprintf("wire: manifest %s from %s", o.id.Short(), o.peer)
+	case o.kind == TypeGetChunk:
+		return fmt.Sprintf("wire: chunk %d of %s from %s", o.index, o.id.Short(), o.peer)
+	}
+	return fmt.Sprintf("wire: send %s to %s", o.kind, o.peer)
+}
+
 // streamErr turns an error seen on a stream into the error to report:
 // the connection's close reason when it closed, ctx's error when the
 // request was cancelled, a disconnect when the peer broke the protocol.
-func (c *Conn) streamErr(ctx context.Context, what string, err error) error {
+func (c *Conn) streamErr(ctx context.Context, what op, err error) error {
 	if c.qc.Context().Err() != nil || isConnClosed(err) {
 		return fmt.Errorf("%s: %w", what, c.closedErr(err))
 	}
@@ -305,7 +328,7 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	}
 	defer func() { <-c.sendSem }()
 
-	what := fmt.Sprintf("wire: send %s to %s", m.Type(), c.remote)
+	what := op{kind: m.Type(), peer: c.remote}
 	if c.ctrl == nil {
 		if m.Type() != TypeHello {
 			return fmt.Errorf("%s: %w: the first message must be a Hello", what, ErrProtocol)
@@ -340,7 +363,7 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 
 // request opens a stream, sends m on it and half-closes it. The returned
 // stop must be called when the answer has been read.
-func (c *Conn) request(ctx context.Context, what string, m Message) (*quic.Stream, func() bool, error) {
+func (c *Conn) request(ctx context.Context, what op, m Message) (*quic.Stream, func() bool, error) {
 	frame, err := EncodeMessage(m)
 	if err != nil {
 		return nil, nil, err
@@ -375,7 +398,7 @@ func answerLimit(answer Type, max int) func(Type) int {
 }
 
 // readError reads the payload of an Error answer.
-func (c *Conn) readError(ctx context.Context, what string, s *quic.Stream, n int) error {
+func (c *Conn) readError(ctx context.Context, what op, s *quic.Stream, n int) error {
 	var buf [errorMaxSize]byte
 	if _, err := io.ReadFull(s, buf[:n]); err != nil {
 		return c.streamErr(ctx, what, noEOF(err))
@@ -392,7 +415,7 @@ func (c *Conn) readError(ctx context.Context, what string, s *quic.Stream, n int
 }
 
 // expectEnd checks that the peer sent nothing after its answer.
-func (c *Conn) expectEnd(ctx context.Context, what string, s *quic.Stream) error {
+func (c *Conn) expectEnd(ctx context.Context, what op, s *quic.Stream) error {
 	var one [1]byte
 	n, err := s.Read(one[:])
 	if n > 0 {
@@ -408,7 +431,7 @@ func (c *Conn) expectEnd(ctx context.Context, what string, s *quic.Stream) error
 // may be at most Limits.MaxManifest bytes; a longer one disconnects the peer.
 // A peer that does not hold it gives an error matching ErrNotFound.
 func (c *Conn) GetManifest(ctx context.Context, id release.ManifestID) ([]byte, error) {
-	what := fmt.Sprintf("wire: manifest %s from %s", id.Short(), c.remote)
+	what := op{kind: TypeGetManifest, id: id, peer: c.remote}
 	s, stop, err := c.request(ctx, what, &GetManifest{ID: id})
 	if err != nil {
 		return nil, err
@@ -437,7 +460,7 @@ func (c *Conn) GetManifest(ctx context.Context, id release.ManifestID) ([]byte, 
 // (ErrFrameTooLarge if longer, ErrProtocol if shorter); no other buffer is
 // allocated. On error dst may hold part of an answer.
 func (c *Conn) GetChunk(ctx context.Context, id release.ManifestID, index uint32, dst []byte) error {
-	what := fmt.Sprintf("wire: chunk %d of %s from %s", index, id.Short(), c.remote)
+	what := op{kind: TypeGetChunk, id: id, index: index, peer: c.remote}
 	if len(dst) == 0 || len(dst) > c.lim.MaxChunk {
 		return fmt.Errorf("%s: %w: buffer of %d bytes, limit %d", what, ErrFrameTooLarge, len(dst), c.lim.MaxChunk)
 	}
@@ -508,7 +531,7 @@ func (c *Conn) serveControl(h Handler) {
 			if errors.As(err, &se) && c.qc.Context().Err() == nil {
 				err = fmt.Errorf("%w: control stream reset", ErrProtocol)
 			}
-			c.streamErr(nil, "control stream", err)
+			c.streamErr(nil, op{serve: true, peer: c.remote}, err)
 			return
 		}
 		m, err := DecodeMessage(t, p)
@@ -578,7 +601,7 @@ func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
 			return
 		}
 		if peerFault(err) {
-			c.streamErr(nil, "request", err)
+			c.streamErr(nil, op{serve: true, peer: c.remote}, err)
 			return
 		}
 		// A timeout or a reset: drop this request, keep the connection.
