@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rpe-project/engine/internal/units"
+	"github.com/rpe-project/engine/simulation"
+)
+
+func init() {
+	register(&command{
+		name: "sim",
+		args: "[--nodes N] [--size SIZE] [--up RATE] [--publisher-up RATE] [--json FILE] [--plot FILE.svg] ...",
+		summary: "Simulate a release spreading to many complete nodes in this process " +
+			"(in-memory network in 127.0.0.0/8) and report the figures.",
+		run: runSim,
+	})
+}
+
+// sizeFlag is a size with units ("4MiB").
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return units.FormatSize(*f.v)
+}
+
+func (f sizeFlag) Set(s string) error {
+	n, err := units.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.v = n
+	return nil
+}
+
+// rateFlag is a rate: "1MiB/s", "8Mbit/s", or a size meaning per second
+// ("1MiB"); "0" or "unlimited" means no limit.
+type rateFlag struct{ v *int64 }
+
+func (f rateFlag) String() string {
+	if f.v == nil || *f.v == 0 {
+		return "unlimited"
+	}
+	return units.FormatRate(*f.v)
+}
+
+func (f rateFlag) Set(s string) error {
+	if t := strings.TrimSpace(strings.ToLower(s)); t == "0" || t == "unlimited" {
+		*f.v = 0
+		return nil
+	}
+	n, err := units.ParseRate(s)
+	if err != nil {
+		var err2 error
+		if n, err2 = units.ParseSize(s); err2 != nil {
+			return err
+		}
+	}
+	if n <= 0 {
+		return fmt.Errorf("rate %q rounds to 0 bytes per second (use 0 or unlimited for no limit)", s)
+	}
+	*f.v = n
+	return nil
+}
+
+func runSim(ctx context.Context, e *env, args []string) error {
+	c := commands["sim"]
+	fs := newFlags(e, c)
+	var s simulation.Scenario
+	var chunk int64
+	s.Size = 4 << 20
+	fs.IntVar(&s.Nodes, "nodes", 100, "honest nodes, each a complete engine")
+	fs.Var(sizeFlag{&s.Size}, "size", "size of the published file (e.g. 4MiB)")
+	fs.Var(sizeFlag{&chunk}, "chunk-size", "chunk size (default 256KiB)")
+	fs.Var(rateFlag{&s.Up}, "up", "each node's upload rate (e.g. 1MiB = 1MiB/s; default unlimited)")
+	fs.Var(rateFlag{&s.Down}, "down", "each node's download rate (default unlimited)")
+	fs.Float64Var(&s.RateSpread, "rate-spread", 0, "draw each node's rates uniformly within ±this fraction of --up/--down")
+	fs.Var(rateFlag{&s.PublisherUp}, "publisher-up", "the publisher's upload rate (default unlimited)")
+	fs.DurationVar(&s.Latency, "latency", 10*time.Millisecond, "one-way latency of every access link")
+	fs.Float64Var(&s.Loss, "loss", 0, "packet loss probability on every link (0 to 0.5)")
+	fs.Float64Var(&s.Churn, "churn", 0, "fraction of nodes stopped mid-download and restarted later")
+	fs.Float64Var(&s.Hostile, "hostile", 0, "hostile peers as a fraction of --nodes (corrupt, trickle, liar, stale gossip)")
+	fs.IntVar(&s.PublisherLeavesAfter, "publisher-leaves-after", 0, "stop the publisher after it uploaded K full copies (0: stays)")
+	fs.Int64Var(&s.Seed, "seed", 1, "seed for topology, rates, hostile set and churn schedule")
+	fs.DurationVar(&s.Timeout, "timeout", 10*time.Minute, "give up this long after publishing")
+	fs.DurationVar(&s.PollInterval, "poll", 2*time.Second, "each node's mean record poll interval")
+	jsonPath := fs.String("json", "", "write the report as JSON to `FILE`")
+	plotPath := fs.String("plot", "", "write an SVG plot of completion over time to `FILE.svg`")
+	verbose := fs.Bool("v", false, "log the harness's and nodes' warnings to stderr")
+	quiet := fs.Bool("q", false, "no live progress line")
+	pos, err := parseArgs(e, c, fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos); err != nil {
+		return err
+	}
+	if chunk > 1<<30 {
+		return usagef("--chunk-size %d too large", chunk)
+	}
+	s.ChunkSize = int(chunk)
+	if *verbose {
+		s.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if !*quiet {
+		s.OnProgress = progressLine(e.stderr)
+	}
+	rep, err := simulation.Run(ctx, s)
+	if err != nil {
+		if errors.Is(err, simulation.ErrBadScenario) {
+			return usageError{err}
+		}
+		return err
+	}
+	fmt.Fprint(e.stdout, rep.Summary())
+	if *jsonPath != "" {
+		if err := rep.WriteJSONFile(*jsonPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "report: %s\n", *jsonPath)
+	}
+	if *plotPath != "" {
+		if err := simulation.WritePlotFile(*plotPath, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "plot: %s\n", *plotPath)
+	}
+	if rep.BadInstalls > 0 {
+		return fmt.Errorf("%d nodes installed something other than the published bytes", rep.BadInstalls)
+	}
+	if rep.Completed < rep.Nodes {
+		return fmt.Errorf("%d of %d nodes did not complete within %v", rep.Failed, rep.Nodes, s.Timeout)
+	}
+	return nil
+}
+
+// progressLine returns a progress callback that rewrites one line on w
+// when w is a terminal, and prints a line every few seconds otherwise.
+func progressLine(w io.Writer) func(simulation.Progress) {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	var last time.Time
+	var lastPhase string
+	return func(p simulation.Progress) {
+		final := p.Phase == "done"
+		if !tty && !final && p.Phase == lastPhase && time.Since(last) < 5*time.Second {
+			return
+		}
+		last, lastPhase = time.Now(), p.Phase
+		var line string
+		switch p.Phase {
+		case "starting":
+			line = fmt.Sprintf("starting: %d/%d nodes ready", p.Started, p.Total)
+		default:
+			line = fmt.Sprintf("%s %6.1fs: verified %d/%d, aware %d/%d", p.Phase, p.Elapsed.Seconds(), p.Verified, p.Total, p.Aware, p.Total)
+		}
+		if tty {
+			fmt.Fprintf(w, "\r\033[K%s", line)
+			if final {
+				fmt.Fprintln(w)
+			}
+		} else {
+			fmt.Fprintln(w, line)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package simulation
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Report is what a run measured. Times are seconds since the moment of
+// publishing (engine.Publish was called), on the clock named by Clock. A
+// pointer field is null in JSON when the figure does not exist (no bound for
+// unlimited rates, a percentile not reached before the timeout).
+type Report struct {
+	Nodes       int `json:"nodes"`        // honest nodes
+	Completed   int `json:"completed"`    // verified and installed the published bytes
+	Failed      int `json:"failed"`       // nodes - completed
+	BadInstalls int `json:"bad_installs"` // installed anything else (must be 0)
+
+	SizeBytes int64    `json:"size_bytes"`
+	TMinS     *float64 `json:"t_min_s"` // Kumar–Ross bound
+	TP50S     *float64 `json:"t_p50_s"` // half the nodes verified
+	TP90S     *float64 `json:"t_p90_s"`
+	TP99S     *float64 `json:"t_p99_s"`
+	TAllS     *float64 `json:"t_all_s"` // every node verified
+	// RatioToBound is TAllS / TMinS.
+	RatioToBound *float64 `json:"ratio_to_bound"`
+
+	PublisherUploadBytes int64 `json:"publisher_upload_bytes"` // chunk bytes
+	TotalUploadBytes     int64 `json:"total_upload_bytes"`     // chunk bytes, publisher included
+	WastedBytes          int64 `json:"wasted_bytes"`           // duplicate and rejected chunk bytes received
+	// TAwareP99S is when 99 % of the nodes knew of the release.
+	TAwareP99S   *float64 `json:"t_aware_p99_s"`
+	PeakRSSBytes int64    `json:"peak_rss_bytes"` // process high-water mark
+	WallS        float64  `json:"wall_s"`         // the whole run, start-up included
+
+	// Clock is "real" or "virtual" (a testing/synctest bubble).
+	Clock     string `json:"clock"`
+	Seed      int64  `json:"seed"`
+	ChunkSize int    `json:"chunk_size"`
+	// Hostile, Churned and Restarts count hostile peers, nodes that were
+	// stopped mid-download, and those that were started again.
+	Hostile  int `json:"hostile"`
+	Churned  int `json:"churned"`
+	Restarts int `json:"restarts"`
+	// RefusedChunks counts chunks nodes refused (bad hash).
+	RefusedChunks int64 `json:"refused_chunks"`
+	// PublisherLeftS is when the publisher stopped, if it did.
+	PublisherLeftS *float64 `json:"publisher_left_s"`
+	// StartupS is the time from the start of the run until publishing
+	// (starting every node and letting the DHT settle); PublishS the time
+	// engine.Publish took.
+	StartupS float64 `json:"startup_s"`
+	PublishS float64 `json:"publish_s"`
+	// NetBytesSent is every UDP payload byte sent on the simulated network
+	// (DHT, QUIC headers and retransmissions included).
+	NetBytesSent int64 `json:"net_bytes_sent"`
+	// AddrViolations counts packets from or to an address outside
+	// 127.0.0.0/8 (must be 0; netsim would refuse to send them anyway).
+	AddrViolations int64 `json:"addr_violations"`
+	// Series is the completion curve: after each node's verification, the
+	// fraction of nodes verified and aware.
+	Series []Point `json:"series"`
+}
+
+// Point is one step of the completion curve.
+type Point struct {
+	T        float64 `json:"t_s"`
+	Verified float64 `json:"verified"` // fraction of nodes
+	Aware    float64 `json:"aware"`    // fraction of nodes
+}
+
+// percentile returns the time by which a fraction q of n nodes had done
+// something, given the sorted times of those that did; nil if fewer did.
+func percentile(sorted []float64, n int, q float64) *float64 {
+	k := int(math.Ceil(q * float64(n)))
+	if k < 1 {
+		k = 1
+	}
+	if k > len(sorted) {
+		return nil
+	}
+	v := sorted[k-1]
+	return &v
+}
+
+func seconds(d time.Duration) float64 { return d.Seconds() }
+
+func ptr(v float64) *float64 { return &v }
+
+// series builds the completion curve from the nodes' verify and aware times.
+func series(verified, aware []float64, n int) []Point {
+	type ev struct {
+		t       float64
+		isAware bool
+	}
+	var evs []ev
+	for _, t := range verified {
+		evs = append(evs, ev{t, false})
+	}
+	for _, t := range aware {
+		evs = append(evs, ev{t, true})
+	}
+	slices.SortStableFunc(evs, func(a, b ev) int {
+		if a.t < b.t {
+			return -1
+		}
+		if a.t > b.t {
+			return 1
+		}
+		return 0
+	})
+	pts := []Point{{T: 0}}
+	var v, a int
+	for _, e := range evs {
+		if e.isAware {
+			a++
+		} else {
+			v++
+		}
+		p := Point{T: e.t, Verified: float64(v) / float64(n), Aware: float64(a) / float64(n)}
+		if last := &pts[len(pts)-1]; last.T == p.T {
+			*last = p
+		} else {
+			pts = append(pts, p)
+		}
+	}
+	return pts
+}
+
+// WriteJSON writes the report as one indented JSON object.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteJSONFile writes the report to a file.
+func (r *Report) WriteJSONFile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("simulation: %w", err)
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return fmt.Errorf("simulation: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("simulation: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Summary is a few lines for people.
+func (r *Report) Summary() string {
+	f := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*p, 'f', 2, 64) + "s"
+	}
+	ratio := "-"
+	if r.RatioToBound != nil {
+		ratio = strconv.FormatFloat(*r.RatioToBound, 'f', 2, 64)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "nodes %d  completed %d  failed %d  bad installs %d  (hostile %d, churned %d, %s clock, seed %d)\n",
+		r.Nodes, r.Completed, r.Failed, r.BadInstalls, r.Hostile, r.Churned, r.Clock, r.Seed)
+	fmt.Fprintf(&b, "size %s  verified p50 %s  p90 %s  p99 %s  all %s  bound %s  ratio %s  aware p99 %s\n",
+		bytesStr(r.SizeBytes), f(r.TP50S), f(r.TP90S), f(r.TP99S), f(r.TAllS), f(r.TMinS), ratio, f(r.TAwareP99S))
+	copies := 0.0
+	if r.SizeBytes > 0 {
+		copies = float64(r.PublisherUploadBytes) / float64(r.SizeBytes)
+	}
+	fmt.Fprintf(&b, "upload: publisher %s (%.2f copies)  total %s  wasted %s  refused chunks %d\n",
+		bytesStr(r.PublisherUploadBytes), copies, bytesStr(r.TotalUploadBytes), bytesStr(r.WastedBytes), r.RefusedChunks)
+	perNode := int64(0)
+	if r.Nodes > 0 {
+		perNode = r.PeakRSSBytes / int64(r.Nodes)
+	}
+	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)\n",
+		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS)
+	return b.String()
+}
+
+func bytesStr(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, u := float64(n), "B"
+	for _, s := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if v < unit {
+			break
+		}
+		v /= unit
+		u = s
+	}
+	return fmt.Sprintf("%.1f %s", v, u)
+}

@@ -1,0 +1,775 @@
+package simulation
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/network"
+	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/simulation/netsim"
+)
+
+// Ports every simulated host uses; each host has its own address.
+const (
+	dhtPort  = 6881
+	quicPort = 4433
+)
+
+const (
+	app        = "app"
+	oldVersion = "1.0.0"
+	newVersion = "1.1.0"
+	// startParallel bounds the engines being started at once.
+	startParallel = 16
+)
+
+// run is the state of one Run.
+type run struct {
+	s     Scenario
+	plan  plan
+	log   *slog.Logger
+	net   *netsim.Network
+	sys   *actor.ActorSystem
+	boots []*network.Node
+	bootC []net.PacketConn
+	addrs []string // bootstrap DHT addresses
+	pub   release.PublicKey
+	key   ed25519.PrivateKey
+
+	artifact string
+	data     []byte
+	digest   [32]byte
+	manifest release.ManifestID
+
+	nodes   []*simNode
+	hostile []*hostile
+	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
+
+	t0      time.Time // the moment of publishing; zero before
+	t0Mu    sync.RWMutex
+	changed chan struct{} // a node became aware or verified (buffered 1)
+	ctx     context.Context
+	wg      sync.WaitGroup // event readers and churn restarts
+}
+
+// simNode is one honest node across its incarnations.
+type simNode struct {
+	i      int
+	host   *netsim.Host
+	cfg    engine.Config
+	target string
+	churn  churnPlan
+
+	mu        sync.Mutex
+	eng       *engine.Engine
+	conns     []net.PacketConn
+	closing   bool
+	killed    bool // churn has stopped it once
+	restarted bool
+	aware     time.Duration // since t0; valid when isAware
+	verified  time.Duration
+	isAware   bool
+	isVerif   bool
+	badEvent  bool // Installed or Verified for another release
+	// Counters of stopped incarnations.
+	uploaded, wasted, refused int64
+}
+
+// Run plays a scenario and reports what it measured. It fails only when
+// the simulation could not be set up; nodes that did not finish in time are
+// counted in Report.Failed.
+func Run(ctx context.Context, s Scenario) (*Report, error) {
+	start := time.Now()
+	s, err := s.populate()
+	if err != nil {
+		return nil, err
+	}
+	r := &run{s: s, plan: s.plan(), log: s.Logger, changed: make(chan struct{}, 1), ctx: ctx}
+	dir := s.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "rpe-sim-*"); err != nil {
+			return nil, fmt.Errorf("simulation: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	if err := r.makeArtifact(dir); err != nil {
+		return nil, err
+	}
+	if r.net, err = netsim.New(netsim.Config{Seed: s.Seed, Logger: s.Logger}); err != nil {
+		return nil, fmt.Errorf("simulation: %w", err)
+	}
+	logger := s.Logger
+	r.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	defer r.teardown()
+
+	report := r.report()
+	r.progress("starting", 0)
+	if err := r.startBootstraps(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.addHosts(dir); err != nil {
+		return nil, err
+	}
+	if err := r.startNodes(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.startHostile(ctx); err != nil {
+		return nil, err
+	}
+	r.settle(ctx)
+	report.StartupS = seconds(time.Since(start))
+
+	r.progress("publishing", 0)
+	pubHost, err := r.net.AddHost(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss})
+	if err != nil {
+		return nil, fmt.Errorf("simulation: publisher host: %w", err)
+	}
+	pubConns, err := r.listen(pubHost)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(pubConns)
+	r.t0Mu.Lock()
+	r.t0 = time.Now()
+	r.t0Mu.Unlock()
+	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	p, err := engine.Publish(pctx, engine.PublishConfig{
+		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
+		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.addrs,
+		DHTConn: pubConns[0], QUICConn: pubConns[1], Logger: logger.With("node", "publisher"),
+		ActorSystem: r.sys, QueryResendDelay: s.QueryResendDelay,
+	})
+	pcancel()
+	if err != nil {
+		return nil, fmt.Errorf("simulation: %w", err)
+	}
+	report.PublishS = seconds(time.Since(r.t0))
+	r.manifest = p.Manifest.ID
+	report.ChunkSize = p.Manifest.Manifest.ChunkSize
+	if err := r.serveHostile(p); err != nil {
+		p.Stop(context.Background())
+		return nil, err
+	}
+	pubDone := drain(p.Events())
+
+	// Watch until every node has verified and installed, or the timeout.
+	deadline := time.NewTimer(s.Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var lastProgress time.Time
+	publisherUp := true
+	var pubUploaded int64
+	var leftAt *float64
+	stopPublisher := func() {
+		if publisherUp {
+			publisherUp = false
+			p.Stop(context.Background())
+			<-pubDone
+			pubUploaded = p.Status().Uploaded
+		}
+	}
+	defer stopPublisher()
+watch:
+	for {
+		select {
+		case <-ctx.Done():
+			break watch
+		case <-deadline.C:
+			r.log.Warn("simulation: timeout", "after", s.Timeout)
+			break watch
+		case <-r.changed:
+		case <-tick.C:
+		}
+		elapsed := r.since()
+		if publisherUp && s.PublisherLeavesAfter > 0 && p.Status().Uploaded >= int64(s.PublisherLeavesAfter)*s.Size {
+			stopPublisher()
+			leftAt = ptr(seconds(elapsed))
+			r.log.Info("simulation: publisher left", "after", elapsed, "uploaded", pubUploaded)
+		}
+		_, verified := r.counts()
+		if time.Since(lastProgress) >= 500*time.Millisecond {
+			lastProgress = time.Now()
+			r.progress("running", elapsed)
+		}
+		if verified == s.Nodes && r.allInstalled() {
+			break
+		}
+	}
+	elapsed := r.since()
+	r.progress("stopping", elapsed)
+	if publisherUp {
+		pubUploaded = p.Status().Uploaded
+	}
+	stopPublisher()
+	report.PublisherUploadBytes = pubUploaded
+	report.PublisherLeftS = leftAt
+	r.stopNodes()
+	r.finish(report, pubUploaded)
+	report.WallS = seconds(time.Since(start))
+	report.PeakRSSBytes = peakRSS()
+	r.progress("done", elapsed)
+	return report, nil
+}
+
+// report starts the report with what the scenario fixes.
+func (r *run) report() *Report {
+	rep := &Report{Nodes: r.s.Nodes, SizeBytes: r.s.Size, Seed: r.s.Seed, Clock: r.s.clock(), Hostile: len(r.plan.hostile)}
+	if t, ok := Bound(r.s.Size, r.s.PublisherUp, r.plan.up, r.plan.down); ok {
+		rep.TMinS = ptr(t)
+	}
+	return rep
+}
+
+// makeArtifact writes the file to publish, drawn from the seed, and makes
+// the publisher key.
+func (r *run) makeArtifact(dir string) error {
+	rnd := rand.NewChaCha8(seedBytes(r.s.Seed, "artifact"))
+	r.data = make([]byte, r.s.Size)
+	rnd.Read(r.data)
+	r.digest = sha256.Sum256(r.data)
+	r.artifact = filepath.Join(dir, "artifact")
+	if err := os.WriteFile(r.artifact, r.data, 0o755); err != nil {
+		return fmt.Errorf("simulation: %w", err)
+	}
+	key, err := release.GenerateSecretKey(rand.NewChaCha8(seedBytes(r.s.Seed, "publisher")))
+	if err != nil {
+		return fmt.Errorf("simulation: %w", err)
+	}
+	r.key, r.pub = key, release.PublicKeyOf(key)
+	return nil
+}
+
+func seedBytes(seed int64, label string) [32]byte {
+	return sha256.Sum256(fmt.Appendf(nil, "rpe simulation %d %s", seed, label))
+}
+
+// listen opens a host's DHT and QUIC conns, wrapped to check addresses.
+func (r *run) listen(h *netsim.Host) ([]net.PacketConn, error) {
+	d, err := h.ListenPacket(dhtPort)
+	if err != nil {
+		return nil, fmt.Errorf("simulation: %s: %w", h, err)
+	}
+	q, err := h.ListenPacket(quicPort)
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("simulation: %s: %w", h, err)
+	}
+	return []net.PacketConn{checked(d, &r.bad), checked(q, &r.bad)}, nil
+}
+
+func closeAll(cs []net.PacketConn) {
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// startBootstraps starts the plain DHT nodes every node starts from.
+func (r *run) startBootstraps(ctx context.Context) error {
+	for i := range r.s.Bootstraps {
+		h, err := r.net.AddHost(netsim.Link{Latency: r.s.Latency})
+		if err != nil {
+			return fmt.Errorf("simulation: bootstrap host: %w", err)
+		}
+		cs, err := r.listen(h)
+		if err != nil {
+			return err
+		}
+		r.bootC = append(r.bootC, cs...)
+		n, err := network.New(ctx, network.Config{
+			DHTConn: cs[0], QUICConn: cs[1], NoBootstrap: i == 0, Bootstrap: r.addrs,
+			QueryResendDelay: r.s.QueryResendDelay, Logger: r.log.With("node", fmt.Sprintf("boot%d", i)),
+			// Every node bootstraps from these: answer them all.
+			SendRate: 5000, SendBurst: 1000,
+		})
+		if err != nil {
+			return fmt.Errorf("simulation: bootstrap node: %w", err)
+		}
+		r.boots = append(r.boots, n)
+		if i > 0 {
+			bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := n.Bootstrap(bctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("simulation: bootstrap node %d: %w", i, err)
+			}
+		}
+		r.addrs = append(r.addrs, n.DHTAddr().String())
+	}
+	return nil
+}
+
+// addHosts adds the honest nodes' hosts, in order, so a seed always gives
+// the same addresses.
+func (r *run) addHosts(dir string) error {
+	for i := range r.s.Nodes {
+		h, err := r.net.AddHost(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss})
+		if err != nil {
+			return fmt.Errorf("simulation: node host: %w", err)
+		}
+		nd := filepath.Join(dir, fmt.Sprintf("n%04d", i))
+		if err := os.MkdirAll(nd, 0o755); err != nil {
+			return fmt.Errorf("simulation: %w", err)
+		}
+		target := filepath.Join(nd, app)
+		if err := os.WriteFile(target, oldContent(i), 0o755); err != nil {
+			return fmt.Errorf("simulation: %w", err)
+		}
+		n := &simNode{i: i, host: h, target: target, churn: r.plan.churn[i]}
+		n.cfg = engine.Config{
+			PublisherKey: r.pub.String(), App: app, CurrentVersion: oldVersion,
+			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
+			Bootstrap: r.addrs, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
+			ActorSystem: r.sys, Exec: func(string, []string, []string) error { return nil },
+			QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
+		}
+		r.nodes = append(r.nodes, n)
+	}
+	return nil
+}
+
+func oldContent(i int) []byte { return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion) }
+
+// startNodes starts every engine, a few at a time.
+func (r *run) startNodes(ctx context.Context) error {
+	sem := make(chan struct{}, startParallel)
+	errs := make(chan error, len(r.nodes))
+	var wg sync.WaitGroup
+	for _, n := range r.nodes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.startNode(ctx, n); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// startNode starts one incarnation of a node on fresh conns.
+func (r *run) startNode(ctx context.Context, n *simNode) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closing {
+		return nil
+	}
+	cs, err := r.listen(n.host)
+	if err != nil {
+		return err
+	}
+	cfg := n.cfg
+	cfg.DHTConn, cfg.QUICConn = cs[0], cs[1]
+	e, err := engine.Start(ctx, cfg)
+	if err != nil {
+		closeAll(cs)
+		return fmt.Errorf("simulation: node %d: %w", n.i, err)
+	}
+	n.eng, n.conns = e, cs
+	r.wg.Go(func() { r.watch(n, e) })
+	return nil
+}
+
+// watch reads one incarnation's events until it stops.
+func (r *run) watch(n *simNode, e *engine.Engine) {
+	for ev := range e.Events() {
+		t, published := r.sinceOK()
+		if _, ok := ev.(engine.Progress); !ok {
+			r.log.Debug("simulation: event", "node", n.i, "t", t, "event", fmt.Sprintf("%T", ev))
+		}
+		switch ev := ev.(type) {
+		case engine.ReleaseFound:
+			n.mu.Lock()
+			if !n.isAware && published && ev.ManifestID == r.manifest {
+				n.isAware, n.aware = true, t
+				r.signal()
+			}
+			n.mu.Unlock()
+		case engine.Progress:
+			n.mu.Lock()
+			kill := n.churn.at > 0 && !n.killed && !n.closing && ev.Total > 0 &&
+				float64(ev.Verified) >= n.churn.at*float64(ev.Total) && ev.Verified < ev.Total
+			if kill {
+				n.killed = true
+			}
+			n.mu.Unlock()
+			if kill {
+				r.wg.Go(func() { r.churnNode(n, e) })
+			}
+		case engine.Verified:
+			n.mu.Lock()
+			if ev.ManifestID != r.manifest {
+				n.badEvent = true
+			} else if !n.isVerif {
+				n.isVerif, n.verified = true, t
+				if !n.isAware {
+					n.isAware, n.aware = true, t
+				}
+				r.signal()
+			}
+			n.mu.Unlock()
+		case engine.Installed:
+			if ev.ManifestID != r.manifest {
+				n.mu.Lock()
+				n.badEvent = true
+				n.mu.Unlock()
+			}
+			r.signal()
+		case engine.Refused:
+			if ev.What == "chunk" {
+				n.mu.Lock()
+				n.refused++
+				n.mu.Unlock()
+			}
+		}
+	}
+}
+
+// churnNode stops a node mid-download and starts it again later with the
+// same state directory and fresh conns on the same host.
+func (r *run) churnNode(n *simNode, e *engine.Engine) {
+	r.log.Info("simulation: churn: stopping node", "node", n.i)
+	r.stopIncarnation(n, e)
+	t := time.NewTimer(n.churn.down)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.ctx.Done():
+		return
+	}
+	n.mu.Lock()
+	closing := n.closing
+	n.restarted = !closing
+	n.mu.Unlock()
+	if closing {
+		return
+	}
+	r.log.Info("simulation: churn: restarting node", "node", n.i)
+	if err := r.startNode(r.ctx, n); err != nil {
+		r.log.Error("simulation: churn: restart", "node", n.i, "err", err)
+	}
+}
+
+// stopIncarnation stops a node's engine, keeps its counters and closes its
+// conns.
+func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.Stop(ctx); err != nil {
+		r.log.Warn("simulation: stop node", "node", n.i, "err", err)
+	}
+	st := e.Status()
+	n.mu.Lock()
+	n.uploaded += st.Uploaded
+	n.wasted += st.Wasted
+	cs := n.conns
+	if n.eng == e {
+		n.eng, n.conns = nil, nil
+	}
+	n.mu.Unlock()
+	closeAll(cs)
+}
+
+// settle waits until the nodes' routing tables have filled, or a deadline.
+func (r *run) settle(ctx context.Context) {
+	want := min(8, r.s.Nodes+r.s.Bootstraps-1)
+	deadline := time.Now().Add(20*time.Second + time.Duration(r.s.Nodes)*20*time.Millisecond)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ready := 0
+		for _, n := range r.nodes {
+			n.mu.Lock()
+			if n.eng != nil && n.eng.Node().TableSize() >= want {
+				ready++
+			}
+			n.mu.Unlock()
+		}
+		r.progressStarted(ready)
+		if ready == len(r.nodes) {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.log.Warn("simulation: DHT did not settle", "ready", ready, "nodes", len(r.nodes))
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// startHostile starts the hostile peers' DHT nodes; they serve once the
+// release is published.
+func (r *run) startHostile(ctx context.Context) error {
+	for i, kind := range r.plan.hostile {
+		h, err := r.net.AddHost(netsim.Link{Up: r.s.Up, Down: r.s.Down, Latency: r.s.Latency, Loss: r.s.Loss})
+		if err != nil {
+			return fmt.Errorf("simulation: hostile host: %w", err)
+		}
+		cs, err := r.listen(h)
+		if err != nil {
+			return err
+		}
+		n, err := network.New(ctx, network.Config{
+			DHTConn: cs[0], QUICConn: cs[1], Bootstrap: r.addrs,
+			QueryResendDelay: r.s.QueryResendDelay, Logger: r.log.With("hostile", i),
+		})
+		if err != nil {
+			closeAll(cs)
+			return fmt.Errorf("simulation: hostile node: %w", err)
+		}
+		key, err := release.GenerateSecretKey(rand.NewChaCha8(seedBytes(r.s.Seed, fmt.Sprint("hostile ", i))))
+		if err != nil {
+			return err
+		}
+		hc, cancel := context.WithCancel(context.Background())
+		hp := &hostile{kind: kind, node: n, key: key, conns: cs, ctx: hc, cancel: cancel}
+		r.hostile = append(r.hostile, hp)
+		hp.wg.Go(func() {
+			bctx, cancel := context.WithTimeout(hc, 30*time.Second)
+			defer cancel()
+			n.Bootstrap(bctx)
+		})
+	}
+	return nil
+}
+
+// serveHostile lets the hostile peers loose on the published release.
+func (r *run) serveHostile(p *engine.Publisher) error {
+	if len(r.hostile) == 0 {
+		return nil
+	}
+	man := p.Manifest.Manifest
+	// An old record, genuinely signed, naming the version every node runs.
+	v, _ := release.ParseVersion(oldVersion)
+	stale, err := release.NewSignedPacket(r.key, []release.Entry{{
+		App: man.App, Channel: man.Channel, Platform: man.Platform, Version: v,
+		ManifestID: release.ManifestID(sha256.Sum256([]byte("old release"))), Size: man.Size,
+	}}, p.Packet.Seq-3_600_000_000)
+	if err != nil {
+		return fmt.Errorf("simulation: stale record: %w", err)
+	}
+	rel := &hostileRelease{sm: p.Manifest, data: r.data, stale: stale}
+	for _, h := range r.hostile {
+		if err := h.serve(rel); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) sinceOK() (time.Duration, bool) {
+	r.t0Mu.RLock()
+	t0 := r.t0
+	r.t0Mu.RUnlock()
+	if t0.IsZero() {
+		return 0, false
+	}
+	return time.Since(t0), true
+}
+
+func (r *run) since() time.Duration { d, _ := r.sinceOK(); return d }
+
+func (r *run) signal() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (r *run) counts() (aware, verified int) {
+	for _, n := range r.nodes {
+		n.mu.Lock()
+		if n.isAware {
+			aware++
+		}
+		if n.isVerif {
+			verified++
+		}
+		n.mu.Unlock()
+	}
+	return aware, verified
+}
+
+// allInstalled reports whether every node's target holds the published
+// bytes (checked by status, then by the file only when the status says so).
+func (r *run) allInstalled() bool {
+	for _, n := range r.nodes {
+		n.mu.Lock()
+		e := n.eng
+		n.mu.Unlock()
+		if e == nil || e.Status().Phase != "installed" {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *run) progressStarted(ready int) {
+	if r.s.OnProgress != nil {
+		r.s.OnProgress(Progress{Phase: "starting", Started: ready, Total: r.s.Nodes})
+	}
+}
+
+func (r *run) progress(phase string, elapsed time.Duration) {
+	if r.s.OnProgress == nil {
+		return
+	}
+	aware, verified := r.counts()
+	started := 0
+	for _, n := range r.nodes {
+		n.mu.Lock()
+		if n.eng != nil {
+			started++
+		}
+		n.mu.Unlock()
+	}
+	r.s.OnProgress(Progress{Elapsed: elapsed, Phase: phase, Started: started, Aware: aware, Verified: verified, Total: r.s.Nodes})
+}
+
+// stopNodes stops every engine, a few at a time.
+func (r *run) stopNodes() {
+	sem := make(chan struct{}, startParallel)
+	var wg sync.WaitGroup
+	for _, n := range r.nodes {
+		n.mu.Lock()
+		n.closing = true
+		e := n.eng
+		n.mu.Unlock()
+		if e == nil {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r.stopIncarnation(n, e)
+		})
+	}
+	wg.Wait()
+	r.wg.Wait()
+}
+
+// finish fills the report from the stopped nodes and their files.
+func (r *run) finish(rep *Report, pubUploaded int64) {
+	var verified, aware []float64
+	rep.TotalUploadBytes = pubUploaded
+	for _, n := range r.nodes {
+		good, bad := r.checkTarget(n)
+		n.mu.Lock()
+		if n.isVerif && good {
+			rep.Completed++
+			verified = append(verified, seconds(n.verified))
+		}
+		if n.isAware {
+			aware = append(aware, seconds(n.aware))
+		}
+		if bad || n.badEvent {
+			rep.BadInstalls++
+		}
+		if n.killed {
+			rep.Churned++
+		}
+		if n.restarted {
+			rep.Restarts++
+		}
+		rep.TotalUploadBytes += n.uploaded
+		rep.WastedBytes += n.wasted
+		rep.RefusedChunks += n.refused
+		n.mu.Unlock()
+	}
+	rep.Failed = rep.Nodes - rep.Completed
+	slices.Sort(verified)
+	slices.Sort(aware)
+	rep.TP50S = percentile(verified, rep.Nodes, 0.50)
+	rep.TP90S = percentile(verified, rep.Nodes, 0.90)
+	rep.TP99S = percentile(verified, rep.Nodes, 0.99)
+	rep.TAllS = percentile(verified, rep.Nodes, 1)
+	rep.TAwareP99S = percentile(aware, rep.Nodes, 0.99)
+	if rep.TAllS != nil && rep.TMinS != nil {
+		rep.RatioToBound = ptr(*rep.TAllS / *rep.TMinS)
+	}
+	rep.Series = series(verified, aware, rep.Nodes)
+	rep.NetBytesSent = r.net.Counters().BytesSent
+	rep.AddrViolations = r.bad.Load()
+}
+
+// checkTarget compares a node's target with the published bytes: good when
+// it holds them, bad when it holds anything but them or its old content.
+func (r *run) checkTarget(n *simNode) (good, bad bool) {
+	f, err := os.Open(n.target)
+	if err != nil {
+		return false, true // the old file is gone and nothing replaced it
+	}
+	defer f.Close()
+	h := sha256.New()
+	// Read at most one byte more than either candidate, so a huge file
+	// cannot make the check slow.
+	lim := max(int64(len(oldContent(n.i))), r.s.Size) + 1
+	b, err := io.ReadAll(io.LimitReader(f, lim))
+	if err != nil {
+		return false, true
+	}
+	h.Write(b)
+	if [32]byte(h.Sum(nil)) == r.digest {
+		return true, false
+	}
+	return false, !bytes.Equal(b, oldContent(n.i))
+}
+
+// teardown stops what is left, in reverse order of starting.
+func (r *run) teardown() {
+	for _, n := range r.nodes {
+		n.mu.Lock()
+		n.closing = true
+		e := n.eng
+		n.mu.Unlock()
+		if e != nil {
+			r.stopIncarnation(n, e)
+		}
+	}
+	r.wg.Wait()
+	for _, h := range r.hostile {
+		h.stop()
+	}
+	for _, b := range r.boots {
+		b.Close()
+	}
+	closeAll(r.bootC)
+	r.sys.Shutdown()
+	if err := r.net.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		r.log.Warn("simulation: close network", "err", err)
+	}
+}
+
+// drain reads a channel of events until it closes.
+func drain(ch <-chan engine.Event) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		for range ch {
+		}
+		close(done)
+	}()
+	return done
+}

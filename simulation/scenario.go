@@ -1,0 +1,258 @@
+package simulation
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// ErrBadScenario means a Scenario field is out of range.
+var ErrBadScenario = errors.New("simulation: bad scenario")
+
+// Scenario describes one simulated release. The zero value of every field
+// except Nodes and Size means the default given in its comment. Rates are in
+// bytes per second; 0 means unlimited.
+type Scenario struct {
+	// Nodes is the number of honest nodes (complete engines); at least 1.
+	Nodes int
+	// Size is the size of the published file in bytes; at least 1.
+	Size int64
+	// ChunkSize is the release's chunk size; default the release package's
+	// default (256 KiB).
+	ChunkSize int
+	// Up and Down are each node's link rates.
+	Up, Down int64
+	// RateSpread draws each node's Up and Down uniformly from
+	// [rate·(1−RateSpread), rate·(1+RateSpread)] instead of giving every node
+	// the same; 0 to 0.99, default 0.
+	RateSpread float64
+	// PublisherUp is the publisher's upload rate.
+	PublisherUp int64
+	// Latency is the one-way delay of every access link; a packet between
+	// two hosts takes twice this. Default 10ms.
+	Latency time.Duration
+	// Loss is the probability, 0 to 1, that a packet is lost on each link.
+	Loss float64
+	// Churn is the fraction of nodes that are stopped in the middle of their
+	// download and started again later with the same state directory.
+	Churn float64
+	// Hostile is the number of hostile peers, as a fraction of Nodes; they
+	// come in addition to the honest nodes, cycling through the HostileKinds.
+	Hostile float64
+	// PublisherLeavesAfter stops the publisher once it has uploaded this many
+	// full copies of the file; 0 means it stays.
+	PublisherLeavesAfter int
+	// Seed fixes the topology, the rates drawn, the hostile set and the
+	// churn schedule.
+	Seed int64
+	// Timeout bounds the run from the moment of publishing; default 10m.
+	Timeout time.Duration
+
+	// Tuning of every node. PollInterval is the mean time between DHT
+	// lookups of the record (default 2s; it bounds how soon a node learns
+	// of the release), FindInterval the time between peer lookups while
+	// downloading (default 1s), QueryResendDelay the DHT query resend delay
+	// (default 200ms plus four one-way latencies), ChunkTimeout the limit
+	// for one chunk request (default the engine's).
+	PollInterval, FindInterval, QueryResendDelay, ChunkTimeout time.Duration
+	// Bootstraps is the number of plain DHT nodes that every node starts
+	// from; default 3.
+	Bootstraps int
+
+	// Dir is where node directories are made; default a new temporary
+	// directory, removed when Run returns.
+	Dir string
+	// Logger receives the harness's and every node's logs; nil is silent.
+	Logger *slog.Logger
+	// Virtual says Run is called inside a testing/synctest bubble, so its
+	// times are virtual; it only labels Report.Clock.
+	Virtual bool
+	// OnProgress, when set, is called about twice a second and once at the
+	// end, from one goroutine.
+	OnProgress func(Progress)
+}
+
+// Progress is a live view of a run, for progress lines.
+type Progress struct {
+	Elapsed  time.Duration // since publishing; 0 before
+	Phase    string        // "starting", "publishing", "running", "stopping"
+	Started  int           // nodes started
+	Aware    int           // nodes that know of the release
+	Verified int           // nodes that hold it verified
+	Total    int           // honest nodes
+}
+
+// HostileKind is one way a hostile peer misbehaves.
+type HostileKind int
+
+// The hostile kinds, assigned to hostile peers in turn.
+const (
+	// Corrupt serves the genuine manifest and chunks of wrong bytes.
+	Corrupt HostileKind = iota
+	// Trickle serves genuine chunks, each after a long delay.
+	Trickle
+	// Liar claims every chunk and then answers "not found" after a delay.
+	Liar
+	// StaleGossip gossips an old signed record to everyone it meets and
+	// serves nothing.
+	StaleGossip
+	numHostileKinds
+)
+
+func (k HostileKind) String() string {
+	switch k {
+	case Corrupt:
+		return "corrupt"
+	case Trickle:
+		return "trickle"
+	case Liar:
+		return "liar"
+	case StaleGossip:
+		return "stale-gossip"
+	}
+	return fmt.Sprintf("HostileKind(%d)", int(k))
+}
+
+// populate returns a copy with defaults filled in, or an error.
+func (s Scenario) populate() (Scenario, error) {
+	bad := func(format string, args ...any) (Scenario, error) {
+		return s, fmt.Errorf("%w: "+format, append([]any{ErrBadScenario}, args...)...)
+	}
+	prob := func(p float64) bool { return !math.IsNaN(p) && p >= 0 && p <= 1 }
+	switch {
+	case s.Nodes < 1:
+		return bad("nodes %d, want at least 1", s.Nodes)
+	case s.Size < 1:
+		return bad("size %d, want at least 1 byte", s.Size)
+	case s.ChunkSize < 0:
+		return bad("chunk size %d is negative", s.ChunkSize)
+	case s.Up < 0 || s.Down < 0 || s.PublisherUp < 0:
+		return bad("negative rate")
+	case math.IsNaN(s.RateSpread) || s.RateSpread < 0 || s.RateSpread > 0.99:
+		return bad("rate spread %v not in [0, 0.99]", s.RateSpread)
+	case s.Latency < 0:
+		return bad("negative latency %v", s.Latency)
+	case !prob(s.Loss) || s.Loss >= 0.5:
+		return bad("loss %v not in [0, 0.5)", s.Loss)
+	case !prob(s.Churn):
+		return bad("churn %v not in [0, 1]", s.Churn)
+	case math.IsNaN(s.Hostile) || s.Hostile < 0 || s.Hostile > 10:
+		return bad("hostile %v not in [0, 10]", s.Hostile)
+	case s.PublisherLeavesAfter < 0:
+		return bad("publisher-leaves-after %d is negative", s.PublisherLeavesAfter)
+	case s.Timeout < 0 || s.PollInterval < 0 || s.FindInterval < 0 || s.QueryResendDelay < 0 || s.ChunkTimeout < 0:
+		return bad("negative duration")
+	case s.Bootstraps < 0:
+		return bad("bootstraps %d is negative", s.Bootstraps)
+	}
+	if s.Latency == 0 {
+		s.Latency = 10 * time.Millisecond
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 10 * time.Minute
+	}
+	if s.PollInterval == 0 {
+		s.PollInterval = 2 * time.Second
+	}
+	if s.FindInterval == 0 {
+		s.FindInterval = time.Second
+	}
+	if s.QueryResendDelay == 0 {
+		s.QueryResendDelay = 200*time.Millisecond + 4*s.Latency
+	}
+	if s.Bootstraps == 0 {
+		s.Bootstraps = 3
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// plan is everything a Scenario decides by its seed.
+type plan struct {
+	up, down []int64       // per honest node
+	hostile  []HostileKind // per hostile peer
+	churn    []churnPlan   // per honest node; nil entries are not churned
+}
+
+// churnPlan says when a node is stopped and for how long.
+type churnPlan struct {
+	at   float64       // stop once this fraction of chunks is verified
+	down time.Duration // then stay down this long
+}
+
+func (s Scenario) plan() plan {
+	r := rand.New(rand.NewPCG(uint64(s.Seed), 0x72706573696d)) // "rpesim"
+	p := plan{up: make([]int64, s.Nodes), down: make([]int64, s.Nodes), churn: make([]churnPlan, s.Nodes)}
+	draw := func(rate int64) int64 {
+		if rate == 0 || s.RateSpread == 0 {
+			return rate
+		}
+		f := 1 - s.RateSpread + 2*s.RateSpread*r.Float64()
+		return max(1, int64(float64(rate)*f))
+	}
+	for i := range s.Nodes {
+		p.up[i] = draw(s.Up)
+		p.down[i] = draw(s.Down)
+	}
+	// The churned nodes: a seeded permutation's first Churn·Nodes.
+	nChurn := int(math.Round(s.Churn * float64(s.Nodes)))
+	for _, i := range r.Perm(s.Nodes)[:nChurn] {
+		p.churn[i] = churnPlan{
+			at:   0.2 + 0.5*r.Float64(),
+			down: time.Duration(500+r.IntN(2500)) * time.Millisecond,
+		}
+	}
+	nHostile := int(math.Round(s.Hostile * float64(s.Nodes)))
+	for i := range nHostile {
+		p.hostile = append(p.hostile, HostileKind(i%int(numHostileKinds)))
+	}
+	return p
+}
+
+// Bound is the Kumar–Ross lower bound on the time to give every node the
+// file, max(S/u_s, S/d_min, N·S/(u_s + Σu_i)), in seconds; ok is false when
+// every rate involved is unlimited. up and down are the nodes' rates, 0
+// meaning unlimited.
+func Bound(size int64, publisherUp int64, up, down []int64) (seconds float64, ok bool) {
+	S := float64(size)
+	var t float64
+	if publisherUp > 0 {
+		t = max(t, S/float64(publisherUp))
+	}
+	var dmin int64
+	for _, d := range down {
+		if d > 0 && (dmin == 0 || d < dmin) {
+			dmin = d
+		}
+	}
+	if dmin > 0 {
+		t = max(t, S/float64(dmin))
+	}
+	if publisherUp > 0 {
+		sum := float64(publisherUp)
+		limited := true
+		for _, u := range up {
+			if u == 0 {
+				limited = false
+				break
+			}
+			sum += float64(u)
+		}
+		if limited {
+			t = max(t, float64(len(up))*S/sum)
+		}
+	}
+	return t, t > 0
+}
+
+func (s Scenario) clock() string {
+	if s.Virtual {
+		return "virtual"
+	}
+	return "real"
+}
