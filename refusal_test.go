@@ -63,24 +63,7 @@ func TestRefuseRecordFromOtherKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	an, ak := attacker(t, boot)
-	addr, err := net.ResolveUDPAddr("udp", e.Status().QUICAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := wire.Dial(ctx, an.Transport(), addr, ak, wire.NodeID{}, wire.Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(wire.CodeNone, "")
-	if err := conn.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion}); err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.Send(ctx, &wire.Record{Relay: pkt.EncodeRelay()}); err != nil {
-		t.Fatal(err)
-	}
+	gossip(t, boot, e, pkt)
 	ev := log.wait(t, 20*time.Second, "Refused record", func(ev Event) bool {
 		r, ok := ev.(Refused)
 		return ok && r.What == "record"
@@ -221,5 +204,60 @@ func TestRefuseCorruptChunk(t *testing.T) {
 	got, _ := os.ReadFile(cfg.Target)
 	if string(got) != string(want) {
 		t.Fatal("installed bytes differ from the published artifact")
+	}
+}
+
+// gossip sends a signed record to a node the way a peer would.
+func gossip(t *testing.T, boot []string, e *Engine, pkt *release.SignedPacket) {
+	t.Helper()
+	an, ak := attacker(t, boot)
+	addr, err := net.ResolveUDPAddr("udp", e.Status().QUICAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conn, err := wire.Dial(ctx, an.Transport(), addr, ak, wire.NodeID{}, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(wire.CodeNone, "") })
+	if err := conn.Send(ctx, &wire.Hello{Version: wire.ProtocolVersion}); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Send(ctx, &wire.Record{Relay: pkt.EncodeRelay()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRefuseReplayedRecord: once a node holds a record, an older one (a
+// genuine record, replayed by a peer) is refused and changes nothing.
+func TestRefuseReplayedRecord(t *testing.T) {
+	boot := testNet(t)
+	key := testKey(t)
+	artifact, _ := testArtifact(t, 100000)
+	cfg := testConfig(t, release.PublicKeyOf(key), boot, "1.0.0")
+	cfg.Apply = ApplyOnRestart
+	old := testPublish(t, key, boot, artifact, "1.1.0", nil)
+	oldPacket := old.Packet
+	old.Stop(context.Background())
+	artifact2, _ := testArtifact(t, 100000)
+	testPublish(t, key, boot, artifact2, "1.2.0", nil)
+	e := startEngine(t, cfg)
+	log := collect(e)
+	log.wait(t, 60*time.Second, "Installed 1.2.0", func(ev Event) bool {
+		i, ok := ev.(Installed)
+		return ok && i.Version == "1.2.0"
+	})
+	gossip(t, boot, e, oldPacket)
+	ev := log.wait(t, 20*time.Second, "Refused record", func(ev Event) bool {
+		r, ok := ev.(Refused)
+		return ok && r.What == "record"
+	})
+	if !errors.Is(ev.(Refused).Reason, resolver.ErrOlderSeq) {
+		t.Fatalf("refused for %v, want ErrOlderSeq", ev.(Refused).Reason)
+	}
+	if n := log.count(func(ev Event) bool { f, ok := ev.(ReleaseFound); return ok && f.Version == "1.1.0" }); n != 0 {
+		t.Fatal("the replayed record started a download of 1.1.0")
 	}
 }
