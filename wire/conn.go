@@ -341,7 +341,7 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		c.ctrl.SetWriteDeadline(time.Unix(1, 0))
+		c.ctrl.SetWriteDeadline(time.Now()) // unblocks the Write below
 		close(fired)
 	})
 	n, err := c.ctrl.Write(frame)
