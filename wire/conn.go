@@ -351,8 +351,12 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	}
 	if err != nil {
 		if n > 0 && c.qc.Context().Err() == nil {
-			c.closeWith(CodeInternal, "control stream write aborted",
-				fmt.Errorf("%s: aborted mid-frame: %w", what, err))
+			cause := err
+			if ctx.Err() != nil {
+				cause = context.Cause(ctx)
+			}
+			return fmt.Errorf("%s: %w", what, c.closeWith(CodeInternal, "control stream write aborted",
+				fmt.Errorf("wire: control stream to %s cut mid-frame: %w: %w", c.remote, ErrInternal, cause)))
 		}
 		return c.streamErr(ctx, what, err)
 	}

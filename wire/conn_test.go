@@ -277,3 +277,40 @@ func TestIdleTimeout(t *testing.T) {
 		t.Fatalf("Serve = %v, want an idle timeout", err)
 	}
 }
+
+// blockingHandler blocks in Notify until unblocked.
+type blockingHandler struct {
+	*testHandler
+	unblock chan struct{}
+}
+
+func (h blockingHandler) Notify(from NodeID, m Message) { <-h.unblock }
+
+// TestSendHonoursContext: a Send stuck on flow control (the peer does not
+// read) returns when its context ends, and a frame cut in half closes the
+// connection rather than corrupting the control stream.
+func TestSendHonoursContext(t *testing.T) {
+	lim := Limits{StreamWindow: 128 << 10, ConnWindow: 256 << 10}
+	a, b := newNode(t, lim), newNode(t, lim)
+	hb := blockingHandler{newTestHandler(), make(chan struct{})}
+	defer close(hb.unblock)
+	ac, _ := connect(t, a, b, lim, newTestHandler(), hb)
+	big := &Hello{Releases: []HaveSet{{ID: mid(1), Bitfield: make([]byte, 60<<10)}}}
+	var err error
+	for i := 0; i < 100 && err == nil; i++ { // 100 × 60 KiB is far past the windows
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err = ac.Send(ctx, big)
+		cancel()
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Send past the flow-control window = %v, want a deadline error", err)
+	}
+	select {
+	case <-ac.Done():
+		if e := ac.Err(); !errors.Is(e, ErrInternal) {
+			t.Fatalf("closed with %v, want ErrInternal for a frame cut in half", e)
+		}
+	default:
+		// Nothing was written: the stream is intact and usable.
+	}
+}
