@@ -90,11 +90,21 @@ func (p *dpeer) holds(id release.ManifestID, i int) (known, ok bool) {
 	return true, i/8 < len(bf) && bf[i/8]&(0x80>>(i%8)) != 0
 }
 
+// request is a chunk asked of one or more peers (more only in the endgame).
+type request struct {
+	peers   map[wire.NodeID]bool
+	started time.Time
+}
+
+// endgameAfter is how long a chunk must have been in flight before, with
+// nothing else left to ask for, it is asked of a second peer.
+const endgameAfter = 1500 * time.Millisecond
+
 type job struct {
 	entry      release.Entry
 	rel        *store.Release // nil until the manifest is accepted
 	manifestIn bool           // a manifest request or check is under way
-	inflight   map[int]wire.NodeID
+	inflight   map[int]*request
 	verifying  map[int]bool
 }
 
@@ -199,7 +209,7 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 	case *SwarmRestarted:
 		d.peers = map[wire.NodeID]*dpeer{}
 		if d.job != nil {
-			d.job.inflight = map[int]wire.NodeID{}
+			d.job.inflight = map[int]*request{}
 			d.job.manifestIn = false
 			ctx.Request(d.cfg.Swarm, &swarm.Join{ID: d.job.entry.ManifestID})
 		}
@@ -290,7 +300,7 @@ func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 		d.send(ctx, &Failed{Entry: e, Err: fmt.Errorf("save download state: %w", err)})
 		return
 	}
-	d.job = &job{entry: e, inflight: map[int]wire.NodeID{}, verifying: map[int]bool{}}
+	d.job = &job{entry: e, inflight: map[int]*request{}, verifying: map[int]bool{}}
 	if r := d.cfg.Store.Get(e.ManifestID); r != nil {
 		d.job.rel = r
 		if r.Complete() {
@@ -384,6 +394,7 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 		cands = append(cands, cand{i, n})
 	}
 	if len(cands) == 0 {
+		d.endgame(ctx, now)
 		return
 	}
 	rand.Shuffle(len(cands), func(a, b int) { cands[a], cands[b] = cands[b], cands[a] })
@@ -411,8 +422,36 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 			}
 			taken[pick] = true
 			p.inflight++
-			j.inflight[pick] = pid
+			j.inflight[pick] = &request{peers: map[wire.NodeID]bool{pid: true}, started: now}
 			d.getChunk(ctx, pid, p.conn, j.rel, pick)
+		}
+	}
+}
+
+// endgame asks a second peer for chunks that have been in flight too long
+// once nothing else is left to ask for, so one slow peer cannot hold up the
+// end of a download. The loser's bytes are counted as wasted.
+func (d *downloaderActor) endgame(ctx actor.Context, now time.Time) {
+	j := d.job
+	id := j.entry.ManifestID
+	for pid, p := range d.peers {
+		if p.inflight >= d.cfg.PerPeer {
+			continue
+		}
+		for i, r := range j.inflight {
+			if len(r.peers) >= 2 || r.peers[pid] || now.Sub(r.started) < endgameAfter || j.verifying[i] {
+				continue
+			}
+			if known, ok := p.holds(id, i); known && !ok {
+				continue
+			}
+			if t, ok := p.lacks[i]; ok && now.Sub(t) < d.cfg.Retry {
+				continue
+			}
+			r.peers[pid] = true
+			p.inflight++
+			d.getChunk(ctx, pid, p.conn, j.rel, i)
+			break
 		}
 	}
 }
@@ -488,8 +527,11 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 	if j == nil || j.rel == nil || j.rel.ID() != m.id {
 		return
 	}
-	if j.inflight[m.index] == m.peer {
-		delete(j.inflight, m.index)
+	if r := j.inflight[m.index]; r != nil && r.peers[m.peer] {
+		delete(r.peers, m.peer)
+		if len(r.peers) == 0 || m.err == nil {
+			delete(j.inflight, m.index)
+		}
 	}
 	if m.err != nil {
 		if p != nil {
