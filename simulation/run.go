@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -333,10 +334,16 @@ func (r *run) addHosts(dir string) error {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		n := &simNode{i: i, host: h, target: target, churn: r.plan.churn[i]}
+		// Start from the bootstrap nodes and up to three earlier nodes, as
+		// in a network that grows.
+		boot := slices.Clone(r.addrs)
+		for _, j := range r.plan.boot[i] {
+			boot = append(boot, netip.AddrPortFrom(r.nodes[j].host.Addr(), dhtPort).String())
+		}
 		n.cfg = engine.Config{
 			PublisherKey: r.pub.String(), App: app, CurrentVersion: oldVersion,
 			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
-			Bootstrap: r.addrs, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
+			Bootstrap: boot, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
 			ActorSystem: r.sys, Exec: func(string, []string, []string) error { return nil },
 			QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
 		}
@@ -489,18 +496,51 @@ func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
 	closeAll(cs)
 }
 
-// settle waits until the nodes' routing tables have filled, or a deadline.
+// settle fills the routing tables and waits until they have filled, or a
+// deadline. Nodes that bootstrapped at the same time hardly know each
+// other (a node that only queried another is not handed out until it has
+// answered a query itself), so once every node is up the bootstrap nodes
+// ping their tables and every node bootstraps again, in waves.
 func (r *run) settle(ctx context.Context) {
+	bctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, b := range r.boots {
+		wg.Go(func() { b.Bootstrap(bctx) })
+	}
+	wg.Wait()
+	const wave = 32
+	for lo := 0; lo < len(r.nodes); lo += wave {
+		for _, n := range r.nodes[lo:min(lo+wave, len(r.nodes))] {
+			n.mu.Lock()
+			e := n.eng
+			n.mu.Unlock()
+			if e != nil {
+				wg.Go(func() { e.Node().Bootstrap(bctx) })
+			}
+		}
+		wg.Wait()
+		r.progressStarted(min(lo+wave, len(r.nodes)))
+	}
+	r.waitTables(ctx)
+}
+
+// waitTables waits until every node's routing table has a few entries.
+func (r *run) waitTables(ctx context.Context) {
 	want := min(8, r.s.Nodes+r.s.Bootstraps-1)
 	deadline := time.Now().Add(20*time.Second + time.Duration(r.s.Nodes)*20*time.Millisecond)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		ready := 0
+		var sizes []int
 		for _, n := range r.nodes {
 			n.mu.Lock()
-			if n.eng != nil && n.eng.Node().TableSize() >= want {
-				ready++
+			if n.eng != nil {
+				sizes = append(sizes, n.eng.Node().TableSize())
+				if n.eng.Node().TableSize() >= want {
+					ready++
+				}
 			}
 			n.mu.Unlock()
 		}
@@ -509,7 +549,7 @@ func (r *run) settle(ctx context.Context) {
 			return
 		}
 		if time.Now().After(deadline) {
-			r.log.Warn("simulation: DHT did not settle", "ready", ready, "nodes", len(r.nodes))
+			r.log.Warn("simulation: DHT did not settle", "ready", ready, "nodes", len(r.nodes), "tables", fmt.Sprint(sizes))
 			return
 		}
 		select {

@@ -177,6 +177,7 @@ type plan struct {
 	up, down []int64       // per honest node
 	hostile  []HostileKind // per hostile peer
 	churn    []churnPlan   // per honest node; nil entries are not churned
+	boot     [][]int       // per honest node: earlier nodes it starts from
 }
 
 // churnPlan says when a node is stopped and for how long.
@@ -187,7 +188,7 @@ type churnPlan struct {
 
 func (s Scenario) plan() plan {
 	r := rand.New(rand.NewPCG(uint64(s.Seed), 0x72706573696d)) // "rpesim"
-	p := plan{up: make([]int64, s.Nodes), down: make([]int64, s.Nodes), churn: make([]churnPlan, s.Nodes)}
+	p := plan{up: make([]int64, s.Nodes), down: make([]int64, s.Nodes), churn: make([]churnPlan, s.Nodes), boot: make([][]int, s.Nodes)}
 	draw := func(rate int64) int64 {
 		if rate == 0 || s.RateSpread == 0 {
 			return rate
@@ -198,6 +199,11 @@ func (s Scenario) plan() plan {
 	for i := range s.Nodes {
 		p.up[i] = draw(s.Up)
 		p.down[i] = draw(s.Down)
+	}
+	for i := range s.Nodes {
+		for range min(i, 3) {
+			p.boot[i] = append(p.boot[i], r.IntN(i))
+		}
 	}
 	// The churned nodes: a seeded permutation's first Churn·Nodes.
 	nChurn := int(math.Round(s.Churn * float64(s.Nodes)))
