@@ -174,7 +174,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
-		ChunkTimeout: s.ChunkTimeout, Logger: log, FaultHook: r.hook("downloader"),
+		ChunkTimeout: s.ChunkTimeout, DownloadRate: s.DownloadRate, Logger: log, FaultHook: r.hook("downloader"),
 	})), "downloader")
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,

@@ -84,6 +84,9 @@ type Config struct {
 	ActorSystem *actor.ActorSystem
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
+	// DownloadRate caps chunk downloads in bytes per second; 0 means
+	// unlimited.
+	DownloadRate int64
 	// NodeKey is the node's own ed25519 key for QUIC; default a key kept in
 	// StateDir/node.key (made on first start).
 	NodeKey ed25519.PrivateKey

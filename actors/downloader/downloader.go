@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
 
 	"github.com/rpe-project/engine/actors/swarm"
 	"github.com/rpe-project/engine/actors/verifier"
@@ -43,6 +44,9 @@ type Config struct {
 	// Retry is how long a peer that lacked a chunk is not asked for it again;
 	// default 1s.
 	Retry time.Duration
+	// DownloadRate caps chunk downloads in bytes per second; 0 means
+	// unlimited.
+	DownloadRate int64
 	// Logger receives the stage's logs; nil is silent.
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
@@ -96,6 +100,9 @@ type request struct {
 	started time.Time
 }
 
+// rateBurst is the download limiter's bucket size.
+const rateBurst = 64 << 10
+
 // endgameAfter is how long a chunk must have been in flight before, with
 // nothing else left to ask for, it is asked of a second peer.
 const endgameAfter = 1500 * time.Millisecond
@@ -111,6 +118,7 @@ type job struct {
 type downloaderActor struct {
 	cfg   Config
 	ctr   *counters
+	lim   *rate.Limiter
 	peers map[wire.NodeID]*dpeer
 	job   *job
 	ctx   context.Context
@@ -121,8 +129,12 @@ type downloaderActor struct {
 func Props(cfg Config) *actor.Props {
 	cfg.populate()
 	ctr := &counters{}
+	var lim *rate.Limiter
+	if cfg.DownloadRate > 0 {
+		lim = rate.NewLimiter(rate.Limit(cfg.DownloadRate), rateBurst)
+	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &downloaderActor{cfg: cfg, ctr: ctr}
+		return &downloaderActor{cfg: cfg, ctr: ctr, lim: lim}
 	})
 }
 
@@ -468,8 +480,15 @@ func (d *downloaderActor) getManifest(ctx actor.Context, peer wire.NodeID, conn 
 
 func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, rel *store.Release, i int) {
 	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
-	id, n := rel.ID(), rel.Manifest().Manifest.ChunkLen(i)
+	id, n, lim := rel.ID(), rel.Manifest().Manifest.ChunkLen(i), d.lim
 	go func() {
+		// Pay for the chunk before asking, in pieces the bucket can hold.
+		for left := n; lim != nil && left > 0; left -= rateBurst {
+			if err := lim.WaitN(c, min(left, rateBurst)); err != nil {
+				sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, err: err})
+				return
+			}
+		}
 		rctx, cancel := context.WithTimeout(c, timeout)
 		defer cancel()
 		buf := make([]byte, n)
