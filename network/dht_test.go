@@ -24,12 +24,14 @@ func Test100Nodes(t *testing.T) {
 	start := time.Now()
 	nodes := startCluster(t, count, nil)
 	t.Logf("%d nodes bootstrapped in %v (wall clock)", count, time.Since(start))
-	minT, sumT := 1<<30, 0
+	minT, sumT, minG, sumG := 1<<30, 0, 1<<30, 0
 	for _, n := range nodes {
-		minT = min(minT, n.TableSize())
-		sumT += n.TableSize()
+		st := n.server.Stats()
+		minT, sumT = min(minT, st.Nodes), sumT+st.Nodes
+		minG, sumG = min(minG, st.GoodNodes), sumG+st.GoodNodes
 	}
-	t.Logf("routing tables: min %d, mean %.1f", minT, float64(sumT)/count)
+	t.Logf("routing tables: min %d, mean %.1f; good nodes: min %d, mean %.1f",
+		minT, float64(sumT)/count, minG, float64(sumG)/count)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

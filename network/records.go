@@ -26,6 +26,9 @@ type GetStats struct {
 	Invalid   int // answers carrying a record that failed verification (ignored)
 	// Seq of the record returned; 0 if none.
 	Seq int64
+	// FirstValid is when the first valid record arrived, from the start of
+	// GetRecord; 0 if none did (or only the local copy).
+	FirstValid time.Duration
 	// Elapsed is the time GetRecord took.
 	Elapsed time.Duration
 }
@@ -132,6 +135,9 @@ wait:
 		select {
 		case sp := <-found:
 			consider(sp)
+			if st.FirstValid == 0 {
+				st.FirstValid = time.Since(start)
+			}
 			if grace == nil {
 				t := time.NewTimer(n.cfg.GetGrace)
 				defer t.Stop()
