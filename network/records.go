@@ -193,6 +193,11 @@ func (n *Node) PutRecord(ctx context.Context, p *release.SignedPacket) error {
 	if it, err := n.local.Get(bep44.Target(target)); err == nil && it.Seq > p.Seq {
 		return fmt.Errorf("put record %s seq %d: %w: seq %d stored here", pub, p.Seq, ErrSuperseded, it.Seq)
 	}
+	// Keep a copy here first: this node is a DHT node like any other, and a
+	// lone first node serves it to those who join later.
+	if err := n.local.Put(&bep44.Item{V: p.Packet, K: [32]byte(pub), Sig: p.Sig, Seq: p.Seq}); err != nil {
+		n.log.Debug("store own copy", "err", err)
+	}
 
 	var mu sync.Mutex
 	var newest int64
@@ -223,12 +228,7 @@ func (n *Node) PutRecord(ctx context.Context, p *release.SignedPacket) error {
 		return fmt.Errorf("put record %s seq %d: %w: seq %d found", pub, p.Seq, ErrSuperseded, nw)
 	}
 
-	// Keep a copy here too: this node is a DHT node like any other.
 	k := [32]byte(pub)
-	item := &bep44.Item{V: p.Packet, K: k, Sig: p.Sig, Seq: p.Seq}
-	if err := n.local.Put(item); err != nil {
-		n.log.Debug("store own copy", "err", err)
-	}
 	seq := p.Seq
 	var ok atomic.Int64
 	var lastErr error

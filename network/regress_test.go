@@ -546,3 +546,30 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("NoBootstrap kept %v", c.Bootstrap)
 	}
 }
+
+// TestLoneNodeKeepsRecord: a put on a node with nobody to talk to fails with
+// ErrNoNodes but keeps the record, and a node that joins later gets it.
+func TestLoneNodeKeepsRecord(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.NoBootstrap = true
+	lone := newTestNode(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sp := signPacket(testKey(11), 3, []byte("lone"))
+	if err := lone.PutRecord(ctx, sp); !errors.Is(err, ErrNoNodes) {
+		t.Fatalf("lone put: %v, want ErrNoNodes", err)
+	}
+	if got, _, err := lone.GetRecord(ctx, sp.PublicKey); err != nil || got.Seq != sp.Seq {
+		t.Fatalf("lone get: %v", err)
+	}
+	cfg = testConfig(t)
+	cfg.Bootstrap = []string{lone.DHTAddr().String()}
+	late := newTestNode(t, cfg)
+	if err := late.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := late.GetRecord(ctx, sp.PublicKey)
+	if err != nil || string(got.Packet) != "lone" {
+		t.Fatalf("late get: %v", err)
+	}
+}
