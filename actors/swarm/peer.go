@@ -21,13 +21,14 @@ type send struct{ msg wire.Message }
 type closed struct{ err error }
 
 type peerConfig struct {
-	conn      *wire.Conn
-	store     *store.Store
-	logger    *slog.Logger
-	ctr       *counters
-	limiter   *rate.Limiter
-	parent    *actor.PID
-	faultHook func(any)
+	conn       *wire.Conn
+	store      *store.Store
+	logger     *slog.Logger
+	ctr        *counters
+	limiter    *rate.Limiter
+	maxUploads int
+	parent     *actor.PID
+	faultHook  func(any)
 }
 
 // peerActor owns one connection: it serves the peer's requests from the
@@ -101,7 +102,16 @@ func (h *handler) Manifest(id release.ManifestID) ([]byte, error) {
 	return r.Manifest().Raw, nil
 }
 
-func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte, error) {
+func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []byte, err error) {
+	if h.cfg.ctr.uploading.Add(1) > int64(h.cfg.maxUploads) {
+		h.cfg.ctr.uploading.Add(-1)
+		return nil, wire.ErrBusy
+	}
+	defer func() {
+		if err != nil {
+			h.cfg.ctr.uploading.Add(-1) // no answer will be sent
+		}
+	}()
 	r := h.cfg.store.Get(id)
 	if r == nil {
 		return nil, wire.ErrNotFound
@@ -109,7 +119,7 @@ func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte
 	if int(index) >= r.Manifest().Manifest.NumChunks() {
 		return nil, wire.ErrBadIndex
 	}
-	b, err := r.ReadChunk(int(index), buf)
+	b, err = r.ReadChunk(int(index), buf)
 	if errors.Is(err, store.ErrNotHeld) {
 		return nil, wire.ErrNotFound
 	}
@@ -128,6 +138,9 @@ func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte
 	h.sys.Root.Send(h.cfg.parent, &Served{Peer: h.cfg.conn.RemoteID(), ID: id, Index: int(index), Bytes: len(b)})
 	return b, nil
 }
+
+// ChunkSent frees the upload slot taken by Chunk.
+func (h *handler) ChunkSent(release.ManifestID, uint32) { h.cfg.ctr.uploading.Add(-1) }
 
 func (h *handler) Notify(from wire.NodeID, m wire.Message) {
 	h.sys.Root.Send(h.cfg.parent, &peerMsg{from: from, msg: m})

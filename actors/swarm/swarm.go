@@ -28,6 +28,12 @@ type Config struct {
 	Limits  wire.Limits
 	// MaxPeers caps open connections; default 32.
 	MaxPeers int
+	// MaxUploads caps the chunk answers being sent at once, to all peers
+	// together; further requests are answered busy, so a seeder sends a few
+	// chunks at full rate instead of every requested chunk at a crawl (which
+	// made every request time out once a hundred peers asked the publisher
+	// at once). Default 4.
+	MaxUploads int
 	// AnnounceInterval is how often held releases are re-announced; default 5m.
 	AnnounceInterval time.Duration
 	// FindInterval is how often peers are looked up again while a Join is
@@ -44,6 +50,9 @@ type Config struct {
 func (c *Config) populate() {
 	if c.MaxPeers == 0 {
 		c.MaxPeers = 32
+	}
+	if c.MaxUploads == 0 {
+		c.MaxUploads = 4
 	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 5 * time.Minute
@@ -62,8 +71,9 @@ const uploadBurst = 64 << 10
 
 // counters are shared by the swarm and its peer actors.
 type counters struct {
-	uploaded atomic.Int64
-	served   atomic.Int64
+	uploaded  atomic.Int64
+	served    atomic.Int64
+	uploading atomic.Int64 // chunk answers being sent
 }
 
 type peer struct {
@@ -107,7 +117,10 @@ func Props(cfg Config) *actor.Props {
 // internal messages
 type (
 	accepted   struct{ conn *wire.Conn }
-	dialed     struct{ conn *wire.Conn }
+	dialed     struct {
+		addr netip.AddrPort
+		conn *wire.Conn
+	}
 	dialFailed struct {
 		addr netip.AddrPort
 		err  error
@@ -135,13 +148,13 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *accepted:
 		s.addPeer(ctx, m.conn, false)
 	case *dialed:
-		delete(s.dialing, netip.MustParseAddrPort(m.conn.RemoteAddr().String()))
+		delete(s.dialing, m.addr)
 		s.addPeer(ctx, m.conn, true)
 	case *dialFailed:
 		delete(s.dialing, m.addr)
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
 	case *found:
-		s.known[m.addr] = true
+		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
 	case *actor.Terminated:
 		if id, ok := s.byPID[m.Who.Id]; ok {
@@ -320,7 +333,7 @@ func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
 			sys.Root.Send(self, &dialFailed{addr: a, err: err})
 			return
 		}
-		sys.Root.Send(self, &dialed{conn: conn})
+		sys.Root.Send(self, &dialed{addr: a, conn: conn})
 	}()
 }
 
@@ -348,7 +361,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		return
 	}
 	pid := ctx.Spawn(peerProps(peerConfig{
-		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter,
+		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, maxUploads: s.cfg.MaxUploads,
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
 	}))
 	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed}
@@ -394,10 +407,20 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 				break
 			}
 			if a.Addr().IsLoopback() || a.Addr().IsPrivate() || a.Addr().IsGlobalUnicast() {
-				s.known[a] = true
+				s.learn(a)
 				s.maybeDial(ctx, a)
 			}
 		}
+	}
+}
+
+// maxKnown bounds the addresses remembered from lookups and peer exchange,
+// so a peer flooding Peers messages cannot grow the swarm's memory.
+const maxKnown = 1024
+
+func (s *swarmActor) learn(a netip.AddrPort) {
+	if len(s.known) < maxKnown {
+		s.known[a] = true
 	}
 }
 
