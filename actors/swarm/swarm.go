@@ -99,6 +99,7 @@ type swarmActor struct {
 	banned    map[wire.NodeID]bool
 	announced map[release.ManifestID]time.Time
 	known     map[netip.AddrPort]bool
+	failed    map[netip.AddrPort]time.Time // last failed dial, for backoff
 }
 
 // Props returns the props that spawn a swarm.
@@ -152,6 +153,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.addPeer(ctx, m.conn, true)
 	case *dialFailed:
 		delete(s.dialing, m.addr)
+		s.failed[m.addr] = time.Now()
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
 	case *found:
 		s.learn(m.addr)
@@ -208,6 +210,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 	s.banned = map[wire.NodeID]bool{}
 	s.announced = map[release.ManifestID]time.Time{}
 	s.known = map[netip.AddrPort]bool{}
+	s.failed = map[netip.AddrPort]time.Time{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
 	if err != nil {
@@ -317,6 +320,9 @@ func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
 	if a == s.cfg.Node.QUICAddr() {
 		return
 	}
+	if t, ok := s.failed[a]; ok && time.Since(t) < redialAfter {
+		return
+	}
 	for _, p := range s.peers {
 		if p.conn.RemoteAddr().String() == a.String() {
 			return
@@ -413,6 +419,9 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 		}
 	}
 }
+
+// redialAfter is how long an address that failed to connect is left alone.
+const redialAfter = 15 * time.Second
 
 // maxKnown bounds the addresses remembered from lookups and peer exchange,
 // so a peer flooding Peers messages cannot grow the swarm's memory.
