@@ -17,6 +17,7 @@ import (
 	"github.com/rpe-project/engine/actors/verifier"
 	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
 )
 
 // rootActor owns the five stages of one node and routes between them.
@@ -170,6 +171,8 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "installer")
 	r.swarm = name((swarm.Props(swarm.Config{
 		Node: r.e.node, Store: r.e.store, NodeKey: r.nodeKey, UploadRate: s.UploadRate,
+		// Chunks and manifests as large as a manifest may declare.
+		Limits: wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
 		FindInterval: s.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
