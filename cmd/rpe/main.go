@@ -12,10 +12,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
+
+	"golang.org/x/term"
 )
 
 // Exit codes.
@@ -44,6 +47,33 @@ type command struct {
 var commands = map[string]*command{}
 
 func register(c *command) { commands[c.name] = c }
+
+// outFlags are the output flags of the commands that talk to the network.
+type outFlags struct {
+	json, quiet, verbose *bool
+}
+
+func addOutFlags(fs *flag.FlagSet) outFlags {
+	return outFlags{
+		json:    fs.Bool("json", false, "print the result as JSON on stdout"),
+		quiet:   fs.Bool("quiet", false, "no progress, only the result and errors"),
+		verbose: fs.Bool("v", false, "log what the node does to stderr"),
+	}
+}
+
+// logger returns the node logger -v asks for: text on stderr, or silent.
+func (o outFlags) logger(e *env) *slog.Logger {
+	if !*o.verbose {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: outLogLevel()}))
+}
+
+// isTerminal says whether w is a terminal, for progress bars.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
 // usageError is a bad command line (exit 2).
 type usageError struct{ err error }
@@ -220,4 +250,12 @@ func init() {
 			return c.run(ctx, e, []string{"--help"})
 		},
 	})
+}
+
+// outLogLevel is Info, or Debug when RPE_LOG=debug.
+func outLogLevel() slog.Level {
+	if os.Getenv("RPE_LOG") == "debug" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
