@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -11,13 +12,14 @@ import (
 
 	engine "github.com/rpe-project/engine"
 	"github.com/rpe-project/engine/internal/units"
+	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 )
 
 func init() {
 	register(&command{
 		name:    "publish",
-		args:    "ARTIFACT --key FILE --version V [--app A] [--channel C] [--platform P] [--bootstrap HOST:PORT,...] [--listen ADDR]",
+		args:    "ARTIFACT --key FILE (--version V | --manifest FILE.rpem) [--app A] [--channel C] [--platform P] [--expires D] [--force] [--bootstrap HOST:PORT,...] [--listen ADDR]",
 		summary: "Sign an artifact (or take its signed manifest), put the record in the DHT and seed it until interrupted.",
 		run:     runPublish,
 	})
@@ -30,9 +32,9 @@ type netFlags struct {
 
 func addNetFlags(fs flagSet) netFlags {
 	return netFlags{
-		bootstrap: fs.String("bootstrap", "", "comma-separated DHT starting nodes `HOST:PORT` (default: the public Mainline routers)"),
+		bootstrap: fs.String("bootstrap", "", "comma-separated DHT starting nodes `HOST:PORT` (default $RPE_BOOTSTRAP, else the public Mainline routers)"),
 		listen:    fs.String("listen", "", "UDP `ADDR` for the DHT socket, e.g. 127.0.0.1:6881 (default all interfaces, any port); QUIC uses the same host"),
-		stateDir:  fs.String("state-dir", "", "state `DIR`"),
+		stateDir:  fs.String("state-dir", "", "state `DIR` (default: under the user's cache directory, or temporary for publish and fetch)"),
 	}
 }
 
@@ -41,15 +43,21 @@ type flagSet interface {
 	String(name, value, usage string) *string
 }
 
+// bootstrapList returns --bootstrap, or $RPE_BOOTSTRAP when the flag is
+// empty; nil means the public routers.
 func (n netFlags) bootstrapList() ([]string, error) {
-	if *n.bootstrap == "" {
+	list, what := *n.bootstrap, "--bootstrap"
+	if list == "" {
+		list, what = os.Getenv("RPE_BOOTSTRAP"), "RPE_BOOTSTRAP"
+	}
+	if list == "" {
 		return nil, nil
 	}
 	var out []string
-	for _, a := range strings.Split(*n.bootstrap, ",") {
+	for _, a := range strings.Split(list, ",") {
 		a = strings.TrimSpace(a)
 		if _, _, err := net.SplitHostPort(a); err != nil {
-			return nil, usagef("--bootstrap %q: want HOST:PORT", a)
+			return nil, usagef("%s %q: want HOST:PORT[,HOST:PORT...]", what, a)
 		}
 		out = append(out, a)
 	}
@@ -126,12 +134,14 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	sk, err := release.ReadSecretKeyFile(kf)
+	sk, err := readSecretKey(kf)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(pos[0]); err != nil {
-		return err
+	if fi, err := os.Stat(pos[0]); err != nil {
+		return fmt.Errorf("artifact %s: %w", pos[0], errors.Unwrap(err))
+	} else if !fi.Mode().IsRegular() {
+		return fmt.Errorf("artifact %s is not a regular file", pos[0])
 	}
 	pc := engine.PublishConfig{
 		Key: sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
@@ -147,10 +157,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	}
 	p, err := engine.Publish(ctx, pc)
 	if err != nil {
-		if errors.Is(err, engine.ErrNotNewer) {
-			return usageError{err}
-		}
-		return err
+		return publishError(err, boot)
 	}
 	man := p.Manifest.Manifest
 	fmt.Fprintf(e.stdout, "public key  %s\n", release.PublicKeyOf(sk))
@@ -187,4 +194,37 @@ loop:
 	p.Stop(sctx)
 	fmt.Fprintf(e.stdout, "uploaded %d bytes (%.2f copies) to %d peers\n", total, float64(total)/float64(max(man.Size, 1)), len(peers))
 	return nil
+}
+
+// readSecretKey reads a secret key file with a one-line error naming the fix.
+func readSecretKey(path string) (ed25519.PrivateKey, error) {
+	sk, err := release.ReadSecretKeyFile(path)
+	switch {
+	case err == nil:
+		return sk, nil
+	case errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("key file %s does not exist; create one with rpe init --out %s, or name yours with --key or RPE_KEY", path, path)
+	case errors.Is(err, release.ErrMalformed):
+		return nil, fmt.Errorf("key file %s is not an rpe secret key; give the file rpe init wrote (--key or RPE_KEY)", path)
+	}
+	return nil, err
+}
+
+// publishError turns engine.Publish's errors into one line naming the fix.
+func publishError(err error, boot []string) error {
+	msg := strings.TrimPrefix(err.Error(), "publish: ")
+	switch {
+	case errors.Is(err, engine.ErrNotNewer):
+		// The engine's message ends with "(use --force)".
+		return usageError{fmt.Errorf("%s", strings.Replace(msg, "(use --force)", "; publish a higher --version, or pass --force to publish it anyway", 1))}
+	case errors.Is(err, network.ErrNoNodes), errors.Is(err, context.DeadlineExceeded) && strings.Contains(msg, "bootstrap"):
+		where := "the public Mainline routers"
+		if len(boot) > 0 {
+			where = strings.Join(boot, ", ")
+		}
+		return fmt.Errorf("%v at %s; check --bootstrap (is a DHT node such as `rpe dht-node` running there?)", engine.ErrUnreachable, where)
+	case errors.Is(err, release.ErrWrongKey):
+		return rejectedError{fmt.Errorf("%s; the manifest was signed with another key: sign it again with this --key", msg)}
+	}
+	return errors.New(msg)
 }

@@ -1,0 +1,377 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rpe-project/engine/internal/state"
+	"github.com/rpe-project/engine/network"
+	"github.com/rpe-project/engine/release"
+)
+
+// Errors of Lookup and Fetch, for errors.Is.
+var (
+	// ErrUnreachable means no DHT starting node answered in time.
+	ErrUnreachable = errors.New("no DHT node answered")
+	// ErrNoRecord means the DHT holds no record signed by the key.
+	ErrNoRecord = errors.New("no record signed by this key was found in the DHT")
+	// ErrUnknownApp means the record names no release for the app, channel
+	// and platform asked for.
+	ErrUnknownApp = errors.New("the record names no release for this app")
+)
+
+// LookupConfig configures Lookup.
+type LookupConfig struct {
+	// PublisherKey is the publisher's public key in z-base-32; required.
+	PublisherKey string
+	// CountPeers looks up, for every entry, how many peers announce it.
+	CountPeers bool
+	// Timeout bounds joining the DHT and reading the record; default 15s.
+	Timeout time.Duration
+	// PeersTimeout bounds each entry's peer lookup; default 3s.
+	PeersTimeout time.Duration
+	// Bootstrap, listen addresses, Logger and QueryResendDelay are as in
+	// Config.
+	Bootstrap             []string
+	ListenDHT, ListenQUIC string
+	Logger                *slog.Logger
+	QueryResendDelay      time.Duration
+}
+
+// Listing is a publisher's current record and what it names.
+type Listing struct {
+	Packet  *release.SignedPacket
+	Entries []ListedEntry
+}
+
+// ListedEntry is one release named by a record.
+type ListedEntry struct {
+	release.Entry
+	// Peers is how many peers announce the release (with CountPeers), or -1.
+	Peers int
+}
+
+// Lookup joins the DHT, reads the publisher's signed record and lists the
+// releases it names, sorted by app, channel and platform.
+func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
+	pub, err := release.ParsePublicKey(lc.PublisherKey)
+	if err != nil {
+		return nil, fmt.Errorf("lookup: public key: %w", err)
+	}
+	if lc.Timeout == 0 {
+		lc.Timeout = 15 * time.Second
+	}
+	if lc.PeersTimeout == 0 {
+		lc.PeersTimeout = 3 * time.Second
+	}
+	node, err := network.New(ctx, network.Config{
+		ListenDHT: lc.ListenDHT, ListenQUIC: lc.ListenQUIC, Bootstrap: lc.Bootstrap,
+		Logger: lc.Logger, QueryResendDelay: lc.QueryResendDelay, NoMaintainer: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lookup: %w", err)
+	}
+	defer node.Close()
+	pkt, err := joinAndGet(ctx, node, pub, lc.Bootstrap, lc.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("lookup: %w", err)
+	}
+	entries, err := pkt.Entries()
+	if err != nil {
+		return nil, fmt.Errorf("lookup: record: %w", err)
+	}
+	slices.SortFunc(entries, func(a, b release.Entry) int { return strings.Compare(a.Target().String(), b.Target().String()) })
+	l := &Listing{Packet: pkt}
+	for _, e := range entries {
+		le := ListedEntry{Entry: e, Peers: -1}
+		if lc.CountPeers {
+			le.Peers = countPeers(ctx, node, release.SwarmIDOf(e.ManifestID), lc.PeersTimeout)
+		}
+		l.Entries = append(l.Entries, le)
+	}
+	return l, nil
+}
+
+func countPeers(ctx context.Context, node *network.Node, s release.SwarmID, d time.Duration) int {
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	ch, err := node.FindPeers(pctx, s)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
+}
+
+// joinAndGet bootstraps node and reads pub's record, telling apart a DHT
+// that does not answer from a record that is not there.
+func joinAndGet(ctx context.Context, node *network.Node, pub release.PublicKey, boot []string, d time.Duration) (*release.SignedPacket, error) {
+	jctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	berr := node.Bootstrap(jctx)
+	if node.TableSize() == 0 {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		where := "the public Mainline routers"
+		if len(boot) > 0 {
+			where = strings.Join(boot, ", ")
+		}
+		if berr != nil && !errors.Is(berr, network.ErrNoNodes) && jctx.Err() == nil {
+			return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, berr)
+		}
+		return nil, fmt.Errorf("%w at %s", ErrUnreachable, where)
+	}
+	pkt, _, err := node.GetRecord(jctx, pub)
+	switch {
+	case errors.Is(err, network.ErrNotFound):
+		return nil, fmt.Errorf("%w (key %s)", ErrNoRecord, pub)
+	case err != nil && ctx.Err() == nil && jctx.Err() != nil:
+		return nil, fmt.Errorf("%w (key %s, looked for %v)", ErrNoRecord, pub, d)
+	case err != nil:
+		return nil, err
+	}
+	return pkt, nil
+}
+
+// FetchConfig configures Fetch. PublisherKey, App and Out are required.
+type FetchConfig struct {
+	PublisherKey string
+	// App names the program; Channel defaults to "stable", Platform to
+	// GOOS-GOARCH of this build.
+	App, Channel, Platform string
+	// Out is the file to write. It is written whole or not at all: the
+	// release goes to a temporary file beside it, is checked once more
+	// against the manifest and renamed over it.
+	Out string
+	// StateDir keeps the download (so an interrupted fetch can resume when
+	// the same directory is given again); default a temporary directory
+	// removed when Fetch returns.
+	StateDir string
+	// LookupTimeout bounds joining the DHT and reading the record; default
+	// 15s.
+	LookupTimeout time.Duration
+	// OnEvent, when set, receives the node's events (Progress among them)
+	// from one goroutine.
+	OnEvent func(Event)
+	// Bootstrap, listen addresses, Logger, QueryResendDelay, FindInterval
+	// and Now are as in Config.
+	Bootstrap             []string
+	ListenDHT, ListenQUIC string
+	Logger                *slog.Logger
+	QueryResendDelay      time.Duration
+	FindInterval          time.Duration
+	Now                   func() time.Time
+}
+
+// Fetched is the release Fetch wrote.
+type Fetched struct {
+	Version    string
+	ManifestID release.ManifestID
+	Size       int64
+	Path       string
+}
+
+// fetchFloor is the version a fetching node claims to run: below every
+// release, so the newest one is always fetched.
+const fetchFloor = "0.0.0-0"
+
+// Fetch downloads the newest release of an app that the publisher's record
+// names, verifies it like a node does (manifest signature and target, every
+// chunk, the whole file) and writes it to Out, without installing or running
+// anything. It fails early, writing nothing, when Out's directory is not
+// writable, the DHT does not answer, or the record names no such app.
+func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
+	if fc.Out == "" {
+		return nil, errors.New("fetch: no output file")
+	}
+	if fc.LookupTimeout == 0 {
+		fc.LookupTimeout = 15 * time.Second
+	}
+	// The temporary output first: an unwritable directory fails at once.
+	out, err := filepath.Abs(fc.Out)
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("fetch: %s exists and is not a regular file", fc.Out)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".rpe-fetch-*")
+	if err != nil {
+		return nil, fmt.Errorf("fetch: cannot write beside %s: %w", fc.Out, err)
+	}
+	tmpName := tmp.Name()
+	renamed := false
+	defer func() {
+		tmp.Close()
+		if !renamed {
+			os.Remove(tmpName)
+		}
+	}()
+
+	stateDir := fc.StateDir
+	if stateDir == "" {
+		if stateDir, err = os.MkdirTemp("", "rpe-fetch-*"); err != nil {
+			return nil, fmt.Errorf("fetch: %w", err)
+		}
+		defer os.RemoveAll(stateDir)
+	}
+	// The installer swaps this placeholder; Out is written here, by copy.
+	placeholder := filepath.Join(stateDir, "fetched")
+	if err := os.WriteFile(placeholder, nil, 0o644); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	s, err := populate(Config{
+		PublisherKey: fc.PublisherKey, App: fc.App, Channel: fc.Channel, Platform: fc.Platform,
+		CurrentVersion: fetchFloor, Target: placeholder, StateDir: stateDir, Apply: ApplyOnRestart,
+		Exec:      func(string, []string, []string) error { return nil },
+		Bootstrap: fc.Bootstrap, ListenDHT: fc.ListenDHT, ListenQUIC: fc.ListenQUIC,
+		Logger: fc.Logger, QueryResendDelay: fc.QueryResendDelay, FindInterval: fc.FindInterval,
+		PollInterval: 10 * time.Second, Now: fc.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+
+	node, err := network.New(ctx, network.Config{
+		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC, Bootstrap: s.Bootstrap,
+		Logger: s.Logger, QueryResendDelay: s.QueryResendDelay,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	pkt, err := joinAndGet(ctx, node, s.pub, s.Bootstrap, fc.LookupTimeout)
+	if err != nil {
+		node.Close()
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	entry, err := pkt.Lookup(s.target)
+	if err != nil {
+		node.Close()
+		return nil, fmt.Errorf("fetch: %w", unknownApp(pkt, s.target))
+	}
+	// The resolver starts from the record just read, without a second lookup.
+	if err := state.SaveRecord(stateDir, pkt); err != nil {
+		node.Close()
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	e, err := startNodeOn(ctx, s, node)
+	if err != nil {
+		node.Close()
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.Stop(sctx)
+		for range e.Events() {
+		}
+	}
+	var staged string
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, ctx.Err())
+		case ev := <-e.Events():
+			if fc.OnEvent != nil {
+				fc.OnEvent(ev)
+			}
+			switch ev := ev.(type) {
+			case Verified:
+				if ev.ManifestID == entry.ManifestID {
+					staged = ev.Path
+					break wait
+				}
+			case Refused:
+				if ev.What == "manifest" {
+					stop()
+					return nil, fmt.Errorf("fetch %s %s: manifest refused: %w", fc.App, entry.Version, ev.Reason)
+				}
+			case Failed:
+				if ev.Stage == "downloader" {
+					stop()
+					return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, ev.Err)
+				}
+			}
+		}
+	}
+	rel := e.store.Get(entry.ManifestID)
+	if rel == nil {
+		stop()
+		return nil, fmt.Errorf("fetch %s %s: verified release vanished from the store", fc.App, entry.Version)
+	}
+	man := rel.Manifest().Manifest
+	err = copyVerified(tmp, staged, man)
+	stop()
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if err := os.Rename(tmpName, out); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	renamed = true
+	if d, err := os.Open(filepath.Dir(out)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return &Fetched{Version: man.Version.String(), ManifestID: entry.ManifestID, Size: man.Size, Path: out}, nil
+}
+
+// copyVerified copies the staged release into f, syncs it, and checks the
+// copy against the manifest once more (every chunk and the whole file).
+func copyVerified(f *os.File, staged string, m *release.Manifest) error {
+	src, err := os.Open(staged)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	n, err := io.Copy(f, io.LimitReader(src, m.Size+1))
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	if n != m.Size {
+		return fmt.Errorf("copy: staged file has %d bytes, the manifest %d", n, m.Size)
+	}
+	if err := f.Chmod(0o755); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := release.VerifyFile(f, m); err != nil {
+		return fmt.Errorf("check written copy: %w", err)
+	}
+	return nil
+}
+
+// unknownApp says which releases a record does name.
+func unknownApp(p *release.SignedPacket, t release.Target) error {
+	entries, _ := p.Entries()
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Target().String())
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("%w %s: the record names none", ErrUnknownApp, t)
+	}
+	return fmt.Errorf("%w %s; it names %s", ErrUnknownApp, t, strings.Join(names, ", "))
+}
