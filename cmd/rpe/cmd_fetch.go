@@ -52,7 +52,7 @@ func (t targetFlags) check(needApp bool) error {
 		return usagef("missing --app (the app name given to rpe sign or rpe publish)")
 	}
 	for _, f := range []struct{ kind, v string }{{"app", *t.app}, {"channel", *t.channel}, {"platform", *t.platform}} {
-		if f.v == "" && f.kind == "app" {
+		if f.v == "" && (f.kind == "app" || !needApp) {
 			continue
 		}
 		if err := release.ValidateName(f.kind, f.v); err != nil {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/units"
+)
+
+func init() {
+	register(&command{
+		name:    "status",
+		args:    "--pubkey KEY [--app A] [--bootstrap HOST:PORT,...]",
+		summary: "Show what a publisher's record names: per app, channel and platform the version, manifest ID, size, record age and peers seeding.",
+		run:     runStatus,
+	})
+}
+
+// statusEntry is one line of `rpe status --json`.
+type statusEntry struct {
+	App        string `json:"app"`
+	Channel    string `json:"channel"`
+	Platform   string `json:"platform"`
+	Version    string `json:"version"`
+	ManifestID string `json:"manifest_id"`
+	Size       int64  `json:"size"`
+	Peers      int    `json:"peers"`
+}
+
+func runStatus(ctx context.Context, e *env, args []string) error {
+	c := commands["status"]
+	fs := newFlags(e, c)
+	pubkey := fs.String("pubkey", "", "the publisher's public `KEY` (52 characters)")
+	app := fs.String("app", "", "show only this app")
+	peersTimeout := fs.Duration("peers-timeout", 3*time.Second, "how long to look for peers of each release")
+	nf := addNetFlags(fs)
+	of := addOutFlags(fs)
+	pos, err := parseArgs(e, c, fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos); err != nil {
+		return err
+	}
+	empty := ""
+	tf := targetFlags{pubkey: pubkey, app: app, channel: new(string), platform: &empty}
+	*tf.channel = "stable"
+	if err := tf.check(false); err != nil {
+		return err
+	}
+	boot, err := nf.bootstrapList()
+	if err != nil {
+		return err
+	}
+	ldht, lquic, err := nf.listenAddrs()
+	if err != nil {
+		return err
+	}
+	l, err := engine.Lookup(ctx, engine.LookupConfig{
+		PublisherKey: *pubkey, CountPeers: true, PeersTimeout: *peersTimeout,
+		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e),
+	})
+	if err != nil {
+		return explain(err, tf)
+	}
+	var shown []engine.ListedEntry
+	var names []string
+	for _, en := range l.Entries {
+		names = append(names, en.Target().String())
+		if *app == "" || en.App == *app {
+			shown = append(shown, en)
+		}
+	}
+	if len(shown) == 0 {
+		if *app != "" {
+			return fmt.Errorf("%v %q; the record names %s; check --app", engine.ErrUnknownApp, *app, strings.Join(names, ", "))
+		}
+		return fmt.Errorf("the record of %s names no release", *pubkey)
+	}
+	signed := l.Packet.Time()
+	if *of.json {
+		out := struct {
+			PublicKey string        `json:"public_key"`
+			Seq       int64         `json:"seq"`
+			Signed    time.Time     `json:"signed"`
+			AgeS      float64       `json:"age_s"`
+			Entries   []statusEntry `json:"entries"`
+		}{PublicKey: *pubkey, Seq: l.Packet.Seq, Signed: signed.UTC(), AgeS: time.Since(signed).Seconds()}
+		for _, en := range shown {
+			out.Entries = append(out.Entries, statusEntry{en.App, en.Channel, en.Platform, en.Version.String(), en.ManifestID.String(), en.Size, en.Peers})
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	fmt.Fprintf(e.stdout, "record of %s\nsigned %s (%s ago), seq %d\n\n", *pubkey,
+		signed.UTC().Format("2006-01-02 15:04:05 UTC"), age(time.Since(signed)), l.Packet.Seq)
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tCHANNEL\tPLATFORM\tVERSION\tSIZE\tPEERS\tMANIFEST ID")
+	for _, en := range shown {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", en.App, en.Channel, en.Platform, en.Version,
+			units.FormatSize(en.Size), en.Peers, en.ManifestID)
+	}
+	return tw.Flush()
+}
+
+// age is a duration rounded for people.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return d.Round(time.Minute).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Hour).String()
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
