@@ -136,6 +136,9 @@ func (cfg Config) populate() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.DHTConn != nil && cfg.DHTConn == cfg.QUICConn {
+		return cfg, fmt.Errorf("%w: DHTConn and QUICConn are the same conn; the DHT and QUIC need a socket each", ErrBadConfig)
+	}
 	if cfg.NoBootstrap {
 		cfg.Bootstrap = nil
 	} else if cfg.Bootstrap == nil {

@@ -26,8 +26,8 @@ func Test100Nodes(t *testing.T) {
 	t.Logf("%d nodes bootstrapped in %v (wall clock)", count, time.Since(start))
 	minT, sumT, minG, sumG := 1<<30, 0, 1<<30, 0
 	for _, n := range nodes {
-		st := n.server.Stats()
-		minT, sumT = min(minT, st.Nodes), sumT+st.Nodes
+		st := n.Stats()
+		minT, sumT = min(minT, st.TableNodes), sumT+st.TableNodes
 		minG, sumG = min(minG, st.GoodNodes), sumG+st.GoodNodes
 	}
 	t.Logf("routing tables: min %d, mean %.1f; good nodes: min %d, mean %.1f",

@@ -208,6 +208,32 @@ func (n *Node) TableSize() int { return n.server.NumNodes() }
 // they would have crashed the KRPC decoder.
 func (n *Node) DroppedPackets() int64 { return n.dhtConn.dropped.Load() }
 
+// Stats is a snapshot of a node's DHT state.
+type Stats struct {
+	TableNodes int // nodes in the routing table
+	GoodNodes  int // of which answered recently (BEP5 "good")
+	Items      int // BEP44 items stored for others
+	// OutboundQueries counts the queries this node has sent.
+	OutboundQueries int64
+	// DroppedPackets counts received packets dropped because they would
+	// crash the KRPC decoder; ReadErrors counts failed reads of the DHT conn
+	// before Close.
+	DroppedPackets, ReadErrors int64
+}
+
+// Stats returns a snapshot of the node's DHT state.
+func (n *Node) Stats() Stats {
+	ss := n.server.Stats()
+	return Stats{
+		TableNodes:      ss.Nodes,
+		GoodNodes:       ss.GoodNodes,
+		Items:           n.items.len(),
+		OutboundQueries: ss.OutboundQueriesAttempted,
+		DroppedPackets:  n.dhtConn.dropped.Load(),
+		ReadErrors:      n.dhtConn.readErrors.Load(),
+	}
+}
+
 func addrPortOfNet(a net.Addr) netip.AddrPort {
 	if ua, ok := a.(*net.UDPAddr); ok {
 		ap := ua.AddrPort()

@@ -523,12 +523,18 @@ func TestCloseThenUse(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	same, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer same.Close()
 	for _, c := range []Config{
 		{Bootstrap: []string{"no-port"}},
 		{Bootstrap: []string{"127.0.0.1:0"}},
 		{Bootstrap: []string{":6881"}},
 		{SendRate: -1},
 		{QueryResendDelay: -time.Second},
+		{DHTConn: same, QUICConn: same},
 	} {
 		if _, err := New(context.Background(), c); !errors.Is(err, ErrBadConfig) {
 			t.Errorf("config %+v: err %v, want ErrBadConfig", c, err)
