@@ -65,7 +65,8 @@ func parseRecord(pub release.PublicKey, r *krpc.Return) (*release.SignedPacket, 
 // GetGrace after the first valid answer, when the traversal has nobody left
 // to ask, or when ctx ends (then with the best record found, if any). A copy
 // this node stores for others counts as a candidate too. It returns an error
-// matching ErrNotFound when no valid record was found.
+// matching ErrNotFound when no valid record was found, ErrNoNodes when there
+// was nobody to ask (and no local copy), or ctx's error.
 func (n *Node) GetRecord(ctx context.Context, pub release.PublicKey) (*release.SignedPacket, GetStats, error) {
 	start := time.Now()
 	var st GetStats
