@@ -17,9 +17,8 @@ import (
 // ReadFrom returns an error before the server is closed, so ReadFrom here
 // returns an error only after Close: a deadline set by someone else is
 // cleared, other errors are retried with a backoff, and a conn closed under
-// us blocks until Close. It also drops packets that make the KRPC decoder
-// panic (for example a compact address shorter than two bytes), which would
-// otherwise crash the server's read loop.
+// us blocks until Close. It also drops packets that do not decode as KRPC,
+// among them packets that make the decoder panic (see decodesSafely).
 type guardedConn struct {
 	net.PacketConn
 	own bool // we opened the inner conn and close it
@@ -58,7 +57,7 @@ func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if err == nil {
 			if !decodesSafely(b[:n]) {
 				c.dropped.Add(1)
-				c.log.Debug("dropped DHT packet that crashes the KRPC decoder", "from", addr, "len", n)
+				c.log.Debug("dropped malformed DHT packet", "from", addr, "len", n)
 				continue
 			}
 			return n, addr, nil
@@ -110,10 +109,13 @@ func (c *guardedConn) Close() error {
 	return err
 }
 
-// decodesSafely reports whether decoding b as a KRPC message does not panic.
-// Decode errors are fine: the server handles them. Panics are runtime errors
-// inside the decoder on hostile input, such as krpc.NodeAddr.UnmarshalBinary
-// given fewer than two bytes.
+// decodesSafely reports whether b decodes as a KRPC message without error
+// or panic. The server would drop a message that does not decode, but only
+// after logging it through anacrolix/log's process-wide default logger; and
+// some hostile input makes the decoder panic with a runtime error (for
+// example krpc.NodeAddr.UnmarshalBinary given fewer than two bytes), which
+// would crash the server's read loop. Trailing bytes are allowed, as the
+// server allows them.
 func decodesSafely(b []byte) (ok bool) {
 	if len(b) < 2 || b[0] != 'd' {
 		return true // the server ignores these before decoding
@@ -124,6 +126,7 @@ func decodesSafely(b []byte) (ok bool) {
 		}
 	}()
 	var m krpc.Msg
-	_ = bencode.Unmarshal(b, &m)
-	return true
+	err := bencode.Unmarshal(b, &m)
+	var trailing bencode.ErrUnusedTrailingBytes
+	return err == nil || errors.As(err, &trailing)
 }

@@ -205,7 +205,7 @@ func (n *Node) ID() [20]byte { return n.server.ID() }
 func (n *Node) TableSize() int { return n.server.NumNodes() }
 
 // DroppedPackets returns how many received DHT packets were dropped because
-// they would have crashed the KRPC decoder.
+// they do not decode as KRPC (some would crash the decoder).
 func (n *Node) DroppedPackets() int64 { return n.dhtConn.dropped.Load() }
 
 // Stats is a snapshot of a node's DHT state.
@@ -215,9 +215,9 @@ type Stats struct {
 	Items      int // BEP44 items stored for others
 	// OutboundQueries counts the queries this node has sent.
 	OutboundQueries int64
-	// DroppedPackets counts received packets dropped because they would
-	// crash the KRPC decoder; ReadErrors counts failed reads of the DHT conn
-	// before Close.
+	// DroppedPackets counts received packets dropped because they do not
+	// decode as KRPC; ReadErrors counts failed reads of the DHT conn before
+	// Close.
 	DroppedPackets, ReadErrors int64
 }
 
