@@ -23,7 +23,8 @@ func Test100Nodes(t *testing.T) {
 	const count, getters, announcers, finders = 100, 10, 20, 10
 	start := time.Now()
 	nodes := startCluster(t, count, nil)
-	t.Logf("%d nodes bootstrapped in %v (wall clock)", count, time.Since(start))
+	t.Logf("%d nodes bootstrapped in %v (wall clock); %.1f goroutines per node",
+		count, time.Since(start), float64(runtime.NumGoroutine()-before)/count)
 	minT, sumT, minG, sumG := 1<<30, 0, 1<<30, 0
 	for _, n := range nodes {
 		st := n.Stats()
