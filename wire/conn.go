@@ -35,6 +35,15 @@ type Handler interface {
 	Notify(from NodeID, m Message)
 }
 
+// ChunkSentHandler is a Handler that is told when the answer to a Chunk
+// call that returned no error has been written to the stream (or failed to
+// be), so it can cap the chunk uploads in flight: a QUIC stream write
+// returns once its data has gone out at the connection's pace.
+type ChunkSentHandler interface {
+	Handler
+	ChunkSent(id release.ManifestID, index uint32)
+}
+
 // Conn is one rpe peer connection, dialled or accepted; both ends are alike.
 // It is safe for concurrent use.
 type Conn struct {
@@ -635,6 +644,9 @@ func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
 			bp = new([]byte)
 		}
 		data, err := h.Chunk(m.ID, m.Index, (*bp)[:0])
+		if cs, ok := h.(ChunkSentHandler); ok && err == nil {
+			defer cs.ChunkSent(m.ID, m.Index)
+		}
 		if err == nil && len(data) > c.lim.MaxChunk {
 			err = fmt.Errorf("%w: chunk of %d bytes over the limit", ErrInternal, len(data))
 		}

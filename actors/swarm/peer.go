@@ -26,7 +26,7 @@ type peerConfig struct {
 	logger     *slog.Logger
 	ctr        *counters
 	limiter    *rate.Limiter
-	maxUploads int
+	uploadWait time.Duration
 	parent     *actor.PID
 	faultHook  func(any)
 }
@@ -103,13 +103,20 @@ func (h *handler) Manifest(id release.ManifestID) ([]byte, error) {
 }
 
 func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []byte, err error) {
-	if h.cfg.ctr.uploading.Add(1) > int64(h.cfg.maxUploads) {
-		h.cfg.ctr.uploading.Add(-1)
+	// Wait for an upload slot; ChunkSent frees it once the answer is out.
+	t := time.NewTimer(h.cfg.uploadWait)
+	select {
+	case h.cfg.ctr.slots <- struct{}{}:
+		t.Stop()
+	case <-t.C:
+		return nil, wire.ErrBusy
+	case <-h.ctx.Done():
+		t.Stop()
 		return nil, wire.ErrBusy
 	}
 	defer func() {
 		if err != nil {
-			h.cfg.ctr.uploading.Add(-1) // no answer will be sent
+			<-h.cfg.ctr.slots // no answer will be sent
 		}
 	}()
 	r := h.cfg.store.Get(id)
@@ -140,7 +147,7 @@ func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []by
 }
 
 // ChunkSent frees the upload slot taken by Chunk.
-func (h *handler) ChunkSent(release.ManifestID, uint32) { h.cfg.ctr.uploading.Add(-1) }
+func (h *handler) ChunkSent(release.ManifestID, uint32) { <-h.cfg.ctr.slots }
 
 func (h *handler) Notify(from wire.NodeID, m wire.Message) {
 	h.sys.Root.Send(h.cfg.parent, &peerMsg{from: from, msg: m})

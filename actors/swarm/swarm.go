@@ -29,11 +29,14 @@ type Config struct {
 	// MaxPeers caps open connections; default 32.
 	MaxPeers int
 	// MaxUploads caps the chunk answers being sent at once, to all peers
-	// together; further requests are answered busy, so a seeder sends a few
-	// chunks at full rate instead of every requested chunk at a crawl (which
-	// made every request time out once a hundred peers asked the publisher
-	// at once). Default 4.
+	// together; further requests wait their turn, and are answered busy
+	// after UploadWait. A seeder thus sends a few chunks at full rate instead
+	// of every requested chunk at a crawl (which made every request time out
+	// once a hundred peers asked the publisher at once). Default 4.
 	MaxUploads int
+	// UploadWait is how long a chunk request waits for an upload slot
+	// before it is answered busy; default 5s.
+	UploadWait time.Duration
 	// AnnounceInterval is how often held releases are re-announced; default 5m.
 	AnnounceInterval time.Duration
 	// FindInterval is how often peers are looked up again while a Join is
@@ -54,6 +57,9 @@ func (c *Config) populate() {
 	if c.MaxUploads == 0 {
 		c.MaxUploads = 4
 	}
+	if c.UploadWait == 0 {
+		c.UploadWait = 5 * time.Second
+	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 5 * time.Minute
 	}
@@ -71,9 +77,9 @@ const uploadBurst = 64 << 10
 
 // counters are shared by the swarm and its peer actors.
 type counters struct {
-	uploaded  atomic.Int64
-	served    atomic.Int64
-	uploading atomic.Int64 // chunk answers being sent
+	uploaded atomic.Int64
+	served   atomic.Int64
+	slots    chan struct{} // one token per chunk answer being sent
 }
 
 type peer struct {
@@ -105,7 +111,7 @@ type swarmActor struct {
 // Props returns the props that spawn a swarm.
 func Props(cfg Config) *actor.Props {
 	cfg.populate()
-	ctr := &counters{}
+	ctr := &counters{slots: make(chan struct{}, cfg.MaxUploads)}
 	var lim *rate.Limiter
 	if cfg.UploadRate > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
@@ -117,8 +123,8 @@ func Props(cfg Config) *actor.Props {
 
 // internal messages
 type (
-	accepted   struct{ conn *wire.Conn }
-	dialed     struct {
+	accepted struct{ conn *wire.Conn }
+	dialed   struct {
 		addr netip.AddrPort
 		conn *wire.Conn
 	}
@@ -367,7 +373,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		return
 	}
 	pid := ctx.Spawn(peerProps(peerConfig{
-		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, maxUploads: s.cfg.MaxUploads,
+		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
 	}))
 	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed}
