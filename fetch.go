@@ -162,6 +162,10 @@ type FetchConfig struct {
 	// LookupTimeout bounds joining the DHT and reading the record; default
 	// 15s.
 	LookupTimeout time.Duration
+	// Wait is how long to keep trying while the DHT does not answer, holds
+	// no record, or the record names no release for the app (a release
+	// being published right now); default 0, fail at once.
+	Wait time.Duration
 	// OnEvent, when set, receives the node's events (Progress among them)
 	// from one goroutine.
 	OnEvent func(Event)
@@ -251,15 +255,10 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	pkt, err := joinAndGet(ctx, node, s.pub, s.Bootstrap, fc.LookupTimeout)
+	pkt, entry, err := findEntry(ctx, node, s, fc)
 	if err != nil {
 		node.Close()
 		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	entry, err := pkt.Lookup(s.target)
-	if err != nil {
-		node.Close()
-		return nil, fmt.Errorf("fetch: %w", unknownApp(pkt, s.target))
 	}
 	// The resolver starts from the record just read, without a second lookup.
 	if err := state.SaveRecord(stateDir, pkt); err != nil {
@@ -331,6 +330,33 @@ wait:
 		d.Close()
 	}
 	return &Fetched{Version: man.Version.String(), ManifestID: entry.ManifestID, Size: man.Size, Path: out}, nil
+}
+
+// findEntry reads the record and the entry for the target, retrying for
+// fc.Wait.
+func findEntry(ctx context.Context, node *network.Node, s *settings, fc FetchConfig) (*release.SignedPacket, release.Entry, error) {
+	until := time.Now().Add(fc.Wait)
+	for {
+		pkt, err := joinAndGet(ctx, node, s.pub, s.Bootstrap, fc.LookupTimeout)
+		if err == nil {
+			e, lerr := pkt.Lookup(s.target)
+			if lerr == nil {
+				return pkt, e, nil
+			}
+			err = unknownApp(pkt, s.target)
+		}
+		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoRecord) || errors.Is(err, ErrUnknownApp)
+		if !retry || time.Now().After(until) {
+			return nil, release.Entry{}, err
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, release.Entry{}, err
+		case <-t.C:
+		}
+	}
 }
 
 // copyVerified copies the staged release into f, syncs it, and checks the

@@ -20,7 +20,7 @@ import (
 func init() {
 	register(&command{
 		name:    "fetch",
-		args:    "--pubkey KEY --app A --out FILE [--channel C] [--platform P] [--bootstrap HOST:PORT,...]",
+		args:    "--pubkey KEY --app A --out FILE [--channel C] [--platform P] [--wait D] [--bootstrap HOST:PORT,...]",
 		summary: "Download and verify the newest release of an app to FILE (written whole or not at all).",
 		run:     runFetch,
 	})
@@ -86,6 +86,7 @@ func runFetch(ctx context.Context, e *env, args []string) error {
 	tf := addTargetFlags(fs)
 	out := fs.String("out", "", "write the release to `FILE`")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
+	wait := fs.Duration("wait", 0, "keep looking this long while the DHT does not answer or names no such release yet (default: fail at once)")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
 	pos, err := parseArgs(e, c, fs, args)
@@ -118,7 +119,7 @@ func runFetch(ctx context.Context, e *env, args []string) error {
 	f, err := engine.Fetch(ctx, engine.FetchConfig{
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		Out: *out, StateDir: *nf.stateDir, Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic,
-		Logger: of.logger(e), OnEvent: bar.event,
+		Logger: of.logger(e), OnEvent: bar.event, Wait: *wait,
 	})
 	bar.finish()
 	if err != nil {
