@@ -468,8 +468,8 @@ func TestFinishDetectsLateChange(t *testing.T) {
 		verify []int // order of CheckChunk
 		change int64 // staging file offset changed after the checks
 	}{
-		"tail never folded": {verify: []int{0, 2, 3, 4}, change: 3*chunk + 1},  // prefix stops at 1
-		"chunk after gap":   {verify: []int{2, 3, 4, 0}, change: 2 * chunk},    // changed before 1 arrives
+		"tail never folded": {verify: []int{0, 2, 3, 4}, change: 3*chunk + 1},     // prefix stops at 1
+		"chunk after gap":   {verify: []int{2, 3, 4, 0}, change: 2 * chunk},       // changed before 1 arrives
 		"last byte":         {verify: []int{5, 4, 3, 2, 1}, change: 5*chunk + 99}, // nothing folded yet
 	}
 	for name, c := range cases {
