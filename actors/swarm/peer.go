@@ -71,19 +71,25 @@ func (p *peerActor) start(ctx actor.Context) {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	sys, self := ctx.ActorSystem(), ctx.Self()
 	h := &handler{cfg: p.cfg, sys: sys, ctx: p.ctx}
-	conn, c := p.cfg.conn, p.ctx
+	conn, c, log := p.cfg.conn, p.ctx, p.cfg.logger
 	go func() {
 		err := conn.Serve(c, h)
 		sys.Root.Send(self, &closed{err: err})
 	}()
 	hello := &wire.Hello{Version: wire.ProtocolVersion}
 	for _, r := range p.cfg.store.List() {
-		hello.Releases = append(hello.Releases, wire.HaveSet{ID: r.ID(), Bitfield: r.Bitfield(), Complete: r.Complete()})
+		hs := wire.HaveSet{ID: r.ID(), Complete: r.Complete()}
+		if !hs.Complete {
+			hs.Bitfield = r.Bitfield()
+		}
+		hello.Releases = append(hello.Releases, hs)
 	}
 	go func() {
 		sctx, cancel := context.WithTimeout(c, 10*time.Second)
 		defer cancel()
-		conn.Send(sctx, hello)
+		if err := conn.Send(sctx, hello); err != nil {
+			log.Debug("swarm: hello", "peer", conn.RemoteID(), "err", err)
+		}
 	}()
 }
 
