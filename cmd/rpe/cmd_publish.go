@@ -59,6 +59,9 @@ func (n netFlags) bootstrapList() ([]string, error) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return nil, usagef("%s %q: want HOST:PORT[,HOST:PORT...]", what, a)
 		}
+		if what == "RPE_BOOTSTRAP" && a == *n.listen {
+			continue // a node does not bootstrap from itself (rpe dht-node --listen $RPE_BOOTSTRAP)
+		}
 		out = append(out, a)
 	}
 	return out, nil
