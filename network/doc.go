@@ -21,9 +21,9 @@
 //     for those queries (fixQuery). The same hook drops queries without
 //     arguments, which would otherwise crash the server (announce_peer and put
 //     dereference them).
-//   - A single bootstrap traversal leaves routing tables with 3-5 entries:
-//     Bootstrap pings the table, walks towards random targets, bootstraps
-//     again and then starts the library's table maintainer.
+//   - A single bootstrap traversal leaves sparse routing tables: Bootstrap
+//     also pings the table and walks towards random targets, then starts the
+//     library's table maintainer.
 //   - The server panics when ReadFrom fails before Close, and some malformed
 //     packets make its decoder panic: the DHT conn is wrapped (guardedConn) so
 //     that ReadFrom fails only after Close and such packets are dropped.

@@ -87,12 +87,13 @@ func tokenResult(res dht.QueryResult, addr krpc.NodeAddr) traversal.QueryResult 
 }
 
 // Bootstrap fills the routing table. A single bootstrap traversal leaves a
-// table of 3-5 entries (nodes that only queried us are not "good" and are not
-// handed to others), so Bootstrap runs the library's bootstrap, pings every
-// node in the table, walks towards a few random targets, bootstraps again,
-// and then starts the library's table maintainer (unless
-// Config.NoMaintainer), which pings questionable nodes and refreshes buckets
-// every minute until Close. It returns ErrNoNodes if the table is still empty.
+// sparse table (nodes that only queried us are not "good" and are not handed
+// to others), so after the library's bootstrap Bootstrap pings every node in
+// the table and, at the same time, walks towards three random targets; then
+// it starts the library's table maintainer (unless Config.NoMaintainer),
+// which pings questionable nodes and refreshes buckets every minute until
+// Close. Call it again at any time to refresh. It returns ErrNoNodes if the
+// table is still empty.
 func (n *Node) Bootstrap(ctx context.Context) error {
 	if n.closed() {
 		return ErrClosed
@@ -105,18 +106,14 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	if _, err := n.server.BootstrapContext(ctx); err != nil && ctx.Err() == nil {
 		n.log.Debug("bootstrap traversal", "err", err)
 	}
-	n.pingTable(ctx)
-
 	var wg sync.WaitGroup
+	wg.Go(func() { n.pingTable(ctx) })
 	for range 3 {
 		var target krpc.ID
 		rand.Read(target[:])
 		wg.Go(func() { n.walk(ctx, target) })
 	}
 	wg.Wait()
-	if _, err := n.server.BootstrapContext(ctx); err != nil && ctx.Err() == nil {
-		n.log.Debug("second bootstrap traversal", "err", err)
-	}
 
 	if ctx.Err() != nil {
 		if n.closed() {
