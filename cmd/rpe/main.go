@@ -223,6 +223,11 @@ func printHelp(w io.Writer) {
 	fmt.Fprintf(w, "  %d  the command failed (bad input file, I/O error, key file exists, ...)\n", exitError)
 	fmt.Fprintf(w, "  %d  bad command line (unknown command or flag, missing argument)\n", exitUsage)
 	fmt.Fprintf(w, "  %d  verification failed (tampered, truncated, wrong key, expired, ...)\n", exitRejected)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "environment:")
+	fmt.Fprintln(w, "  RPE_KEY        secret key file when --key is not given")
+	fmt.Fprintln(w, "  RPE_BOOTSTRAP  DHT starting nodes when --bootstrap is not given (default: the public Mainline routers)")
+	fmt.Fprintln(w, "  RPE_LOG=debug  with -v, log at debug level")
 }
 
 func init() {
