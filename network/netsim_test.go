@@ -70,6 +70,11 @@ func TestNetsim300Nodes(t *testing.T) {
 				GetGrace:         200 * time.Millisecond,
 				SendRate:         5000, SendBurst: 500,
 			}
+			var id [20]byte
+			for j := range id {
+				id[j] = byte(rng.Uint32())
+			}
+			cfg.NodeID = &id
 			if i == 0 {
 				cfg.NoBootstrap = true
 			} else {
