@@ -556,25 +556,27 @@ type demoProgress struct {
 	bar   *progressbar.ProgressBar
 	size  int64
 	nodes int
+	tty   bool
 	last  time.Time
 }
 
 func newDemoProgress(w io.Writer, nodes int, size int64, quiet bool) *demoProgress {
-	p := &demoProgress{w: w, quiet: quiet, size: size, nodes: nodes}
-	if !quiet && isTerminal(w) {
-		p.bar = progressbar.NewOptions(nodes,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription("nodes verified"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(25),
-			progressbar.OptionShowDescriptionAtLineEnd(),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionSetPredictTime(false),
-			progressbar.OptionSetRenderBlankState(true),
-		)
-	}
-	return p
+	return &demoProgress{w: w, quiet: quiet, size: size, nodes: nodes, tty: !quiet && isTerminal(w)}
+}
+
+// newBar starts the bar, at the moment of publishing.
+func (p *demoProgress) newBar() {
+	p.bar = progressbar.NewOptions(p.nodes,
+		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription("nodes verified"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(25),
+		progressbar.OptionShowDescriptionAtLineEnd(),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionSetRenderBlankState(true),
+	)
 }
 
 func (p *demoProgress) line(format string, a ...any) {
@@ -592,6 +594,9 @@ func (p *demoProgress) update(t time.Duration, verified int, moved, pubServed in
 		share = 100 * float64(pubServed) / float64(moved)
 	}
 	desc := fmt.Sprintf("moved %s, publisher sent %s (%.0f%%)", units.FormatSize(moved), units.FormatSize(pubServed), share)
+	if p.tty && p.bar == nil {
+		p.newBar()
+	}
 	if p.bar != nil {
 		p.bar.Describe(desc)
 		p.bar.Set(verified)
