@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -100,6 +101,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "publish even if the record names the same or a newer version")
 	upload := fs.String("upload-rate", "", "cap upload at `RATE` per second, e.g. 4MiB (default unlimited)")
 	nf := addNetFlags(fs)
+	of := addOutFlags(fs)
 	pos, err := parseArgs(e, c, fs, args)
 	if err != nil {
 		return err
@@ -149,7 +151,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	pc := engine.PublishConfig{
 		Key: sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
 		Expires: life, Force: *force, StateDir: *nf.stateDir, Bootstrap: boot,
-		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate,
+		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate, Logger: of.logger(e),
 	}
 	if *manifest != "" {
 		raw, err := readFileLimit(*manifest, int64(release.MaxManifestSize))
@@ -163,11 +165,19 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 		return publishError(err, boot)
 	}
 	man := p.Manifest.Manifest
-	fmt.Fprintf(e.stdout, "public key  %s\n", release.PublicKeyOf(sk))
-	fmt.Fprintf(e.stdout, "release     %s %s %s %s (%d bytes)\n", man.App, man.Channel, man.Platform, man.Version, man.Size)
-	fmt.Fprintf(e.stdout, "manifest ID %s\n", p.Manifest.ID)
 	st := p.Status()
-	fmt.Fprintf(e.stdout, "seeding on  dht %s, quic %s (Ctrl-C to stop)\n", st.DHTAddr, st.QUICAddr)
+	if *of.json {
+		json.NewEncoder(e.stdout).Encode(map[string]any{
+			"event": "published", "public_key": release.PublicKeyOf(sk).String(), "app": man.App, "channel": man.Channel,
+			"platform": man.Platform, "version": man.Version.String(), "size": man.Size, "manifest_id": p.Manifest.ID.String(),
+			"seq": p.Packet.Seq, "dht": st.DHTAddr, "quic": st.QUICAddr,
+		})
+	} else {
+		fmt.Fprintf(e.stdout, "public key  %s\n", release.PublicKeyOf(sk))
+		fmt.Fprintf(e.stdout, "release     %s %s %s %s (%d bytes)\n", man.App, man.Channel, man.Platform, man.Version, man.Size)
+		fmt.Fprintf(e.stdout, "manifest ID %s\n", p.Manifest.ID)
+		fmt.Fprintf(e.stdout, "seeding on  dht %s, quic %s (Ctrl-C to stop)\n", st.DHTAddr, st.QUICAddr)
+	}
 	var total int64
 	peers := map[string]bool{}
 	events := p.Events()
@@ -185,7 +195,9 @@ loop:
 				total += int64(ev.Bytes)
 				if !peers[ev.Peer.String()] {
 					peers[ev.Peer.String()] = true
-					fmt.Fprintf(e.stdout, "serving peer %s\n", ev.Peer)
+					if !*of.quiet && !*of.json {
+						fmt.Fprintf(e.stdout, "serving peer %s\n", ev.Peer)
+					}
 				}
 			case engine.Failed:
 				fmt.Fprintf(e.stderr, "rpe: publish: %s: %v\n", ev.Stage, ev.Err)
@@ -195,7 +207,11 @@ loop:
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.Stop(sctx)
-	fmt.Fprintf(e.stdout, "uploaded %d bytes (%.2f copies) to %d peers\n", total, float64(total)/float64(max(man.Size, 1)), len(peers))
+	copies := float64(total) / float64(max(man.Size, 1))
+	if *of.json {
+		return json.NewEncoder(e.stdout).Encode(map[string]any{"event": "stopped", "uploaded": total, "copies": copies, "peers": len(peers)})
+	}
+	fmt.Fprintf(e.stdout, "uploaded %d bytes (%.2f copies) to %d peers\n", total, copies, len(peers))
 	return nil
 }
 
