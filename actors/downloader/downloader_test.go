@@ -25,12 +25,19 @@ type checkReq struct {
 	msg  *verifier.CheckChunk
 }
 
-// fakeVerifier hands every CheckChunk to the test, which decides the answer.
-type fakeVerifier struct{ checks chan checkReq }
+// fakeVerifier hands every CheckChunk to the test, which decides the
+// answer, and records the other requests in order.
+type fakeVerifier struct {
+	checks chan checkReq
+	others chan any
+}
 
 func (f *fakeVerifier) Receive(ctx actor.Context) {
-	if m, ok := ctx.Message().(*verifier.CheckChunk); ok {
+	switch m := ctx.Message().(type) {
+	case *verifier.CheckChunk:
 		f.checks <- checkReq{from: ctx.Sender(), msg: m}
+	case *verifier.CheckManifest, *verifier.Finish:
+		f.others <- m
 	}
 }
 
@@ -44,6 +51,7 @@ type rig struct {
 	sys    *actor.ActorSystem
 	pid    *actor.PID
 	checks chan checkReq
+	others chan any
 	st     *store.Store
 	rel    *store.Release
 	sm     *release.SignedManifest
@@ -52,12 +60,16 @@ type rig struct {
 }
 
 // newRig starts a downloader; with fetch it is fetching the rig's release.
-func newRig(t *testing.T, fetch bool) *rig {
+func newRig(t *testing.T, fetch bool) *rig { return newRigWith(t, fetch, nil) }
+
+// newRigWith is newRig with a hook run on the store's release before the
+// downloader starts.
+func newRigWith(t *testing.T, fetch bool, prepare func(r *rig)) *rig {
 	t.Helper()
 	s := make([]byte, ed25519.SeedSize)
 	s[0] = 7
 	sk := ed25519.NewKeyFromSeed(s)
-	r := &rig{t: t, checks: make(chan checkReq, 16)}
+	r := &rig{t: t, checks: make(chan checkReq, 16), others: make(chan any, 16)}
 	r.data = make([]byte, 3*release.MinChunkSize)
 	rand.NewChaCha8([32]byte{1}).Read(r.data)
 	m, err := release.BuildManifest(bytes.NewReader(r.data), release.BuildOptions{
@@ -77,10 +89,13 @@ func newRig(t *testing.T, fetch bool) *rig {
 	if r.rel, err = r.st.Add(r.sm); err != nil {
 		t.Fatal(err)
 	}
+	if prepare != nil {
+		prepare(r)
+	}
 	r.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}))
-	ver := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fakeVerifier{checks: r.checks} }))
+	ver := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fakeVerifier{checks: r.checks, others: r.others} }))
 	sw := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return sink{} }))
 	r.pid = r.sys.Root.Spawn(Props(Config{
 		Store: r.st, Swarm: sw, Verifier: ver, StateDir: dir,
@@ -215,5 +230,31 @@ func TestPeerHasIndexBounded(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
 		t.Fatalf("four Have messages allocated %d MiB", grew>>20)
+	}
+}
+
+// TestHeldReleaseRechecked: a fetch of a release already in the store (a
+// resumed download, or one finished before a restart) must have its manifest
+// checked again by the verifier before it is finished: the running version,
+// the floor or the clock may have moved since it was first accepted.
+func TestHeldReleaseRechecked(t *testing.T) {
+	t.Skip("BUG downloader.go fetch: a release already in the store is finished and handed on without CheckManifest; see the review report")
+	r := newRigWith(t, true, func(r *rig) {
+		for i := range r.sm.Manifest.NumChunks() {
+			if err := r.rel.WriteChunk(i, r.chunk(i)); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.rel.MarkVerified(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	select {
+	case m := <-r.others:
+		if _, ok := m.(*verifier.CheckManifest); !ok {
+			t.Fatalf("first request to the verifier is %T, want *verifier.CheckManifest", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the verifier was asked nothing")
 	}
 }
