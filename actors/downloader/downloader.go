@@ -103,6 +103,12 @@ type request struct {
 // rateBurst is the download limiter's bucket size.
 const rateBurst = 64 << 10
 
+// seedPerPeer caps the requests in flight to one seed.
+const seedPerPeer = 2
+
+// endgameChunks is how few chunks may be missing for the endgame to begin.
+const endgameChunks = 2
+
 // endgameAfter is how long a chunk must have been in flight before, with
 // nothing else left to ask for, it is asked of a second peer.
 const endgameAfter = 1500 * time.Millisecond
@@ -412,7 +418,12 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 	if len(missing) == 0 {
 		return
 	}
-	// Rarity of each wanted chunk among peers whose holdings are known.
+	// Rarity of each wanted chunk: how many partial holders (not seeds)
+	// could serve it now. Seeds (the publisher, finished nodes) are asked
+	// only for chunks no partial holder can give, and only a few at a time,
+	// so the publisher's upload goes to chunks the swarm lacks (as
+	// BitTorrent's super-seeding does) instead of to copies of chunks that
+	// peers could exchange.
 	type cand struct{ index, rarity int }
 	var cands []cand
 	for _, i := range missing {
@@ -421,6 +432,12 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 		}
 		n := 0
 		for _, p := range d.peers {
+			if p.complete[id] {
+				continue
+			}
+			if t, ok := p.lacks[i]; ok && now.Sub(t) < d.cfg.Retry {
+				continue
+			}
 			if _, ok := p.holds(id, i); ok {
 				n++
 			}
@@ -428,18 +445,38 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 		cands = append(cands, cand{i, n})
 	}
 	if len(cands) == 0 {
-		d.endgame(ctx, now)
+		if len(missing) <= endgameChunks {
+			d.endgame(ctx, now)
+		}
 		return
 	}
 	rand.Shuffle(len(cands), func(a, b int) { cands[a], cands[b] = cands[b], cands[a] })
 	// Rarest first; the shuffle breaks ties differently on every node.
 	slices.SortStableFunc(cands, func(a, b cand) int { return a.rarity - b.rarity })
-	taken := map[int]bool{}
+	// Partial holders first, then seeds.
+	order := make([]wire.NodeID, 0, len(d.peers))
 	for pid, p := range d.peers {
-		for p.inflight < d.cfg.PerPeer {
+		if !p.complete[id] {
+			order = append(order, pid)
+		}
+	}
+	for pid, p := range d.peers {
+		if p.complete[id] {
+			order = append(order, pid)
+		}
+	}
+	taken := map[int]bool{}
+	for _, pid := range order {
+		p := d.peers[pid]
+		seed := p.complete[id]
+		limit := d.cfg.PerPeer
+		if seed {
+			limit = min(limit, seedPerPeer)
+		}
+		for p.inflight < limit {
 			pick := -1
 			for _, c := range cands {
-				if taken[c.index] {
+				if taken[c.index] || (seed && c.rarity > 0) {
 					continue
 				}
 				if t, ok := p.lacks[c.index]; ok && now.Sub(t) < d.cfg.Retry {

@@ -109,6 +109,21 @@ func (h *handler) Manifest(id release.ManifestID) ([]byte, error) {
 }
 
 func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []byte, err error) {
+	seeding := false
+	if r := h.cfg.store.Get(id); r != nil && r.Complete() {
+		n := r.Manifest().Manifest.NumChunks()
+		if int(index) < n {
+			if !h.cfg.ctr.seedTurn(id, int(index), n, time.Now()) {
+				return nil, wire.ErrBusy
+			}
+			seeding = true
+		}
+	}
+	defer func() {
+		if err != nil && seeding {
+			h.cfg.ctr.seedUndo(id, int(index))
+		}
+	}()
 	// Wait for an upload slot; ChunkSent frees it once the answer is out.
 	t := time.NewTimer(h.cfg.uploadWait)
 	select {

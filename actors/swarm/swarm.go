@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,7 +59,7 @@ func (c *Config) populate() {
 		c.MaxUploads = 4
 	}
 	if c.UploadWait == 0 {
-		c.UploadWait = 5 * time.Second
+		c.UploadWait = 500 * time.Millisecond
 	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 5 * time.Minute
@@ -80,7 +81,67 @@ type counters struct {
 	uploaded atomic.Int64
 	served   atomic.Int64
 	slots    chan struct{} // one token per chunk answer being sent
+
+	mu     sync.Mutex
+	copies map[release.ManifestID]*seedCounts // while a seed, per release
 }
+
+// seedCounts are a seed's per-chunk serve counts and when each chunk was
+// last asked for.
+type seedCounts struct {
+	served []int32
+	asked  []time.Time
+}
+
+// seedTurn reports whether a seed should serve chunk i now. Among the chunks
+// peers asked for recently, a seed hands out each once before any a second
+// time (with a little slack), so its upload goes to chunks the swarm does
+// not have yet and peers trade the rest among themselves: BitTorrent's
+// super-seeding, decided by the server instead of by hiding pieces. Only
+// chunks still in demand count, so a chunk everyone wants is never held
+// back for one nobody asks for. A refused request gets Busy and the peer
+// asks another peer or for another chunk.
+func (c *counters) seedTurn(id release.ManifestID, i, n int, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.copies == nil {
+		c.copies = map[release.ManifestID]*seedCounts{}
+	}
+	sc := c.copies[id]
+	if sc == nil {
+		sc = &seedCounts{served: make([]int32, n), asked: make([]time.Time, n)}
+		c.copies[id] = sc
+	}
+	sc.asked[i] = now
+	least := sc.served[i]
+	for j, v := range sc.served {
+		if v < least && now.Sub(sc.asked[j]) < demandWindow {
+			least = v
+		}
+	}
+	if sc.served[i] > least+seedSlack {
+		return false
+	}
+	sc.served[i]++
+	return true
+}
+
+// seedUndo takes back a turn that ended in no answer.
+func (c *counters) seedUndo(id release.ManifestID, i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sc := c.copies[id]; sc != nil && i < len(sc.served) && sc.served[i] > 0 {
+		sc.served[i]--
+	}
+}
+
+// demandWindow is how recently a chunk must have been asked for to count as
+// in demand.
+const demandWindow = 3 * time.Second
+
+// seedSlack is how many more times a seed serves one chunk than its least
+// served one.
+const seedSlack = 1
 
 type peer struct {
 	pid    *actor.PID
