@@ -233,6 +233,35 @@ func TestUnreachableBootstrap(t *testing.T) {
 	})
 }
 
+// TestUnwritableDirectory: a target or output directory the user cannot
+// write to is named before any download, and nothing is written.
+func TestUnwritableDirectory(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes to read-only directories; the missing-directory and not-a-directory cases run in TestPeopleBadInput")
+	}
+	dir := t.TempDir()
+	ro := filepath.Join(dir, "ro")
+	os.Mkdir(ro, 0o755)
+	target := filepath.Join(ro, "prog")
+	os.WriteFile(target, []byte("old"), 0o755)
+	os.Chmod(ro, 0o555)
+	t.Cleanup(func() { os.Chmod(ro, 0o755) })
+	_, pub := newKey(t, dir)
+	silent := silentAddr(t)
+	for _, args := range [][]string{
+		{"fetch", "--pubkey", pub, "--app", "prog", "--out", filepath.Join(ro, "new"), "--bootstrap", silent},
+		{"node", "--pubkey", pub, "--app", "prog", "--target", target, "--state-dir", t.TempDir(), "--bootstrap", silent},
+	} {
+		code, _, errOut := rpe(t, args...)
+		if code != exitError || !strings.Contains(errOut, "cannot write in "+ro) || !strings.Contains(errOut, "writable directory") {
+			t.Errorf("rpe %s: exit %d %q", args[0], code, errOut)
+		}
+	}
+	if names := dirNames(t, ro); !slices.Equal(names, []string{"prog"}) {
+		t.Errorf("left %v", names)
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a child process and the test.
 type syncBuffer struct {
 	mu sync.Mutex
