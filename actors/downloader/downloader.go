@@ -69,6 +69,7 @@ func (c *Config) populate() {
 }
 
 type counters struct {
+	tokens           atomic.Uint64 // check tokens, unique across restarts
 	fetched, wasted  atomic.Int64
 	chunks, rejected atomic.Int64
 }
@@ -118,7 +119,7 @@ type job struct {
 	rel        *store.Release // nil until the manifest is accepted
 	manifestIn bool           // a manifest request or check is under way
 	inflight   map[int]*request
-	verifying  map[int]bool
+	verifying  map[int]uint64 // chunk -> token of the check under way
 }
 
 type downloaderActor struct {
@@ -340,12 +341,13 @@ func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 		d.send(ctx, &Failed{Entry: e, Err: fmt.Errorf("save download state: %w", err)})
 		return
 	}
-	d.job = &job{entry: e, inflight: map[int]*request{}, verifying: map[int]bool{}}
+	d.job = &job{entry: e, inflight: map[int]*request{}, verifying: map[int]uint64{}}
 	if r := d.cfg.Store.Get(e.ManifestID); r != nil {
-		d.job.rel = r
-		if r.Complete() {
-			ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: r.Manifest(), StagingPath: r.Path()})
-		}
+		// A release already on disk passes the same manifest checks as one
+		// from a peer: the running version or the floor may have moved, or
+		// the manifest expired, since it was stored.
+		d.job.manifestIn = true
+		ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: r.Manifest().Raw, Entry: e})
 	}
 	ctx.Request(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
 	d.schedule(ctx)
@@ -358,15 +360,28 @@ func (d *downloaderActor) clearJob(ctx actor.Context) {
 
 func (d *downloaderActor) onHas(ctx actor.Context, m *swarm.PeerHas) {
 	p := d.peers[m.Peer]
-	if p == nil {
-		return
+	j := d.job
+	if p == nil || j == nil || j.entry.ManifestID != m.ID {
+		return // only the release being fetched is tracked
 	}
 	switch {
 	case m.Complete:
 		p.complete[m.ID] = true
 	case m.Bitfield != nil:
+		if j.rel != nil && len(m.Bitfield) != (j.rel.Manifest().Manifest.NumChunks()+7)/8 {
+			return // a bitfield of the wrong length says nothing usable
+		}
 		p.has[m.ID] = append([]byte(nil), m.Bitfield...)
 	case m.Index >= 0:
+		// Before the manifest is known the chunk count is not: cap by the
+		// most a manifest may declare.
+		limit := maxChunks
+		if j.rel != nil {
+			limit = j.rel.Manifest().Manifest.NumChunks()
+		}
+		if m.Index >= limit {
+			return
+		}
 		bf := p.has[m.ID]
 		if need := m.Index/8 + 1; len(bf) < need {
 			bf = append(bf, make([]byte, need-len(bf))...)
@@ -375,10 +390,12 @@ func (d *downloaderActor) onHas(ctx actor.Context, m *swarm.PeerHas) {
 		p.has[m.ID] = bf
 		delete(p.lacks, m.Index)
 	}
-	if d.job != nil && d.job.entry.ManifestID == m.ID {
-		d.schedule(ctx)
-	}
+	d.schedule(ctx)
 }
+
+// maxChunks bounds a chunk index before the manifest is known: the size
+// limit over the smallest chunk size.
+const maxChunks = int(release.DefaultMaxSize / release.MinChunkSize)
 
 // schedule fills every peer's request slots.
 func (d *downloaderActor) schedule(ctx actor.Context) {
@@ -427,7 +444,10 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 	type cand struct{ index, rarity int }
 	var cands []cand
 	for _, i := range missing {
-		if _, busy := j.inflight[i]; busy || j.verifying[i] {
+		if _, checking := j.verifying[i]; checking {
+			continue
+		}
+		if _, busy := j.inflight[i]; busy {
 			continue
 		}
 		n := 0
@@ -510,7 +530,7 @@ func (d *downloaderActor) endgame(ctx actor.Context, now time.Time) {
 			continue
 		}
 		for i, r := range j.inflight {
-			if len(r.peers) >= 2 || r.peers[pid] || now.Sub(r.started) < endgameAfter || j.verifying[i] {
+			if _, checking := j.verifying[i]; checking || len(r.peers) >= 2 || r.peers[pid] || now.Sub(r.started) < endgameAfter {
 				continue
 			}
 			if known, ok := p.holds(id, i); known && !ok {
@@ -593,6 +613,10 @@ func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.Mani
 	}
 	j.rel = rel
 	d.send(ctx, &ManifestAccepted{Manifest: m.Manifest})
+	if rel.Complete() {
+		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: rel.Manifest(), StagingPath: rel.Path()})
+		return
+	}
 	d.schedule(ctx)
 }
 
@@ -634,7 +658,7 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 	}
 	d.ctr.fetched.Add(int64(len(m.data)))
 	d.ctr.chunks.Add(1)
-	if j.rel.Has(m.index) || j.verifying[m.index] {
+	if _, checking := j.verifying[m.index]; checking || j.rel.Has(m.index) {
 		d.ctr.wasted.Add(int64(len(m.data)))
 		d.schedule(ctx)
 		return
@@ -644,9 +668,10 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 		d.schedule(ctx)
 		return
 	}
-	j.verifying[m.index] = true
+	tok := d.ctr.tokens.Add(1)
+	j.verifying[m.index] = tok
 	ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
-		Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: m.index, Data: m.data, Peer: m.peer,
+		Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: m.index, Data: m.data, Peer: m.peer, Token: tok,
 	})
 	d.schedule(ctx)
 }
@@ -669,8 +694,10 @@ func (d *downloaderActor) recheck(ctx actor.Context) {
 			delete(j.verifying, i)
 			continue
 		}
+		tok := d.ctr.tokens.Add(1)
+		j.verifying[i] = tok
 		ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
-			Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: i, Data: data,
+			Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: i, Data: data, Token: tok,
 		})
 	}
 	if j.rel.Complete() {
@@ -682,6 +709,11 @@ func (d *downloaderActor) recheck(ctx actor.Context) {
 func (d *downloaderActor) onVerified(ctx actor.Context, m *verifier.ChunkVerified) {
 	j := d.job
 	if j == nil || j.rel == nil || j.rel.ID() != m.ID {
+		return
+	}
+	if tok, ok := j.verifying[m.Index]; !ok || tok != m.Token {
+		// A stale answer (from before a restart, or for bytes since
+		// replaced): the bytes on disk may not be the ones it checked.
 		return
 	}
 	delete(j.verifying, m.Index)
@@ -712,7 +744,15 @@ func (d *downloaderActor) onRejected(ctx actor.Context, m *verifier.ChunkRejecte
 	d.ctr.rejected.Add(1)
 	peer := m.Peer
 	if j := d.job; j != nil && j.rel != nil && j.rel.ID() == m.ID {
-		delete(j.verifying, m.Index)
+		if tok, ok := j.verifying[m.Index]; ok && tok == m.Token {
+			delete(j.verifying, m.Index)
+		}
+	}
+	if peer.IsZero() {
+		// A re-check of bytes read back from disk (after a verifier
+		// restart): nobody to blame; the chunk is fetched again.
+		d.schedule(ctx)
+		return
 	}
 	d.cfg.Logger.Warn("downloader: chunk refused", "chunk", m.Index, "peer", peer, "err", m.Err)
 	d.send(ctx, &ChunkRefused{ID: m.ID, Index: m.Index, Peer: peer, Err: m.Err})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/rpe-project/engine/release"
 )
 
 // Config configures the installer stage.
@@ -119,6 +121,13 @@ func (a *installerActor) apply(ctx actor.Context, m *Install, restart bool) {
 		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: fmt.Errorf("install: %w", err)})
 		return
 	}
+	// The last check before the target changes: the staged bytes, read
+	// from disk now, must be exactly the signed release, whatever happened
+	// to the file since its chunks were verified.
+	if err := verifyStaged(m); err != nil {
+		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: err})
+		return
+	}
 	if err := Swap(a.cfg.Target, m.Path, backup); err != nil {
 		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: err})
 		return
@@ -148,4 +157,17 @@ func (a *installerActor) tell(ctx actor.Context, m any) {
 	if ctx.Parent() != nil {
 		ctx.Send(ctx.Parent(), m)
 	}
+}
+
+// verifyStaged hashes the staged file against its manifest.
+func verifyStaged(m *Install) error {
+	f, err := os.Open(m.Path)
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	defer f.Close()
+	if err := release.VerifyFile(f, m.Manifest.Manifest); err != nil {
+		return fmt.Errorf("install %s: staged file does not match the signed manifest: %w", m.Manifest.ID.Short(), err)
+	}
+	return nil
 }

@@ -35,6 +35,9 @@ type CheckChunk struct {
 	Index       int
 	Data        []byte
 	Peer        wire.NodeID
+	// Token is echoed in the reply, so the sender can tell which of several
+	// checks of the same chunk (before and after a restart) it answers.
+	Token uint64
 }
 
 // ChunkVerified replies to CheckChunk.
@@ -43,6 +46,7 @@ type ChunkVerified struct {
 	Index int
 	Peer  wire.NodeID
 	Size  int
+	Token uint64
 }
 
 // ChunkRejected replies to CheckChunk.
@@ -51,6 +55,7 @@ type ChunkRejected struct {
 	Index int
 	Peer  wire.NodeID
 	Size  int
+	Token uint64
 	Err   error
 }
 

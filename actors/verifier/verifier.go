@@ -77,11 +77,11 @@ func (v *verifierActor) Receive(ctx actor.Context) {
 	case *CheckChunk:
 		id := m.Manifest.ID
 		if err := m.Manifest.Manifest.VerifyChunk(m.Index, m.Data); err != nil {
-			ctx.Respond(&ChunkRejected{ID: id, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Err: err})
+			ctx.Respond(&ChunkRejected{ID: id, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Token: m.Token, Err: err})
 			return
 		}
 		v.fold(m)
-		ctx.Respond(&ChunkVerified{ID: id, Index: m.Index, Peer: m.Peer, Size: len(m.Data)})
+		ctx.Respond(&ChunkVerified{ID: id, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Token: m.Token})
 	case *Finish:
 		err := v.finish(m)
 		delete(v.prefixes, m.Manifest.ID)
