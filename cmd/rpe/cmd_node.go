@@ -44,6 +44,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
+	join := fs.Duration("join-timeout", 10*time.Second, "fail when no DHT node has answered after this long")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
 	pos, err := parseArgs(e, c, fs, args)
@@ -136,7 +137,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		defer cancel()
 		eng.Stop(sctx)
 	}()
-	if err := waitJoined(ctx, eng, boot, 15*time.Second); err != nil {
+	if err := waitJoined(ctx, eng, boot, *join); err != nil {
 		return err
 	}
 	out.info("following %s for %s/%s/%s; %s holds %s", *tf.pubkey, *tf.app, *tf.channel, *tf.platform, *target, current)

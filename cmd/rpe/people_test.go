@@ -215,7 +215,7 @@ func TestUnreachableBootstrap(t *testing.T) {
 		{"fetch", []string{"fetch", "--pubkey", pub, "--app", "myapp", "--out", filepath.Join(dir, "out")}},
 		{"status", []string{"status", "--pubkey", pub}},
 		{"publish", []string{"publish", art, "--key", key, "--version", "1.0.0"}},
-		{"node", []string{"node", "--pubkey", pub, "--app", "myapp", "--target", target, "--state-dir", t.TempDir()}},
+		{"node", []string{"node", "--pubkey", pub, "--app", "myapp", "--target", target, "--state-dir", t.TempDir(), "--join-timeout", "4s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
