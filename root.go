@@ -161,7 +161,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	r.verifier = name((verifier.Props(verifier.Config{
 		Policy: verifier.Policy{
 			PublisherKey: s.pub, Target: s.target, Current: s.version,
-			Floor: func() *semver.Version { v, _ := state.Highest(s.StateDir); return v },
+			Floor: func() (*semver.Version, error) { return state.Highest(s.StateDir) },
 		},
 		Now: s.Now, Logger: log, FaultHook: r.hook("verifier"),
 	})), "verifier")

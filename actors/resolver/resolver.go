@@ -217,7 +217,9 @@ func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, fro
 	}
 	floor, err := state.Highest(r.cfg.StateDir)
 	if err != nil {
-		r.cfg.Logger.Warn("resolver: version floor", "err", err)
+		// Fail closed: without the floor, a replayed old release could pass.
+		r.refuse(ctx, from, fmt.Errorf("version floor unreadable: %w", err))
+		return
 	}
 	if floor != nil && e.Version.LessThan(floor) {
 		r.refuse(ctx, from, fmt.Errorf("%w: %s < %s", ErrBelowFloor, e.Version, floor))

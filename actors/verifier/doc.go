@@ -19,4 +19,8 @@
 // costs almost nothing. That running hash is an optimisation only: after a
 // restart the state is gone and Finish reads back whatever part of the file
 // the hash has not covered, so a restart never weakens a check.
+//
+// The running hash covers the bytes as they were checked. Bytes changed on
+// disk afterwards are caught by the installer, which hashes the staged file
+// once more, against the signed manifest, before it swaps anything.
 package verifier

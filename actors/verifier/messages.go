@@ -84,8 +84,9 @@ type Policy struct {
 	// Current is the running version; only greater versions are accepted.
 	Current *semver.Version
 	// Floor returns the highest version ever accepted (kept on disk by the
-	// resolver); nothing below it is accepted.
-	Floor func() *semver.Version
+	// resolver); nothing below it is accepted, and nothing at all while it
+	// cannot be read.
+	Floor func() (*semver.Version, error)
 	// Limits caps what a manifest may declare.
 	Limits release.Limits
 }

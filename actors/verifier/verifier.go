@@ -116,7 +116,11 @@ func (v *verifierActor) checkManifest(m *CheckManifest) (*release.SignedManifest
 		return nil, fmt.Errorf("%w: %s, running %s", ErrNotNewer, man.Version, p.Current)
 	}
 	if p.Floor != nil {
-		if f := p.Floor(); f != nil && man.Version.LessThan(f) {
+		f, err := p.Floor()
+		if err != nil {
+			return nil, fmt.Errorf("version floor unreadable, refusing every release: %w", err)
+		}
+		if f != nil && man.Version.LessThan(f) {
 			return nil, fmt.Errorf("%w: %s < %s", ErrBelowFloor, man.Version, f)
 		}
 	}

@@ -42,7 +42,11 @@ func Highest(dir string) (*semver.Version, error) {
 // RaiseHighest records v as accepted if it is above the current floor.
 func RaiseHighest(dir string, v *semver.Version) error {
 	cur, err := Highest(dir)
-	if err == nil && cur != nil && !v.GreaterThan(cur) {
+	if err != nil {
+		// Never replace a floor that cannot be read: it might be higher.
+		return err
+	}
+	if cur != nil && !v.GreaterThan(cur) {
 		return nil
 	}
 	return WriteAtomic(filepath.Join(dir, highestFile), []byte(v.String()+"\n"))

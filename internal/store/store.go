@@ -30,6 +30,9 @@ import (
 // ErrNotHeld is returned for a release or chunk this node does not hold.
 var ErrNotHeld = errors.New("not held")
 
+// errDamaged marks a release whose files are wrong, not merely unreadable.
+var errDamaged = errors.New("damaged release")
+
 // Store is the set of releases on disk.
 type Store struct {
 	dir    string
@@ -59,9 +62,15 @@ func Open(dir string, pub release.PublicKey, limits release.Limits, log *slog.Lo
 	for _, e := range ents {
 		rd := filepath.Join(root, e.Name())
 		r, err := load(rd, pub, limits)
-		if err != nil {
+		if errors.Is(err, errDamaged) {
 			log.Warn("store: dropping damaged release", "dir", rd, "err", err)
 			os.RemoveAll(rd)
+			continue
+		}
+		if err != nil {
+			// An I/O error (permissions, too many open files) says nothing
+			// about the release: leave it for the next start.
+			log.Warn("store: skipping release", "dir", rd, "err", err)
 			continue
 		}
 		s.rels[r.sm.ID] = r
@@ -111,6 +120,22 @@ func (s *Store) Add(sm *release.SignedManifest) (*Release, error) {
 // artifact): the bytes are copied into the store and every chunk is checked
 // against the manifest before it is marked verified.
 func (s *Store) AddFile(sm *release.SignedManifest, path string) (*Release, error) {
+	if r := s.Get(sm.ID); r != nil && r.Complete() {
+		return r, nil
+	}
+	// Check the whole file first, so a wrong artifact touches nothing (not
+	// even a partial download of the same release already in the store).
+	src, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
+	defer src.Close()
+	if err := release.VerifyFile(src, sm.Manifest); err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("add %s: %w", path, err)
+	}
 	r, err := s.Add(sm)
 	if err != nil {
 		return nil, err
@@ -118,11 +143,6 @@ func (s *Store) AddFile(sm *release.SignedManifest, path string) (*Release, erro
 	if r.Complete() {
 		return r, nil
 	}
-	src, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("add %s: %w", path, err)
-	}
-	defer src.Close()
 	m := sm.Manifest
 	buf := make([]byte, m.ChunkSize)
 	for i := 0; i < m.NumChunks(); i++ {
@@ -195,38 +215,59 @@ type Release struct {
 	dir string
 	sm  *release.SignedManifest
 
-	mu   sync.Mutex
-	f    *os.File
-	have bitfield
+	saveMu sync.Mutex // serialises writes of the have file
+	mu     sync.Mutex
+	f      *os.File
+	have   bitfield
 }
 
 func load(rd string, pub release.PublicKey, limits release.Limits) (*Release, error) {
 	raw, err := os.ReadFile(filepath.Join(rd, "manifest"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no manifest", errDamaged)
+	}
 	if err != nil {
 		return nil, err
 	}
 	sm, err := release.ParseManifest(raw, pub, limits)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errDamaged, err)
 	}
 	if filepath.Base(rd) != sm.ID.String() {
-		return nil, fmt.Errorf("directory name does not match manifest ID %s", sm.ID)
+		return nil, fmt.Errorf("%w: directory name does not match manifest ID %s", errDamaged, sm.ID)
 	}
 	f, err := os.OpenFile(filepath.Join(rd, "data"), os.O_RDWR, 0o644)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: no data file", errDamaged)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := f.Stat(); err != nil || fi.Size() != sm.Manifest.Size {
 		f.Close()
-		return nil, fmt.Errorf("data file has the wrong size")
+		return nil, fmt.Errorf("%w: data file has the wrong size", errDamaged)
 	}
-	n := sm.Manifest.NumChunks()
+	m := sm.Manifest
+	n := m.NumChunks()
 	have := newBitfield(n)
 	if b, err := os.ReadFile(filepath.Join(rd, "have")); err == nil && len(b) == len(have.b) {
 		copy(have.b, b)
 		have.clearPadding(n)
 	}
-	return &Release{dir: rd, sm: sm, f: f, have: have}, nil
+	// A set bit is a claim, not a proof (a crash can leave the bit on disk
+	// before the data): check every claimed chunk once at load.
+	buf := make([]byte, m.ChunkSize)
+	for i := 0; i < n; i++ {
+		if !have.has(i) {
+			continue
+		}
+		b := buf[:m.ChunkLen(i)]
+		if _, err := f.ReadAt(b, m.ChunkOffset(i)); err != nil || m.VerifyChunk(i, b) != nil {
+			have.clear(i)
+		}
+	}
+	r := &Release{dir: rd, sm: sm, f: f, have: have}
+	return r, nil
 }
 
 // Manifest returns the release's signed manifest.
@@ -297,6 +338,9 @@ func (r *Release) WriteChunk(i int, data []byte) error {
 
 // MarkVerified records chunk i as verified, on disk.
 func (r *Release) MarkVerified(i int) error {
+	if i < 0 || i >= r.sm.Manifest.NumChunks() {
+		return fmt.Errorf("mark chunk %d of %s: index out of range", i, r.sm.ID.Short())
+	}
 	r.mu.Lock()
 	r.have.set(i)
 	r.mu.Unlock()
@@ -321,6 +365,10 @@ func (r *Release) ReadChunk(i int, buf []byte) ([]byte, error) {
 	}
 	buf = buf[:n]
 	if _, err := f.ReadAt(buf, m.ChunkOffset(i)); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			// Removed while we read: no longer held.
+			return nil, fmt.Errorf("chunk %d of %s: %w", i, r.sm.ID.Short(), ErrNotHeld)
+		}
 		return nil, fmt.Errorf("read chunk %d of %s: %w", i, r.sm.ID.Short(), err)
 	}
 	return buf, nil
@@ -356,6 +404,9 @@ func (r *Release) Reset() error {
 }
 
 func (r *Release) saveHave() error {
+	// One save at a time, so an older snapshot never replaces a newer one.
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
 	r.mu.Lock()
 	b := append([]byte(nil), r.have.b...)
 	r.mu.Unlock()
@@ -403,6 +454,7 @@ func newBitfield(n int) bitfield { return bitfield{b: make([]byte, (n+7)/8)} }
 
 func (f bitfield) has(i int) bool { return i >= 0 && i/8 < len(f.b) && f.b[i/8]&(0x80>>(i%8)) != 0 }
 func (f bitfield) set(i int)      { f.b[i/8] |= 0x80 >> (i % 8) }
+func (f bitfield) clear(i int)    { f.b[i/8] &^= 0x80 >> (i % 8) }
 func (f bitfield) count() int {
 	n := 0
 	for _, c := range f.b {

@@ -394,7 +394,6 @@ func TestAddFileMismatchLeavesNothing(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.data == nil {
-				t.Skip("BUG store.go:121: os.Open failure returns without removing the release Add created")
 			}
 			dir := t.TempDir()
 			s := open(t, dir, f.pub)
@@ -573,7 +572,6 @@ func TestOpenPaddingBitsIgnored(t *testing.T) {
 // hold (a crash between the rename of 'have' and the data reaching the disk,
 // or a damaged file): the store must not serve those bytes as verified.
 func TestOpenHaveNotMatchingData(t *testing.T) {
-	t.Skip("BUG store.go load: a 'have' file of the right length is trusted without checking the chunks it claims; see the review report")
 	f := newFixture(t)
 	dir := t.TempDir()
 	s := open(t, dir, f.pub)
@@ -601,7 +599,6 @@ func TestOpenHaveNotMatchingData(t *testing.T) {
 // refused, neither panicking (which would leave the release's mutex locked:
 // bitfield.set panics inside r.mu) nor counting towards Complete.
 func TestMarkVerifiedBadIndex(t *testing.T) {
-	t.Skip("BUG store.go:299 MarkVerified: no index check; -1 or >= 8*len(bitfield) panics with r.mu held, a padding index counts towards Complete")
 	f := newFixture(t)
 	n := f.sm.Manifest.NumChunks()
 	for _, i := range []int{-1, n, n + 1, 8 * ((n + 7) / 8), 1 << 20} {
@@ -684,7 +681,6 @@ func TestConcurrentServeAndVerify(t *testing.T) {
 // TestConcurrentMarkVerifiedPersists marks every chunk from its own
 // goroutine; the 'have' file on disk must end with all of them.
 func TestConcurrentMarkVerifiedPersists(t *testing.T) {
-	t.Skip("BUG store.go:358 saveHave: snapshot and rename are not serialised, so an older snapshot can replace a newer 'have' file (fails about 1 run in 1)")
 	sk := testKey(1)
 	data := artifact(64*chunk, 3)
 	sm := signed(t, sk, data, "1.0.0")
