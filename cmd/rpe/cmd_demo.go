@@ -346,7 +346,7 @@ func (d *demo) someAddrs(boot []string, n int) []string {
 // record spreads at once; at most a few seconds.
 func (d *demo) settle(ctx context.Context) {
 	deadline := time.Now().Add(5 * time.Second)
-	want := min(20, len(d.nodes)-1)
+	want := min(8, len(d.nodes)-1)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		ready := 0
 		for _, n := range d.nodes {
