@@ -93,19 +93,25 @@ func (Served) event()         {}
 func (StageRestarted) event() {}
 
 // eventQueue delivers events in order without ever blocking the actor that
-// emits them. When nobody reads, Progress and Served events beyond a bound
-// are dropped (they are superseded by later ones); the rest are kept.
+// emits them. When nobody reads, Progress and Served events beyond a soft
+// bound are dropped (later ones supersede them), and every event beyond a
+// hard bound, so a reader that never reads cannot make a node's memory grow
+// with what peers send.
 type eventQueue struct {
 	out  chan Event
 	mu   sync.Mutex
 	cond *sync.Cond
 	q    []Event
-	done bool
-	stop chan struct{}
+	done    bool
+	dropped int64 // events dropped because nobody read them
+	stop    chan struct{}
 	wg   sync.WaitGroup
 }
 
-const eventQueueSoftCap = 4096
+const (
+	eventQueueSoftCap = 4096
+	eventQueueHardCap = 65536
+)
 
 func newEventQueue() *eventQueue {
 	e := &eventQueue{out: make(chan Event), stop: make(chan struct{})}
@@ -124,8 +130,14 @@ func (e *eventQueue) emit(ev Event) {
 	if len(e.q) >= eventQueueSoftCap {
 		switch ev.(type) {
 		case Progress, Served:
+			e.dropped++
 			return
 		}
+	}
+	if len(e.q) >= eventQueueHardCap {
+		// Nobody reads and peers keep causing events: keep memory bounded.
+		e.dropped++
+		return
 	}
 	e.q = append(e.q, ev)
 	e.cond.Signal()

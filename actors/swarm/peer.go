@@ -35,6 +35,7 @@ type peerConfig struct {
 // store and passes the peer's one-way messages up to the swarm.
 type peerActor struct {
 	cfg    peerConfig
+	out    chan wire.Message
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -56,12 +57,12 @@ func (p *peerActor) Receive(ctx actor.Context) {
 		p.cancel()
 		p.cfg.conn.Close(wire.CodeProtocol, "internal error")
 	case *send:
-		conn, c := p.cfg.conn, p.ctx
-		go func() {
-			sctx, cancel := context.WithTimeout(c, 10*time.Second)
-			defer cancel()
-			conn.Send(sctx, m.msg)
-		}()
+		select {
+		case p.out <- m.msg:
+		default:
+			// A peer that cannot keep up loses announcements, not memory.
+			p.cfg.logger.Debug("swarm: outbox full, message dropped", "peer", p.cfg.conn.RemoteID())
+		}
 	case *closed:
 		ctx.Stop(ctx.Self())
 	}
@@ -84,14 +85,37 @@ func (p *peerActor) start(ctx actor.Context) {
 		}
 		hello.Releases = append(hello.Releases, hs)
 	}
+	// One writer per peer: the Hello goes first (the protocol requires it)
+	// and every later message in order, from a bounded outbox.
+	p.out = make(chan wire.Message, outboxSize)
 	go func() {
-		sctx, cancel := context.WithTimeout(c, 10*time.Second)
-		defer cancel()
-		if err := conn.Send(sctx, hello); err != nil {
-			log.Debug("swarm: hello", "peer", conn.RemoteID(), "err", err)
+		send := func(m wire.Message) bool {
+			sctx, cancel := context.WithTimeout(c, 10*time.Second)
+			defer cancel()
+			if err := conn.Send(sctx, m); err != nil {
+				log.Debug("swarm: send", "peer", conn.RemoteID(), "type", m.Type(), "err", err)
+				return false
+			}
+			return true
+		}
+		if !send(hello) {
+			return
+		}
+		for {
+			select {
+			case m := <-p.out:
+				if !send(m) {
+					return
+				}
+			case <-c.Done():
+				return
+			}
 		}
 	}()
 }
+
+// outboxSize bounds the messages waiting to be sent to one peer.
+const outboxSize = 256
 
 // handler answers a peer's requests; it runs on the connection's goroutines.
 type handler struct {

@@ -220,7 +220,11 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.addPeer(ctx, m.conn, true)
 	case *dialFailed:
 		delete(s.dialing, m.addr)
+		delete(s.known, m.addr) // learnt again if a lookup finds it
 		s.failed[m.addr] = time.Now()
+		if len(s.failed) > maxKnown {
+			s.failed = map[netip.AddrPort]time.Time{}
+		}
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
 	case *found:
 		s.learn(m.addr)
