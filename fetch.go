@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rpe-project/engine/internal/state"
@@ -89,14 +90,15 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 		return nil, fmt.Errorf("lookup: record: %w", err)
 	}
 	slices.SortFunc(entries, func(a, b release.Entry) int { return strings.Compare(a.Target().String(), b.Target().String()) })
-	l := &Listing{Packet: pkt}
-	for _, e := range entries {
-		le := ListedEntry{Entry: e, Peers: -1}
+	l := &Listing{Packet: pkt, Entries: make([]ListedEntry, len(entries))}
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		l.Entries[i] = ListedEntry{Entry: e, Peers: -1}
 		if lc.CountPeers {
-			le.Peers = countPeers(ctx, node, release.SwarmIDOf(e.ManifestID), lc.PeersTimeout)
+			wg.Go(func() { l.Entries[i].Peers = countPeers(ctx, node, release.SwarmIDOf(e.ManifestID), lc.PeersTimeout) })
 		}
-		l.Entries = append(l.Entries, le)
 	}
+	wg.Wait()
 	return l, nil
 }
 
