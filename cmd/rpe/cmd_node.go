@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -339,10 +340,15 @@ type child struct {
 	// exited receives the exit of a child that stopped by itself.
 	exited chan error
 
-	mu       sync.Mutex
+	mu  sync.Mutex
+	cur *proc
+}
+
+// proc is one run of the child.
+type proc struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
-	stopping bool
+	stopping atomic.Bool // stopped by rpe node, not by itself
 }
 
 func (c *child) start() error {
@@ -353,20 +359,17 @@ func (c *child) start() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	c.cmd, c.done, c.stopping = cmd, done, false
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	c.cur = p
 	go func() {
 		err := cmd.Wait()
-		close(done)
-		c.mu.Lock()
-		stopping := c.stopping
-		c.mu.Unlock()
-		if !stopping {
+		if !p.stopping.Load() {
 			select {
 			case c.exited <- err:
 			default:
 			}
 		}
+		close(p.done)
 	}()
 	return nil
 }
@@ -374,34 +377,34 @@ func (c *child) start() error {
 func (c *child) pid() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cmd == nil || c.cmd.Process == nil {
+	if c.cur == nil {
 		return 0
 	}
-	return c.cmd.Process.Pid
+	return c.cur.cmd.Process.Pid
 }
 
 // stop asks the child to stop (SIGTERM) and kills it after timeout.
 func (c *child) stop(timeout time.Duration) {
 	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.stopping = true
+	p := c.cur
 	c.mu.Unlock()
-	if cmd == nil {
+	if p == nil {
 		return
 	}
+	p.stopping.Store(true)
 	select {
-	case <-done:
+	case <-p.done:
 		return
 	default:
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case <-done:
+	case <-p.done:
 	case <-t.C:
-		cmd.Process.Kill()
-		<-done
+		p.cmd.Process.Kill()
+		<-p.done
 	}
 }
 
