@@ -141,7 +141,11 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if err := waitJoined(ctx, eng, boot, *join); err != nil {
 		return err
 	}
-	out.info("following %s for %s/%s/%s; %s holds %s", *tf.pubkey, *tf.app, *tf.channel, *tf.platform, *target, current)
+	holds := current
+	if *version == "" && current == "0.0.0" {
+		holds = "an unknown version (the newest release will be installed)"
+	}
+	out.info("following %s for %s/%s/%s; %s holds %s", *tf.pubkey, *tf.app, *tf.channel, *tf.platform, *target, holds)
 	if ch != nil {
 		if err := ch.start(); err != nil {
 			return fmt.Errorf("--run %s: %v", pos[0], err)
