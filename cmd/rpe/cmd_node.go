@@ -125,7 +125,16 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		ch = &child{argv: pos, stdout: e.stdout, stderr: e.stderr, exited: make(chan error, 1)}
 	}
 	sup := &nodeSupervisor{stateDir: stateDir, child: ch, healthy: *healthy, out: out, trialExit: make(chan error, 1), version: current}
+	var healthCheck func(context.Context) error
+	childStarted := make(chan struct{})
+	if pending, _ := installer.ReadPending(stateDir); ch != nil && pending != nil && pending.Version == current {
+		// rpe node stopped while current was on trial: the engine resumes
+		// the trial, and the child must pass it again.
+		sup.trial, sup.previous = true, pending.PreviousVersion
+		healthCheck = func(hctx context.Context) error { return sup.resumeTrial(hctx, childStarted, pending.Version) }
+	}
 	eng, err := engine.Start(ctx, engine.Config{
+		HealthCheck:  healthCheck,
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: sup.exec,
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll,
@@ -150,6 +159,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		if err := ch.start(); err != nil {
 			return fmt.Errorf("--run %s: %v", pos[0], err)
 		}
+		close(childStarted)
 		defer ch.stop(10 * time.Second)
 		out.info("started %s (pid %d)", strings.Join(pos, " "), ch.pid())
 	}
@@ -300,6 +310,39 @@ func (s *nodeSupervisor) exec(path string, argv, env []string) error {
 	}
 	go s.watchTrial(res, p)
 	return nil
+}
+
+// resumeTrial is the engine's health check when rpe node starts while a
+// version is on trial: the child must keep running for the health window.
+// On failure the engine rolls back and calls exec, which restarts the child.
+func (s *nodeSupervisor) resumeTrial(ctx context.Context, started <-chan struct{}, version string) error {
+	defer func() {
+		s.mu.Lock()
+		s.trial = false
+		s.mu.Unlock()
+	}()
+	select {
+	case <-started:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTimer(s.healthy)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		s.out.info("%s is healthy", version)
+		return nil
+	case err := <-s.trialExit:
+		s.mu.Lock()
+		prev := s.previous
+		s.version = prev
+		s.mu.Unlock()
+		s.saveVersion(prev)
+		s.out.info("%s exited after less than %v (%v); rolling back to %s", version, s.healthy, err, prev)
+		return fmt.Errorf("exited after less than %v: %v", s.healthy, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // watchTrial confirms the new version once the child has run for the

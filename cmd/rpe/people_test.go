@@ -15,6 +15,7 @@ import (
 	"time"
 
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/actors/installer"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation"
@@ -393,5 +394,66 @@ func TestDemoSmall(t *testing.T) {
 	if rep.Nodes != 5 || rep.Completed != rep.Nodes || rep.BadInstalls != 0 || rep.TAllS == nil || rep.TMinS == nil ||
 		rep.PublisherUploadBytes <= 0 || rep.TotalUploadBytes < 5<<20 {
 		t.Fatalf("demo report: %+v", rep)
+	}
+}
+
+// TestNodeResumesTrial: when rpe node starts while a version is on trial
+// (it was stopped inside the health window), the child must pass the trial
+// again; one that exits at once is rolled back to the backup.
+func TestNodeResumesTrial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes")
+	}
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	dir := t.TempDir()
+	boot := testDHT(t)
+	_, pub := newKey(t, dir)
+	state := filepath.Join(dir, "state")
+	target := filepath.Join(dir, "prog")
+	old := []byte("#!/bin/sh\necho \"prog v1\"; exec sleep 600\n")
+	os.WriteFile(target, []byte("#!/bin/sh\necho \"prog v2 crashing\"; exit 3\n"), 0o755)
+	backup := installer.BackupPath(state, target)
+	os.MkdirAll(filepath.Dir(backup), 0o755)
+	os.WriteFile(backup, old, 0o755)
+	os.WriteFile(filepath.Join(state, nodeVersionFile), []byte("1.1.0\n"), 0o644)
+	if err := installer.WritePending(state, installer.Pending{Version: "1.1.0", PreviousVersion: "1.0.0",
+		ManifestID: strings.Repeat("ab", 32), Backup: backup, Target: target}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"node", "--pubkey", pub, "--app", "prog", "--target", target,
+			"--state-dir", state, "--healthy-after", "5s", "--bootstrap", boot, "--listen", "127.0.0.1:0",
+			"--run", "--", target}, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("rpe node did not stop")
+		}
+	})
+	waitUntil(t, 30*time.Second, "the rollback and v1 running", func() bool {
+		return strings.Contains(stdout.String(), "rolling back to 1.0.0") && strings.Contains(stdout.String(), "prog v1")
+	})
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, old) {
+		t.Fatalf("target was not rolled back:\n%s", stdout.String())
+	}
+	if failed, err := installer.IsFailed(state, strings.Repeat("ab", 32)); err != nil || !failed {
+		t.Errorf("release not listed as failed: %v %v", failed, err)
+	}
+	if v, _ := os.ReadFile(filepath.Join(state, nodeVersionFile)); strings.TrimSpace(string(v)) != "1.0.0" {
+		t.Errorf("recorded version %q, want 1.0.0", v)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("rpe node ended (%d) after the rollback:\n%s\n%s", code, stdout.String(), stderr.String())
+	default:
 	}
 }
