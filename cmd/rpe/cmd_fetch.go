@@ -64,7 +64,7 @@ func (t targetFlags) check(needApp bool) error {
 
 // explain turns the engine's network errors into one line that names the
 // problem and the fix.
-func explain(err error, t targetFlags) error {
+func explain(err error) error {
 	msg := err.Error()
 	for _, p := range []string{"fetch: ", "lookup: ", "publish: "} {
 		msg = strings.TrimPrefix(msg, p)
@@ -126,7 +126,7 @@ func runFetch(ctx context.Context, e *env, args []string) error {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			return fmt.Errorf("no complete release within --timeout %v; run with -v to see why", *timeout)
 		}
-		return explain(err, tf)
+		return explain(err)
 	}
 	if *of.json {
 		return json.NewEncoder(e.stdout).Encode(map[string]any{

@@ -140,7 +140,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll,
 	})
 	if err != nil {
-		return explain(err, tf)
+		return explain(err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -66,7 +66,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e),
 	})
 	if err != nil {
-		return explain(err, tf)
+		return explain(err)
 	}
 	var shown []engine.ListedEntry
 	var names []string
