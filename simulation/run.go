@@ -89,6 +89,7 @@ type simNode struct {
 	isAware   bool
 	isVerif   bool
 	badEvent  bool // Installed or Verified for another release
+	last      engine.Status // at the last stop
 	// Counters of stopped incarnations.
 	uploaded, wasted, refused int64
 }
@@ -488,6 +489,7 @@ func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
 	n.mu.Lock()
 	n.uploaded += st.Uploaded
 	n.wasted += st.Wasted
+	n.last = st
 	cs := n.conns
 	if n.eng == e {
 		n.eng, n.conns = nil, nil
@@ -714,6 +716,7 @@ func (r *run) stopNodes() {
 // finish fills the report from the stopped nodes and their files.
 func (r *run) finish(rep *Report, pubUploaded int64) {
 	var verified, aware []float64
+	failed := 0
 	rep.TotalUploadBytes = pubUploaded
 	for _, n := range r.nodes {
 		good, bad := r.checkTarget(n)
@@ -721,6 +724,10 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		if n.isVerif && good {
 			rep.Completed++
 			verified = append(verified, seconds(n.verified))
+		} else if failed++; failed <= 10 {
+			st := n.last
+			r.log.Warn("simulation: node did not complete", "node", n.i, "phase", st.Phase,
+				"verified", st.Verified, "total", st.Total, "peers", st.Peers, "fetched", st.Fetched, "wasted", st.Wasted)
 		}
 		if n.isAware {
 			aware = append(aware, seconds(n.aware))

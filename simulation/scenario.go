@@ -54,8 +54,9 @@ type Scenario struct {
 	// Tuning of every node. PollInterval is the mean time between DHT
 	// lookups of the record (default 2s; it bounds how soon a node learns
 	// of the release), FindInterval the time between peer lookups while
-	// downloading (default 1s), QueryResendDelay the DHT query resend delay
-	// (default 200ms plus four one-way latencies), ChunkTimeout the limit
+	// downloading (default 3s), QueryResendDelay the DHT query resend delay
+	// (default 1s plus four one-way latencies: a shorter one floods the
+	// simulated network with resends once it is busy), ChunkTimeout the limit
 	// for one chunk request (default the engine's).
 	PollInterval, FindInterval, QueryResendDelay, ChunkTimeout time.Duration
 	// Bootstraps is the number of plain DHT nodes that every node starts
@@ -158,10 +159,10 @@ func (s Scenario) populate() (Scenario, error) {
 		s.PollInterval = 2 * time.Second
 	}
 	if s.FindInterval == 0 {
-		s.FindInterval = time.Second
+		s.FindInterval = 3 * time.Second
 	}
 	if s.QueryResendDelay == 0 {
-		s.QueryResendDelay = 200*time.Millisecond + 4*s.Latency
+		s.QueryResendDelay = time.Second + 4*s.Latency
 	}
 	if s.Bootstraps == 0 {
 		s.Bootstraps = 3

@@ -9,8 +9,12 @@ import (
 )
 
 func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("RPE_SIM_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if v := os.Getenv("RPE_SIM_LOG"); v != "" {
+		var level slog.Level
+		if level.UnmarshalText([]byte(v)) != nil {
+			level = slog.LevelDebug
+		}
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	return nil
 }

@@ -664,13 +664,22 @@ func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
 	}
 }
 
+// answerTimeout bounds the writing of one answer.
+const answerTimeout = 30 * time.Second
+
 // answer writes a frame of type t carrying data, and ends the stream.
 func (c *Conn) answer(s *quic.Stream, t Type, data []byte) {
+	// An answer the peer does not take in time is abandoned, so that a
+	// stuck stream cannot hold the handler's resources (its upload slot)
+	// for the connection's lifetime.
+	s.SetWriteDeadline(time.Now().Add(answerTimeout))
 	var h [HeaderSize]byte
 	if _, err := s.Write(AppendHeader(h[:0], t, len(data))); err != nil {
+		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
 		return
 	}
 	if _, err := s.Write(data); err != nil {
+		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
 		return
 	}
 	s.Close()

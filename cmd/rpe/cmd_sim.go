@@ -95,7 +95,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&s.Timeout, "timeout", 10*time.Minute, "give up this long after publishing")
 	fs.DurationVar(&s.PollInterval, "poll", 2*time.Second, "each node's mean record poll interval")
 	fs.DurationVar(&s.ChunkTimeout, "chunk-timeout", 0, "each node's limit for one chunk request (default the engine's, 20s)")
-	fs.DurationVar(&s.FindInterval, "find-interval", time.Second, "each node's peer lookup interval while downloading")
+	fs.DurationVar(&s.FindInterval, "find-interval", 3*time.Second, "each node's peer lookup interval while downloading")
 	jsonPath := fs.String("json", "", "write the report as JSON to `FILE`")
 	plotPath := fs.String("plot", "", "write an SVG plot of completion over time to `FILE.svg`")
 	verbose := fs.Bool("v", false, "log the harness's and nodes' warnings to stderr")
