@@ -88,7 +88,7 @@ type simNode struct {
 	verified  time.Duration
 	isAware   bool
 	isVerif   bool
-	badEvent  bool // Installed or Verified for another release
+	badEvent  bool          // Installed or Verified for another release
 	last      engine.Status // at the last stop
 	// Counters of stopped incarnations.
 	uploaded, wasted, refused int64
