@@ -154,7 +154,7 @@ func Run(ctx context.Context, s Scenario) (*Report, error) {
 	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
 	p, err := engine.Publish(pctx, engine.PublishConfig{
 		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
-		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.addrs,
+		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.someNodes(8), LookupTimeout: time.Minute,
 		DHTConn: pubConns[0], QUICConn: pubConns[1], Logger: logger.With("node", "publisher"),
 		ActorSystem: r.sys, QueryResendDelay: s.QueryResendDelay,
 	})
@@ -316,6 +316,17 @@ func (r *run) startBootstraps(ctx context.Context) error {
 		r.addrs = append(r.addrs, n.DHTAddr().String())
 	}
 	return nil
+}
+
+// someNodes returns the bootstrap nodes' DHT addresses and those of up to n
+// honest nodes, spread over the network.
+func (r *run) someNodes(n int) []string {
+	addrs := slices.Clone(r.addrs)
+	for k := range min(n, len(r.nodes)) {
+		h := r.nodes[k*len(r.nodes)/min(n, len(r.nodes))].host
+		addrs = append(addrs, netip.AddrPortFrom(h.Addr(), dhtPort).String())
+	}
+	return addrs
 }
 
 // addHosts adds the honest nodes' hosts, in order, so a seed always gives
@@ -518,7 +529,14 @@ func (r *run) settle(ctx context.Context) {
 			e := n.eng
 			n.mu.Unlock()
 			if e != nil {
-				wg.Go(func() { e.Node().Bootstrap(bctx) })
+				wg.Go(func() {
+					select {
+					case <-e.Bootstrapped():
+					case <-bctx.Done():
+						return
+					}
+					e.Node().Bootstrap(bctx)
+				})
 			}
 		}
 		wg.Wait()
@@ -575,7 +593,7 @@ func (r *run) startHostile(ctx context.Context) error {
 			return err
 		}
 		n, err := network.New(ctx, network.Config{
-			DHTConn: cs[0], QUICConn: cs[1], Bootstrap: r.addrs,
+			DHTConn: cs[0], QUICConn: cs[1], Bootstrap: r.someNodes(5),
 			QueryResendDelay: r.s.QueryResendDelay, Logger: r.log.With("hostile", i),
 		})
 		if err != nil {

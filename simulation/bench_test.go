@@ -1,0 +1,61 @@
+package simulation
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// benchScenario is the acceptance scenario of issue 5 with n nodes: a 4 MiB
+// file, every node and the publisher uploading at 1 MiB/s, 10 ms one-way
+// latency, no loss.
+func benchScenario(n int) Scenario {
+	return Scenario{
+		Nodes: n, Size: 4 << 20, Up: 1 << 20, PublisherUp: 1 << 20, Seed: 1,
+		Timeout: 15 * time.Minute,
+	}
+}
+
+// reportMetrics hands a report's figures to the benchmark framework. A
+// figure that does not exist (a percentile not reached) is reported as -1.
+func reportMetrics(b *testing.B, r *Report) {
+	f := func(p *float64) float64 {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	b.ReportMetric(float64(r.Completed), "completed")
+	b.ReportMetric(float64(r.BadInstalls), "bad_installs")
+	b.ReportMetric(f(r.TMinS), "t_min_s")
+	b.ReportMetric(f(r.TP50S), "t_p50_s")
+	b.ReportMetric(f(r.TP90S), "t_p90_s")
+	b.ReportMetric(f(r.TP99S), "t_p99_s")
+	b.ReportMetric(f(r.TAllS), "t_all_s")
+	b.ReportMetric(f(r.RatioToBound), "ratio_to_bound")
+	b.ReportMetric(f(r.TAwareP99S), "t_aware_p99_s")
+	b.ReportMetric(float64(r.PublisherUploadBytes)/float64(r.SizeBytes), "publisher_copies")
+	b.ReportMetric(float64(r.TotalUploadBytes), "total_upload_bytes")
+	b.ReportMetric(float64(r.WastedBytes), "wasted_bytes")
+	b.ReportMetric(float64(r.PeakRSSBytes), "peak_rss_bytes")
+	b.ReportMetric(float64(r.PeakRSSBytes)/float64(r.Nodes), "rss_bytes/node")
+	b.ReportMetric(r.WallS, "wall_s")
+}
+
+// benchSim runs the scenario in real time, once per iteration (one
+// iteration takes far longer than -benchtime, so b.N is 1).
+func benchSim(b *testing.B, n int) {
+	var r *Report
+	for b.Loop() {
+		var err error
+		if r, err = Run(context.Background(), benchScenario(n)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("real clock\n%s", r.Summary())
+	reportMetrics(b, r)
+}
+
+func BenchmarkSim100(b *testing.B) { benchSim(b, 100) }
+func BenchmarkSim300(b *testing.B) { benchSim(b, 300) }
+func BenchmarkSim500(b *testing.B) { benchSim(b, 500) }
