@@ -33,10 +33,12 @@ type Config struct {
 	// together; further requests wait their turn, and are answered busy
 	// after UploadWait. A seeder thus sends a few chunks at full rate instead
 	// of every requested chunk at a crawl (which made every request time out
-	// once a hundred peers asked the publisher at once). Default 4.
+	// once a hundred peers asked the publisher at once). Default 8 (4 and 16
+	// were slower in a 50-node simulation: see docs/BENCHMARKS.md).
 	MaxUploads int
 	// UploadWait is how long a chunk request waits for an upload slot
-	// before it is answered busy; default 5s.
+	// before it is answered busy; default 500ms (a requester that waits
+	// longer could have asked another peer).
 	UploadWait time.Duration
 	// AnnounceInterval is how often held releases are re-announced; default 5m.
 	AnnounceInterval time.Duration
@@ -56,7 +58,7 @@ func (c *Config) populate() {
 		c.MaxPeers = 32
 	}
 	if c.MaxUploads == 0 {
-		c.MaxUploads = 4
+		c.MaxUploads = 8
 	}
 	if c.UploadWait == 0 {
 		c.UploadWait = 500 * time.Millisecond
