@@ -21,13 +21,20 @@ func WritePlot(w io.Writer, r *Report) error {
 	p.Title.Text = fmt.Sprintf("rpe: %d nodes, %s file, %s clock (seed %d)", r.Nodes, bytesStr(r.SizeBytes), r.Clock, r.Seed)
 	p.X.Label.Text = "seconds since publishing"
 	p.Y.Label.Text = "fraction of nodes"
-	p.Y.Min, p.Y.Max = 0, 1.02
+	// Room above the curves for the legend; ticks only from 0 to 1.
+	p.Y.Min, p.Y.Max = 0, 1.45
+	var ticks []plot.Tick
+	for _, v := range []float64{0, 0.25, 0.5, 0.75, 1} {
+		ticks = append(ticks, plot.Tick{Value: v, Label: fmt.Sprintf("%.0f%%", v*100)})
+	}
+	p.Y.Tick.Marker = plot.ConstantTicks(ticks)
 	p.X.Min = 0
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = false
-	p.Legend.Left = false
-	p.Legend.XOffs = -vg.Points(10)
-	p.Legend.YOffs = vg.Points(10)
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(10)
+	p.Legend.YOffs = -vg.Points(5)
+	p.Legend.ThumbnailWidth = vg.Points(30)
 
 	verified := make(plotter.XYs, 0, len(r.Series))
 	aware := make(plotter.XYs, 0, len(r.Series))
@@ -74,7 +81,7 @@ func WritePlot(w io.Writer, r *Report) error {
 	p.Legend.Add(fmt.Sprintf("verified (%d of %d)", r.Completed, r.Nodes), lv)
 
 	if r.TMinS != nil {
-		b, err := plotter.NewLine(plotter.XYs{{X: *r.TMinS, Y: 0}, {X: *r.TMinS, Y: 1.02}})
+		b, err := plotter.NewLine(plotter.XYs{{X: *r.TMinS, Y: 0}, {X: *r.TMinS, Y: 1.05}})
 		if err != nil {
 			return fmt.Errorf("simulation: plot: %w", err)
 		}
