@@ -75,13 +75,14 @@ type counters struct {
 }
 
 type dpeer struct {
-	conn     *wire.Conn
-	inflight int
-	has      map[release.ManifestID][]byte // bitfields learnt from Hello/Have
-	complete map[release.ManifestID]bool
-	lacks    map[int]time.Time
-	noMan    time.Time // when it last failed to give the manifest
-	fails    int
+	conn      *wire.Conn
+	inflight  int
+	has       map[release.ManifestID][]byte // bitfields learnt from Hello/Have
+	complete  map[release.ManifestID]bool
+	lacks     map[int]time.Time
+	noMan     time.Time // when it last failed to give the manifest
+	busyUntil time.Time // it answered busy: not asked before then
+	fails     int
 }
 
 func (p *dpeer) holds(id release.ManifestID, i int) (known, ok bool) {
@@ -103,6 +104,9 @@ type request struct {
 
 // rateBurst is the download limiter's bucket size.
 const rateBurst = 64 << 10
+
+// busyBackoff is how long a peer that answered busy is not asked.
+const busyBackoff = 500 * time.Millisecond
 
 // seedPerPeer caps the requests in flight to one seed.
 const seedPerPeer = 2
@@ -488,6 +492,9 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 	taken := map[int]bool{}
 	for _, pid := range order {
 		p := d.peers[pid]
+		if now.Before(p.busyUntil) {
+			continue
+		}
 		seed := p.complete[id]
 		limit := d.cfg.PerPeer
 		if seed {
@@ -647,6 +654,10 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 					// thousands of requests a second in a 100-node swarm.
 					p.has[m.id] = []byte{}
 				}
+			} else if errors.Is(m.err, wire.ErrBusy) {
+				// Its upload slots are full: leave the whole peer alone a
+				// moment and ask others, instead of queueing more there.
+				p.busyUntil = time.Now().Add(busyBackoff)
 			} else {
 				p.fails++
 				p.lacks[m.index] = time.Now()
