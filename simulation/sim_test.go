@@ -19,25 +19,21 @@ func testLogger(t testing.TB) *slog.Logger {
 	return nil
 }
 
-// TestSim20 runs 20 complete nodes, a publisher and two hostile peers, with
-// churn, and checks that every node ends up with exactly the published
-// bytes and that no packet left 127.0.0.0/8.
-func TestSim20(t *testing.T) {
-	if testing.Short() {
-		t.Skip("20 complete nodes; skipped in -short")
-	}
-	s := Scenario{
+// sim20 is the scenario of TestSim20: 20 complete nodes, a publisher and
+// four hostile peers (one of each kind), two nodes churned.
+func sim20(t *testing.T) Scenario {
+	return Scenario{
 		Nodes: 20, Size: 1 << 20, ChunkSize: 64 << 10,
 		Up: 2 << 20, PublisherUp: 1 << 20, Latency: 5 * time.Millisecond,
 		Churn: 0.1, Hostile: 0.2, Seed: 1, Timeout: 45 * time.Second,
-		Logger: testLogger(t), Dir: t.TempDir(),
+		Logger: testLogger(t),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
-	defer cancel()
-	rep, err := Run(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// check20 checks that every node ended up with exactly the published bytes
+// and that no packet left 127.0.0.0/8.
+func check20(t *testing.T, s Scenario, rep *Report) {
+	t.Helper()
 	t.Logf("\n%s", rep.Summary())
 	if rep.Completed != s.Nodes {
 		t.Errorf("completed %d of %d", rep.Completed, s.Nodes)
@@ -48,10 +44,36 @@ func TestSim20(t *testing.T) {
 	if rep.AddrViolations != 0 {
 		t.Errorf("%d packets from or to outside 127.0.0.0/8", rep.AddrViolations)
 	}
-	if rep.Hostile != 4 {
-		t.Errorf("hostile %d, want 4", rep.Hostile)
+	if rep.Hostile != 4 || rep.Churned == 0 || rep.RefusedChunks == 0 {
+		t.Errorf("hostile %d, churned %d, refused chunks %d: the attacks did not happen", rep.Hostile, rep.Churned, rep.RefusedChunks)
 	}
 	if rep.TMinS == nil || rep.TAllS == nil || *rep.TAllS < *rep.TMinS {
 		t.Errorf("t_all %v below the bound %v", rep.TAllS, rep.TMinS)
 	}
+}
+
+// TestSim20 runs the 20-node scenario in virtual time (a testing/synctest
+// bubble), where protocol timeouts do not depend on how busy the machine is.
+func TestSim20(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20 complete nodes; skipped in -short")
+	}
+	s := sim20(t)
+	check20(t, s, runVirtual(t, s))
+}
+
+// TestSim20RealTime runs the same scenario on the wall clock, as rpe sim
+// does. The race detector makes real time far too slow for it.
+func TestSim20RealTime(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("20 complete nodes in real time; skipped in -short and under -race")
+	}
+	s := sim20(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check20(t, s, rep)
 }

@@ -53,4 +53,12 @@ func TestSimVirtual(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if out := os.Getenv("RPE_SIM_PLOT"); out != "" {
+		if err := WritePlotFile(out, rep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rep.Completed != rep.Nodes || rep.BadInstalls != 0 || rep.AddrViolations != 0 {
+		t.Errorf("completed %d of %d, bad installs %d, address violations %d", rep.Completed, rep.Nodes, rep.BadInstalls, rep.AddrViolations)
+	}
 }
