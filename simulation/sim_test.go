@@ -77,3 +77,26 @@ func TestSim20RealTime(t *testing.T) {
 	}
 	check20(t, s, rep)
 }
+
+// TestPublisherLeaves stops the publisher after two copies: the nodes must
+// finish from each other.
+func TestPublisherLeaves(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10 complete nodes; skipped in -short")
+	}
+	s := Scenario{
+		Nodes: 10, Size: 1 << 20, ChunkSize: 64 << 10, Up: 256 << 10, PublisherUp: 1 << 20,
+		PublisherLeavesAfter: 2, Seed: 2, Timeout: 2 * time.Minute, Logger: testLogger(t),
+	}
+	rep := runVirtual(t, s)
+	t.Logf("\n%s", rep.Summary())
+	if rep.PublisherLeftS == nil {
+		t.Fatal("the publisher did not leave")
+	}
+	if rep.Completed != s.Nodes || rep.BadInstalls != 0 {
+		t.Errorf("completed %d of %d, bad installs %d", rep.Completed, s.Nodes, rep.BadInstalls)
+	}
+	if copies := float64(rep.PublisherUploadBytes) / float64(rep.SizeBytes); copies > 3 {
+		t.Errorf("publisher uploaded %.2f copies after leaving at 2", copies)
+	}
+}
