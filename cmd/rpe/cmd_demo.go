@@ -351,10 +351,10 @@ func (d *demo) someAddrs(boot []string, n int) []string {
 // reaches every node at once. Nodes that bootstrapped at the same time hardly
 // know each other (a node that only queried another is not handed out until
 // it has answered a query itself), so once every first bootstrap has ended
-// every node bootstraps again; then it waits, a few seconds at most, until
-// every table holds a full bucket.
+// every node bootstraps again; then it waits until every table holds a full
+// bucket. All of it takes at most 6s.
 func (d *demo) settle(ctx context.Context) {
-	bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	bctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, n := range d.nodes {
