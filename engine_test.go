@@ -248,3 +248,36 @@ func TestPublishRefusesOlderVersion(t *testing.T) {
 		t.Fatalf("publish 1.9.0 over 2.0.0: got %v, want ErrNotNewer", err)
 	}
 }
+
+// TestPublisherDoesNotFollowNewerReleases: a publisher still seeding 1.1.0
+// must not fetch 1.2.0 published by another process and overwrite its own
+// artifact (or exec it).
+func TestPublisherDoesNotFollowNewerReleases(t *testing.T) {
+	boot := testNet(t)
+	key := testKey(t)
+	pub := release.PublicKeyOf(key)
+	art1, want1 := testArtifact(t, 200000)
+	p1 := testPublish(t, key, boot, art1, "1.1.0", nil)
+	p1log := collect(p1.Engine)
+	art2, _ := testArtifact(t, 200000)
+	testPublish(t, key, boot, art2, "1.2.0", nil)
+	// A node sees 1.2.0 and installs it: the record is out there.
+	e := startEngine(t, testConfig(t, pub, boot, "1.0.0"))
+	collect(e).wait(t, 60*time.Second, "Installed 1.2.0", func(ev Event) bool {
+		i, ok := ev.(Installed)
+		return ok && i.Version == "1.2.0"
+	})
+	// The first publisher polls too; give it a lookup of its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := p1.Node().GetRecord(ctx, pub); err != nil {
+		t.Fatal(err)
+	}
+	if n := p1log.count(func(ev Event) bool { _, ok := ev.(ReleaseFound); return ok }); n != 0 {
+		t.Fatalf("the publisher of 1.1.0 reported %d newer releases to fetch", n)
+	}
+	got, _ := os.ReadFile(art1)
+	if !bytes.Equal(got, want1) {
+		t.Fatal("the publisher's artifact was replaced")
+	}
+}

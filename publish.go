@@ -118,8 +118,10 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 			DHTConn: pc.DHTConn, QUICConn: pc.QUICConn, Logger: pc.Logger, ActorSystem: pc.ActorSystem,
 			UploadRate: pc.UploadRate, QueryResendDelay: pc.QueryResendDelay, Now: pc.Now,
 			PollInterval: 5 * time.Minute,
+			// Never used (seedOnly), but never the running process either.
+			Exec: func(string, []string, []string) error { return nil },
 		},
-		pub: pub, version: man.Version,
+		pub: pub, version: man.Version, seedOnly: true,
 		target: release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform},
 	}
 	if s.Logger == nil {

@@ -78,6 +78,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.spawn(ctx)
 	case *resolver.ReleaseFound:
 		e := m.Entry
+		if r.e.cfg.seedOnly {
+			// A publisher seeds; it does not follow newer releases.
+			return
+		}
 		if failed, _ := installer.IsFailed(r.e.cfg.StateDir, e.ManifestID.String()); failed {
 			r.e.events.emit(Refused{What: "release", Reason: fmt.Errorf("%s (%s) was rolled back here before", e.Version, e.ManifestID.Short())})
 			return

@@ -125,6 +125,10 @@ type settings struct {
 	pub     release.PublicKey
 	version *semver.Version
 	target  release.Target
+	// seedOnly nodes (publishers) serve and keep the record alive but never
+	// fetch or install: a publisher must not replace its own artifact, or
+	// itself, with a newer release someone else published.
+	seedOnly bool
 }
 
 func populate(cfg Config) (*settings, error) {
@@ -168,6 +172,14 @@ func populate(cfg Config) (*settings, error) {
 			return nil, fmt.Errorf("engine: no state dir given and no user cache dir: %w", err)
 		}
 		s.StateDir = filepath.Join(cache, "rpe", s.App+"-"+s.Channel)
+	}
+	// Absolute paths: the install marker records them, and a process that
+	// changes directory must still find them.
+	if s.StateDir, err = filepath.Abs(s.StateDir); err != nil {
+		return nil, fmt.Errorf("engine: state dir: %w", err)
+	}
+	if s.Target, err = filepath.Abs(s.Target); err != nil {
+		return nil, fmt.Errorf("engine: target: %w", err)
 	}
 	if s.ListenDHT == "" {
 		s.ListenDHT = ":0"
