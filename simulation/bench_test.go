@@ -53,10 +53,11 @@ func benchSim(b *testing.B, n int, real bool) {
 	for b.Loop() {
 		s := benchScenario(n)
 		if real {
-			var err error
-			if r, err = Run(context.Background(), s); err != nil {
+			rep, err := Run(context.Background(), s)
+			if err != nil {
 				b.Fatal(err)
 			}
+			r = &rep
 			continue
 		}
 		r = nil

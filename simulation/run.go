@@ -97,25 +97,25 @@ type simNode struct {
 // Run plays a scenario and reports what it measured. It fails only when
 // the simulation could not be set up; nodes that did not finish in time are
 // counted in Report.Failed.
-func Run(ctx context.Context, s Scenario) (*Report, error) {
+func Run(ctx context.Context, s Scenario) (Report, error) {
 	start := time.Now()
 	s, err := s.populate()
 	if err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	r := &run{s: s, plan: s.plan(), log: s.Logger, changed: make(chan struct{}, 1), ctx: ctx}
 	dir := s.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "rpe-sim-*"); err != nil {
-			return nil, fmt.Errorf("simulation: %w", err)
+			return Report{}, fmt.Errorf("simulation: %w", err)
 		}
 		defer os.RemoveAll(dir)
 	}
 	if err := r.makeArtifact(dir); err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	if r.net, err = netsim.New(netsim.Config{Seed: s.Seed, Logger: s.Logger}); err != nil {
-		return nil, fmt.Errorf("simulation: %w", err)
+		return Report{}, fmt.Errorf("simulation: %w", err)
 	}
 	logger := s.Logger
 	r.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
@@ -124,16 +124,16 @@ func Run(ctx context.Context, s Scenario) (*Report, error) {
 	report := r.report()
 	r.progress("starting", 0)
 	if err := r.startBootstraps(ctx); err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	if err := r.addHosts(dir); err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	if err := r.startNodes(ctx); err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	if err := r.startHostile(ctx); err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	r.settle(ctx)
 	report.StartupS = seconds(time.Since(start))
@@ -141,11 +141,11 @@ func Run(ctx context.Context, s Scenario) (*Report, error) {
 	r.progress("publishing", 0)
 	pubHost, err := r.net.AddHost(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss})
 	if err != nil {
-		return nil, fmt.Errorf("simulation: publisher host: %w", err)
+		return Report{}, fmt.Errorf("simulation: publisher host: %w", err)
 	}
 	pubConns, err := r.listen(pubHost)
 	if err != nil {
-		return nil, err
+		return Report{}, err
 	}
 	defer closeAll(pubConns)
 	r.t0Mu.Lock()
@@ -160,14 +160,14 @@ func Run(ctx context.Context, s Scenario) (*Report, error) {
 	})
 	pcancel()
 	if err != nil {
-		return nil, fmt.Errorf("simulation: %w", err)
+		return Report{}, fmt.Errorf("simulation: %w", err)
 	}
 	report.PublishS = seconds(time.Since(r.t0))
 	r.manifest = p.Manifest.ID
 	report.ChunkSize = p.Manifest.Manifest.ChunkSize
 	if err := r.serveHostile(p); err != nil {
 		p.Stop(context.Background())
-		return nil, err
+		return Report{}, err
 	}
 	pubDone := drain(p.Events())
 
@@ -228,7 +228,7 @@ watch:
 	report.WallS = seconds(time.Since(start))
 	report.PeakRSSBytes = peakRSS()
 	r.progress("done", elapsed)
-	return report, nil
+	return *report, nil
 }
 
 // report starts the report with what the scenario fixes.

@@ -75,7 +75,7 @@ func TestSim20RealTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check20(t, s, rep)
+	check20(t, s, &rep)
 }
 
 // TestPublisherLeaves stops the publisher after two copies: the nodes must

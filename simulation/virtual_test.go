@@ -20,11 +20,11 @@ func runVirtual(t *testing.T, s Scenario) *Report {
 		s.Virtual = true
 		s.Dir = t.TempDir()
 
-		var err error
-		rep, err = Run(context.Background(), s)
+		r, err := Run(context.Background(), s)
 		if err != nil {
 			t.Fatal(err)
 		}
+		rep = &r
 		// protoactor's dead-letter throttle runs a goroutine that waits one
 		// throttle interval (1s) on a ticker and cannot be stopped; the
 		// bubble's clock stops when this function returns, so let that

@@ -132,7 +132,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "report: %s\n", *jsonPath)
 	}
 	if *plotPath != "" {
-		if err := simulation.WritePlotFile(*plotPath, rep); err != nil {
+		if err := simulation.WritePlotFile(*plotPath, &rep); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "plot: %s\n", *plotPath)
