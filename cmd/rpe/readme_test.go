@@ -47,7 +47,7 @@ func TestReadmeTop(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(string(b), 2)
-	if len(blocks) < 2 || blocks[0][1] != "go run ./cmd/rpe demo\n" || blocks[1][1] != "go vet ./... && go test ./...\n" {
+	if len(blocks) < 2 || blocks[0][1] != "go run ./cmd/rpe demo\n" || blocks[1][1] != "go vet ./... && go test ./... && go test -race -short . ./actors/... ./internal/... ./network/... ./wire/...\n" {
 		t.Fatalf("README's first two commands are %q", blocks)
 	}
 	ci, err := os.ReadFile("../../.ci/run")
