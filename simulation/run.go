@@ -63,8 +63,8 @@ type run struct {
 	hostile []*hostile
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 
-	t0      time.Time // the moment of publishing; zero before
-	t0Mu    sync.RWMutex
+	t0      time.Time     // the moment of publishing; zero before
+	t0Mu    sync.RWMutex  // guards t0 and manifest
 	changed chan struct{} // a node became aware or verified (buffered 1)
 	ctx     context.Context
 	wg      sync.WaitGroup // event readers and churn restarts
@@ -163,7 +163,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		return Report{}, fmt.Errorf("simulation: %w", err)
 	}
 	report.PublishS = seconds(time.Since(r.t0))
+	r.t0Mu.Lock()
 	r.manifest = p.Manifest.ID
+	r.t0Mu.Unlock()
 	report.ChunkSize = p.Manifest.Manifest.ChunkSize
 	if err := r.serveHostile(p); err != nil {
 		p.Stop(context.Background())
@@ -418,7 +420,9 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 		switch ev := ev.(type) {
 		case engine.ReleaseFound:
 			n.mu.Lock()
-			if !n.isAware && published && ev.ManifestID == r.manifest {
+			// By version: nodes may find the record before Publish
+			// returns, when the manifest ID is not yet known here.
+			if !n.isAware && published && ev.Version == newVersion {
 				n.isAware, n.aware = true, t
 				r.signal()
 			}
@@ -436,7 +440,7 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 			}
 		case engine.Verified:
 			n.mu.Lock()
-			if ev.ManifestID != r.manifest {
+			if ev.ManifestID != r.published() {
 				n.badEvent = true
 			} else if !n.isVerif {
 				n.isVerif, n.verified = true, t
@@ -447,7 +451,7 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 			}
 			n.mu.Unlock()
 		case engine.Installed:
-			if ev.ManifestID != r.manifest {
+			if ev.ManifestID != r.published() {
 				n.mu.Lock()
 				n.badEvent = true
 				n.mu.Unlock()
@@ -648,6 +652,14 @@ func (r *run) sinceOK() (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Since(t0), true
+}
+
+// published returns the published release's manifest ID, once Publish
+// has returned.
+func (r *run) published() release.ManifestID {
+	r.t0Mu.RLock()
+	defer r.t0Mu.RUnlock()
+	return r.manifest
 }
 
 func (r *run) since() time.Duration { d, _ := r.sinceOK(); return d }

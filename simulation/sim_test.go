@@ -58,8 +58,19 @@ func TestSim20(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 complete nodes; skipped in -short")
 	}
+	skipVirtualUnderRace(t)
 	s := sim20(t)
 	check20(t, s, runVirtual(t, s))
+}
+
+// skipVirtualUnderRace skips a virtual-time run under the race detector:
+// with go1.26.8, -race and a synctest bubble of this size, the process died
+// of a SIGSEGV on an idle thread of the bubble in 2 of 4 runs of TestSim20
+// (no data race reported before it).
+func skipVirtualUnderRace(t *testing.T) {
+	if raceEnabled {
+		t.Skip("synctest bubble under -race: runtime SIGSEGV seen; TestSimRace runs a small real-time scenario instead")
+	}
 }
 
 // TestSim20RealTime runs the same scenario on the wall clock, as rpe sim
@@ -84,6 +95,7 @@ func TestPublisherLeaves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10 complete nodes; skipped in -short")
 	}
+	skipVirtualUnderRace(t)
 	s := Scenario{
 		Nodes: 10, Size: 1 << 20, ChunkSize: 64 << 10, Up: 256 << 10, PublisherUp: 1 << 20,
 		PublisherLeavesAfter: 2, Seed: 2, Timeout: 2 * time.Minute, Logger: testLogger(t),
@@ -98,5 +110,27 @@ func TestPublisherLeaves(t *testing.T) {
 	}
 	if copies := float64(rep.PublisherUploadBytes) / float64(rep.SizeBytes); copies > 3 {
 		t.Errorf("publisher uploaded %.2f copies after leaving at 2", copies)
+	}
+}
+
+// TestSimRace runs a few nodes, a hostile peer and churn in real time; it
+// is meant for -race, where the virtual-time tests are skipped.
+func TestSimRace(t *testing.T) {
+	if testing.Short() || !raceEnabled {
+		t.Skip("only under -race (TestSim20 covers this otherwise)")
+	}
+	s := Scenario{
+		Nodes: 5, Size: 256 << 10, ChunkSize: 32 << 10, Latency: time.Millisecond,
+		Hostile: 0.2, Churn: 0.2, Seed: 3, Timeout: 40 * time.Second, Logger: testLogger(t),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", rep.Summary())
+	if rep.Completed != s.Nodes || rep.BadInstalls != 0 || rep.AddrViolations != 0 {
+		t.Errorf("completed %d of %d, bad installs %d, address violations %d", rep.Completed, s.Nodes, rep.BadInstalls, rep.AddrViolations)
 	}
 }
