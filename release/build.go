@@ -125,17 +125,14 @@ func VerifyFile(r io.Reader, m *Manifest) error {
 	return nil
 }
 
-// Stream hashing. The caller's goroutine only reads fixed blocks; each block
-// then passes down a chain of two goroutines, the whole-file hasher and the
-// chunk hasher, and back to the free list. A block is owned by one stage at
-// a time, so none is written while being read. The two hashes run side by
-// side on two cores, and the reading (a copy) overlaps them, so the chain
-// keeps up with one plain SHA-256 pass that reads and hashes in turn.
+// Stream hashing. The caller's goroutine reads fixed blocks and hashes the
+// whole file; one helper goroutine hashes the chunks of the same blocks. A
+// block goes back to the free list once the helper is done with it; the
+// reader is done with it before it takes the next block, so no block is
+// written while being read.
 const (
-	// A block is the default chunk size: one hand-over, and at most one
-	// wake-up, per 256 KiB keeps synchronisation near 1 % of hashing time.
-	streamBlock   = 256 << 10
-	streamBuffers = 8 // 2 MiB in flight lets the stages drift apart
+	streamBlock   = 128 << 10 // small enough to stay in a core's L2 cache
+	streamBuffers = 16        // lets the two goroutines drift apart by 2 MiB
 )
 
 // chunkHasher splits a stream into chunks and keeps their SHA-256 sums.
@@ -180,11 +177,6 @@ func (c *chunkHasher) finish() [][32]byte {
 // hashStream reads r until EOF or limit bytes and returns the SHA-256 of
 // every chunk, the SHA-256 of all bytes read, and their count.
 func hashStream(r io.Reader, chunkSize int, limit int64, chunksHint int) (sums [][32]byte, whole [32]byte, n int64, err error) {
-	return hashStreamSized(r, chunkSize, limit, chunksHint, streamBlock, streamBuffers)
-}
-
-// hashStreamSized is hashStream with a given block size and buffer count.
-func hashStreamSized(r io.Reader, chunkSize int, limit int64, chunksHint int, streamBlock, streamBuffers int) (sums [][32]byte, whole [32]byte, n int64, err error) {
 
 	r = io.LimitReader(r, limit)
 	ch := &chunkHasher{size: chunkSize, h: sha256.New(), sums: make([][32]byte, 0, chunksHint)}
@@ -204,20 +196,12 @@ func hashStreamSized(r io.Reader, chunkSize int, limit int64, chunksHint int, st
 		return nil, whole, n, err
 	}
 
-	toWhole := make(chan []byte, streamBuffers)
-	toChunks := make(chan []byte, streamBuffers)
+	work := make(chan []byte, streamBuffers)
 	free := make(chan []byte, streamBuffers)
 	done := make(chan struct{})
 	go func() {
-		defer close(toChunks)
-		for b := range toWhole {
-			wh.Write(b)
-			toChunks <- b
-		}
-	}()
-	go func() {
 		defer close(done)
-		for b := range toChunks {
+		for b := range work {
 			ch.write(b)
 			free <- b[:cap(b)]
 		}
@@ -225,7 +209,8 @@ func hashStreamSized(r io.Reader, chunkSize int, limit int64, chunksHint int, st
 	allocated := 1 // buffers are made as needed, up to streamBuffers
 	buf := first[:k]
 	for {
-		toWhole <- buf
+		work <- buf
+		wh.Write(buf)
 		if len(buf) < streamBlock {
 			break
 		}
@@ -253,8 +238,8 @@ func hashStreamSized(r io.Reader, chunkSize int, limit int64, chunksHint int, st
 			break
 		}
 	}
-	close(toWhole)
-	<-done // the whole-file hasher ended before it closed toChunks
+	close(work)
+	<-done
 	if err != nil {
 		return nil, whole, n, err
 	}
