@@ -19,5 +19,6 @@
 //
 // The same Scenario.Seed gives the same hosts, rates, hostile set and churn
 // schedule. Run uses the clock it finds: real time under `rpe sim`, virtual
-// time inside a testing/synctest bubble (see RunVirtual in the tests).
+// time inside a testing/synctest bubble (see runVirtual in the tests; set
+// Scenario.Virtual there so the report names the clock).
 package simulation
