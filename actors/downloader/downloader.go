@@ -251,7 +251,7 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 // logState logs what the fetch is waiting on, at debug level.
 func (d *downloaderActor) logState() {
 	j := d.job
-	if j == nil || j.rel == nil || !d.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
+	if j == nil || !d.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
 	busy, known, seeds := 0, 0, 0
@@ -263,8 +263,13 @@ func (d *downloaderActor) logState() {
 			known++
 		}
 	}
+	verified, total := 0, 0
+	if j.rel != nil {
+		verified, total = j.rel.Count(), j.rel.Manifest().Manifest.NumChunks()
+	}
 	d.cfg.Logger.Debug("downloader: state", "release", j.entry.ManifestID.Short(),
-		"verified", j.rel.Count(), "total", j.rel.Manifest().Manifest.NumChunks(),
+		"manifest", j.rel != nil, "manifest_asked", j.manifestIn,
+		"verified", verified, "total", total,
 		"inflight", len(j.inflight), "verifying", len(j.verifying), "peers", len(d.peers),
 		"seeds", seeds, "known", known, "requests", busy)
 }

@@ -68,6 +68,7 @@ type resolverActor struct {
 	reported release.ManifestID
 	polling  bool
 	armed    bool // a pollDue timer is running
+	misses   int  // lookups in a row that found no record
 	lastPut  time.Time
 }
 
@@ -160,6 +161,22 @@ func (r *resolverActor) onPollResult(ctx actor.Context, m *pollResult) {
 	}
 	if m.p != nil {
 		r.offer(ctx, m.p, "dht")
+		r.misses = 0
+	} else {
+		r.misses++
+		if r.misses%3 == 0 {
+			// Lookups keep finding nothing: the routing table may have
+			// gone stale (peers left, or it never filled). Bootstrap again,
+			// in the background.
+			node, c, log := r.cfg.Node, r.ctx, r.cfg.Logger
+			go func() {
+				bctx, cancel := context.WithTimeout(c, 30*time.Second)
+				defer cancel()
+				if err := node.Bootstrap(bctx); err != nil {
+					log.Debug("resolver: re-bootstrap", "err", err)
+				}
+			}()
+		}
 	}
 	// Keep the record alive: put it back when the DHT lost it or holds an
 	// older one, and every RePutInterval anyway.

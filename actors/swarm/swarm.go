@@ -156,7 +156,15 @@ type peer struct {
 	pid    *actor.PID
 	conn   *wire.Conn
 	dialed bool // we dialled it
+	// What the peer said it holds, kept so a subscriber that joins later
+	// learns it too: a peer that finished before we joined never repeats
+	// its Hello, and without it would look empty forever.
+	hello *wire.Hello
+	haves []wire.Have
 }
+
+// maxKeptHaves bounds the Have messages remembered per peer.
+const maxKeptHaves = 8192
 
 type swarmActor struct {
 	cfg     Config
@@ -255,6 +263,14 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.joined[m.ID] = true
 		for id, p := range s.peers {
 			ctx.Send(s.sub, &PeerUp{Peer: id, Conn: p.conn})
+			if p.hello != nil {
+				for _, hs := range p.hello.Releases {
+					ctx.Send(s.sub, &PeerHas{Peer: id, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
+				}
+			}
+			for _, h := range p.haves {
+				ctx.Send(s.sub, &PeerHas{Peer: id, ID: h.ID, Index: int(h.Index)})
+			}
 		}
 		s.announce(ctx, m.ID)
 		s.find(ctx, m.ID)
@@ -473,10 +489,16 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 	switch w := m.msg.(type) {
 	case *wire.Hello:
+		if p := s.peers[m.from]; p != nil {
+			p.hello, p.haves = w, nil
+		}
 		for _, hs := range w.Releases {
 			s.toSub(ctx, &PeerHas{Peer: m.from, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
 		}
 	case *wire.Have:
+		if p := s.peers[m.from]; p != nil && len(p.haves) < maxKeptHaves {
+			p.haves = append(p.haves, *w)
+		}
 		s.toSub(ctx, &PeerHas{Peer: m.from, ID: w.ID, Index: int(w.Index)})
 	case *wire.Record:
 		p, err := release.DecodeRelay(w.Relay)
