@@ -156,6 +156,7 @@ type peer struct {
 	pid    *actor.PID
 	conn   *wire.Conn
 	dialed bool // we dialled it
+	added  time.Time
 	// What the peer said it holds, kept so a subscriber that joins later
 	// learns it too: a peer that finished before we joined never repeats
 	// its Hello, and without it would look empty forever.
@@ -184,6 +185,8 @@ type swarmActor struct {
 	announced map[release.ManifestID]time.Time
 	known     map[netip.AddrPort]bool
 	failed    map[netip.AddrPort]time.Time // last failed dial, for backoff
+	finding   map[release.ManifestID]bool  // a peer lookup is under way
+	lonely    int                          // ticks in a row joined with no peer
 }
 
 // Props returns the props that spawn a swarm.
@@ -210,9 +213,10 @@ type (
 		addr netip.AddrPort
 		err  error
 	}
-	found   struct{ addr netip.AddrPort }
-	tick    struct{}
-	peerMsg struct {
+	found    struct{ addr netip.AddrPort }
+	findDone struct{ id release.ManifestID }
+	tick     struct{}
+	peerMsg  struct {
 		from wire.NodeID
 		msg  wire.Message
 	}
@@ -243,6 +247,8 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 			s.failed = map[netip.AddrPort]time.Time{}
 		}
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
+	case *findDone:
+		delete(s.finding, m.id)
 	case *found:
 		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
@@ -307,6 +313,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 	s.announced = map[release.ManifestID]time.Time{}
 	s.known = map[netip.AddrPort]bool{}
 	s.failed = map[netip.AddrPort]time.Time{}
+	s.finding = map[release.ManifestID]bool{}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
 	if err != nil {
@@ -360,6 +367,24 @@ func (s *swarmActor) schedule(ctx actor.Context, d time.Duration) {
 
 func (s *swarmActor) onTick(ctx actor.Context) {
 	now := time.Now()
+	if len(s.joined) > 0 && len(s.peers) == 0 {
+		// Looking for peers and finding none: the routing table may be
+		// nearly empty (its bootstrap lost answers under load). Fill it
+		// again every few ticks, in the background.
+		s.lonely++
+		if s.lonely%3 == 0 {
+			node, c, log := s.cfg.Node, s.ctx, s.cfg.Logger
+			go func() {
+				bctx, cancel := context.WithTimeout(c, 30*time.Second)
+				defer cancel()
+				if err := node.Bootstrap(bctx); err != nil {
+					log.Debug("swarm: re-bootstrap", "err", err)
+				}
+			}()
+		}
+	} else {
+		s.lonely = 0
+	}
 	for _, r := range s.cfg.Store.List() {
 		if at, ok := s.announced[r.ID()]; r.Count() > 0 && (!ok || now.Sub(at) > s.cfg.AnnounceInterval) {
 			s.announce(ctx, r.ID())
@@ -392,11 +417,15 @@ func (s *swarmActor) announce(ctx actor.Context, id release.ManifestID) {
 }
 
 func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
-	if len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+	// One lookup per release at a time: a lookup can take longer than the
+	// find interval, and piling them up flooded the DHT.
+	if s.finding[id] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
 		return
 	}
+	s.finding[id] = true
 	sys, self, node, c := ctx.ActorSystem(), ctx.Self(), s.cfg.Node, s.ctx
 	go func() {
+		defer sys.Root.Send(self, &findDone{id: id})
 		fctx, cancel := context.WithTimeout(c, 20*time.Second)
 		defer cancel()
 		ch, err := node.FindPeers(fctx, release.SwarmIDOf(id))
@@ -459,14 +488,33 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		delete(s.byPID, old.pid.Id)
 		ctx.Stop(old.pid)
 	} else if len(s.peers) >= s.cfg.MaxPeers*2 {
-		conn.Close(wire.CodeBusy, "too many peers")
-		return
+		// Full. Refusing every newcomer would isolate a node that joins
+		// late, when everyone is full: make room by dropping the longest
+		// held connection that the other side dialled.
+		var oldest wire.NodeID
+		var found bool
+		for pid, p := range s.peers {
+			if !p.dialed && (!found || p.added.Before(s.peers[oldest].added)) {
+				oldest, found = pid, true
+			}
+		}
+		if !found || weDialed {
+			conn.Close(wire.CodeBusy, "too many peers")
+			return
+		}
+		old := s.peers[oldest]
+		delete(s.peers, oldest)
+		delete(s.byPID, old.pid.Id)
+		ctx.Stop(old.pid)
+		if s.sub != nil {
+			ctx.Send(s.sub, &PeerDown{Peer: oldest})
+		}
 	}
 	pid := ctx.Spawn(peerProps(peerConfig{
 		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
 	}))
-	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed}
+	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now()}
 	s.byPID[pid.Id] = id
 	if s.sub != nil {
 		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
