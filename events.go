@@ -98,14 +98,14 @@ func (StageRestarted) event() {}
 // hard bound, so a reader that never reads cannot make a node's memory grow
 // with what peers send.
 type eventQueue struct {
-	out  chan Event
-	mu   sync.Mutex
-	cond *sync.Cond
-	q    []Event
+	out     chan Event
+	mu      sync.Mutex
+	cond    *sync.Cond
+	q       []Event
 	done    bool
 	dropped int64 // events dropped because nobody read them
 	stop    chan struct{}
-	wg   sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
 const (

@@ -176,7 +176,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	r.swarm = name((swarm.Props(swarm.Config{
 		Node: r.e.node, Store: r.e.store, NodeKey: r.nodeKey, UploadRate: s.UploadRate,
 		// Chunks and manifests as large as a manifest may declare.
-		Limits: wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
+		Limits:       wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
 		FindInterval: s.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
