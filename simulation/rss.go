@@ -8,9 +8,9 @@ import (
 	"strings"
 )
 
-// peakRSS returns the process's resident-set high-water mark (VmHWM), or,
+// PeakRSS returns the process's resident-set high-water mark (VmHWM), or,
 // where /proc is missing, the memory the Go runtime has mapped.
-func peakRSS() int64 {
+func PeakRSS() int64 {
 	if f, err := os.Open("/proc/self/status"); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)

@@ -228,7 +228,7 @@ watch:
 	r.stopNodes()
 	r.finish(report, pubUploaded)
 	report.WallS = seconds(time.Since(start))
-	report.PeakRSSBytes = peakRSS()
+	report.PeakRSSBytes = PeakRSS()
 	r.progress("done", elapsed)
 	return *report, nil
 }

@@ -257,7 +257,7 @@ watch:
 	rep.StartupS = startup.Seconds()
 	rep.PublishS = publishTook.Seconds()
 	rep.WallS = time.Since(start).Seconds()
-	rep.PeakRSSBytes = peakRSS()
+	rep.PeakRSSBytes = simulation.PeakRSS()
 
 	if *of.json {
 		if err := rep.WriteJSON(e.stdout); err != nil {
