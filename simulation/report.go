@@ -93,6 +93,24 @@ func seconds(d time.Duration) float64 { return d.Seconds() }
 
 func ptr(v float64) *float64 { return &v }
 
+// SetTimes fills the timing figures of r (percentiles, ratio to the bound,
+// the completion series) from each node's verify and aware times, in
+// seconds; the slices are sorted in place. r.Nodes and r.TMinS must be set.
+// The demo, which runs its own nodes, uses it too.
+func (r *Report) SetTimes(verified, aware []float64) {
+	slices.Sort(verified)
+	slices.Sort(aware)
+	r.TP50S = percentile(verified, r.Nodes, 0.50)
+	r.TP90S = percentile(verified, r.Nodes, 0.90)
+	r.TP99S = percentile(verified, r.Nodes, 0.99)
+	r.TAllS = percentile(verified, r.Nodes, 1)
+	r.TAwareP99S = percentile(aware, r.Nodes, 0.99)
+	if r.TAllS != nil && r.TMinS != nil && *r.TMinS > 0 {
+		r.RatioToBound = ptr(*r.TAllS / *r.TMinS)
+	}
+	r.Series = series(verified, aware, r.Nodes)
+}
+
 // series builds the completion curve from the nodes' verify and aware times.
 func series(verified, aware []float64, n int) []Point {
 	type ev struct {

@@ -777,17 +777,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		n.mu.Unlock()
 	}
 	rep.Failed = rep.Nodes - rep.Completed
-	slices.Sort(verified)
-	slices.Sort(aware)
-	rep.TP50S = percentile(verified, rep.Nodes, 0.50)
-	rep.TP90S = percentile(verified, rep.Nodes, 0.90)
-	rep.TP99S = percentile(verified, rep.Nodes, 0.99)
-	rep.TAllS = percentile(verified, rep.Nodes, 1)
-	rep.TAwareP99S = percentile(aware, rep.Nodes, 0.99)
-	if rep.TAllS != nil && rep.TMinS != nil {
-		rep.RatioToBound = ptr(*rep.TAllS / *rep.TMinS)
-	}
-	rep.Series = series(verified, aware, rep.Nodes)
+	rep.SetTimes(verified, aware)
 	rep.NetBytesSent = r.net.Counters().BytesSent
 	rep.AddrViolations = r.bad.Load()
 }

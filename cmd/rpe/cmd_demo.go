@@ -503,54 +503,8 @@ func (d *demo) report(size, pubUp int64, ups []int64, pubUploaded int64, chunkSi
 		n.mu.Unlock()
 	}
 	rep.Failed = rep.Nodes - rep.Completed
-	slices.Sort(verified)
-	slices.Sort(aware)
-	rep.TP50S = percentile(verified, rep.Nodes, 0.5)
-	rep.TP90S = percentile(verified, rep.Nodes, 0.9)
-	rep.TP99S = percentile(verified, rep.Nodes, 0.99)
-	rep.TAllS = percentile(verified, rep.Nodes, 1)
-	rep.TAwareP99S = percentile(aware, rep.Nodes, 0.99)
-	if rep.TAllS != nil && rep.TMinS != nil && *rep.TMinS > 0 {
-		r := *rep.TAllS / *rep.TMinS
-		rep.RatioToBound = &r
-	}
-	rep.Series = series(verified, aware, rep.Nodes)
+	rep.SetTimes(verified, aware)
 	return rep
-}
-
-// percentile returns the time by which a fraction q of n nodes had done
-// something, given the sorted times of those that did; nil if fewer did.
-func percentile(sorted []float64, n int, q float64) *float64 {
-	k := max(1, int(float64(n)*q+0.999999))
-	if k > len(sorted) {
-		return nil
-	}
-	v := sorted[k-1]
-	return &v
-}
-
-// series is the completion curve: after each verification, the fraction of
-// nodes verified and aware.
-func series(verified, aware []float64, n int) []simulation.Point {
-	pts := []simulation.Point{{T: 0}}
-	i, j := 0, 0
-	for i < len(verified) || j < len(aware) {
-		var t float64
-		if j >= len(aware) || (i < len(verified) && verified[i] <= aware[j]) {
-			t = verified[i]
-			i++
-		} else {
-			t = aware[j]
-			j++
-		}
-		p := simulation.Point{T: t, Verified: float64(i) / float64(n), Aware: float64(j) / float64(n)}
-		if last := &pts[len(pts)-1]; last.T == t {
-			*last = p
-		} else {
-			pts = append(pts, p)
-		}
-	}
-	return pts
 }
 
 func printDemoSummary(w io.Writer, r *simulation.Report, elapsed time.Duration) {
