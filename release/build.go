@@ -36,11 +36,15 @@ const DefaultChannel = "stable"
 // DefaultPlatform returns GOOS-GOARCH of the running program.
 func DefaultPlatform() string { return runtime.GOOS + "-" + runtime.GOARCH }
 
-// BuildManifest reads an artifact once, to its end, and returns its manifest.
+// BuildManifest reads an artifact to its end and returns its manifest.
 // Memory use does not grow with the artifact: it reads through a few fixed
 // buffers and keeps only the 32-byte chunk hashes. The whole-file hash and
 // the chunk hashes are computed side by side on two goroutines, both of
-// which have ended when it returns.
+// which have ended when it returns. A regular file (an *os.File, or anything
+// with ReadAt, Seek and Stat) is read by both goroutines, each at its own
+// pace, from its current offset; it must not change meanwhile, and a change
+// in its size or modification time is an error. Any other reader is read
+// once and its blocks shared.
 func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 	m := &Manifest{App: opts.App, Channel: opts.Channel, Platform: opts.Platform, ChunkSize: opts.ChunkSize}
 	if m.Channel == "" {
@@ -77,7 +81,7 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("build manifest: expires %s is not after created %s", m.Expires.Format(time.RFC3339), m.Created.Format(time.RFC3339))
 	}
 	maxSize := min(Limits{MaxSize: opts.MaxSize}.maxSize(), maxArtifactSize)
-	sums, whole, n, err := hashStream(r, m.ChunkSize, maxSize+1, 0)
+	sums, whole, n, err := hashInput(r, m.ChunkSize, maxSize+1, 0)
 	if err != nil {
 		return nil, fmt.Errorf("build manifest: read artifact: %w", err)
 	}
@@ -99,7 +103,7 @@ func VerifyFile(r io.Reader, m *Manifest) error {
 	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize || m.Size <= 0 || len(m.Chunks) != m.NumChunks() {
 		return fmt.Errorf("verify file: inconsistent manifest (size %d, chunk size %d, %d chunk hashes)", m.Size, m.ChunkSize, len(m.Chunks))
 	}
-	sums, whole, n, err := hashStream(r, m.ChunkSize, m.Size+1, m.NumChunks())
+	sums, whole, n, err := hashInput(r, m.ChunkSize, m.Size+1, m.NumChunks())
 	if err != nil {
 		return fmt.Errorf("verify file: %w", err)
 	}
