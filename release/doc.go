@@ -8,7 +8,9 @@
 // share it freely. Its only file I/O is the secret key file. BuildManifest and
 // VerifyFile hash on two goroutines side by side, so that hashing every chunk
 // and the whole file costs about one SHA-256 pass of wall time; both
-// goroutines end before the call returns.
+// goroutines end before the call returns. Given a regular file they read it
+// twice, each at its own offsets (ErrChanged if it changes meanwhile); given
+// any other reader they read it once and share its blocks.
 //
 // Byte layouts, limits and signed messages are in docs/FORMATS.md; golden
 // encodings from a fixed key are in testdata/.
