@@ -13,6 +13,22 @@
 //	releases/<manifest id hex>/manifest   the signed manifest, as published
 //	releases/<manifest id hex>/data       the file, at its full size
 //	releases/<manifest id hex>/have       one bit per verified chunk
+//	lock                                  held (flock) while a Store is open
+//
+// Only one Store may have a directory open at a time, in any process: a
+// second Open fails with ErrInUse instead of two writers interleaving their
+// chunk sets and deleting each other's files.
+//
+// The have file is replaced atomically (temporary file, rename) but not
+// fsynced, and chunk writes are not fsynced either: a set bit is only a
+// claim, and Open checks every claimed chunk against the signed manifest
+// before trusting it. A power loss can therefore cost chunks that must be
+// fetched again, never an unverified byte served or installed; an fsync per
+// chunk would cost thousands of disk flushes per GiB for no added safety.
+//
+// Every file is read with a cap from the manifest's limits, and Open deletes
+// only directories named like a manifest ID, so a state directory pointed
+// at the wrong place by mistake loses none of the files already there.
 package store
 
 import (
@@ -22,6 +38,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/rpe-project/engine/release"
@@ -29,6 +46,14 @@ import (
 
 // ErrNotHeld is returned for a release or chunk this node does not hold.
 var ErrNotHeld = errors.New("not held")
+
+// ErrInUse is returned by Open when another Store, in this or another
+// process, has the directory open.
+var ErrInUse = errors.New("state dir in use by another rpe process")
+
+// ErrVerified is returned by WriteChunk for a chunk already verified: its
+// bytes on disk are being served and are never overwritten.
+var ErrVerified = errors.New("chunk already verified")
 
 // errDamaged marks a release whose files are wrong, not merely unreadable.
 var errDamaged = errors.New("damaged release")
@@ -41,26 +66,46 @@ type Store struct {
 
 	mu   sync.Mutex
 	rels map[release.ManifestID]*Release
+	lock *os.File // holds the directory's lock until Close
 }
 
-// Open opens (creating if needed) the store in dir and loads every release
-// whose manifest verifies under pub. A release whose files are damaged is
-// removed and logged, never half-trusted.
+// Open opens (creating if needed) the store in dir, locks it (ErrInUse if
+// another Store has it open) and loads every release whose manifest
+// verifies under pub. A release whose files are damaged is removed and
+// logged, never half-trusted; an entry not named like a manifest ID is not
+// the store's and is left alone.
 func Open(dir string, pub release.PublicKey, limits release.Limits, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if dir == "" {
+		return nil, errors.New("open store: no directory given")
 	}
 	s := &Store{dir: dir, pub: pub, limits: limits, rels: map[release.ManifestID]*Release{}}
 	root := filepath.Join(dir, "releases")
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	if err := lockFile(lock); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	s.lock = lock
 	ents, err := os.ReadDir(root)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	for _, e := range ents {
 		rd := filepath.Join(root, e.Name())
+		if _, err := release.ParseManifestID(e.Name()); err != nil || !e.IsDir() {
+			log.Warn("store: ignoring an entry that is not a release", "path", rd)
+			continue
+		}
 		r, err := load(rd, pub, limits)
 		if errors.Is(err, errDamaged) {
 			log.Warn("store: dropping damaged release", "dir", rd, "err", err)
@@ -151,6 +196,9 @@ func (s *Store) AddFile(sm *release.SignedManifest, path string) (*Release, erro
 			s.Remove(sm.ID)
 			return nil, fmt.Errorf("add %s: chunk %d: %w", path, i, err)
 		}
+		if r.Has(i) {
+			continue // verified already (a download under way): keep it
+		}
 		if err := m.VerifyChunk(i, b); err != nil {
 			s.Remove(sm.ID)
 			return nil, fmt.Errorf("add %s: %w", path, err)
@@ -200,12 +248,17 @@ func (s *Store) Remove(id release.ManifestID) {
 	}
 }
 
-// Close closes every open data file.
+// Close closes every open data file and releases the directory's lock.
+// Closing twice is harmless.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.rels {
 		r.close()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
 	}
 	return nil
 }
@@ -222,9 +275,13 @@ type Release struct {
 }
 
 func load(rd string, pub release.PublicKey, limits release.Limits) (*Release, error) {
-	raw, err := os.ReadFile(filepath.Join(rd, "manifest"))
+	removeTemps(rd)
+	raw, err := readCapped(filepath.Join(rd, "manifest"), release.ManifestSizeLimit(limits))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: no manifest", errDamaged)
+	}
+	if errors.Is(err, errTooLarge) {
+		return nil, fmt.Errorf("%w: manifest: %w", errDamaged, err)
 	}
 	if err != nil {
 		return nil, err
@@ -250,7 +307,7 @@ func load(rd string, pub release.PublicKey, limits release.Limits) (*Release, er
 	m := sm.Manifest
 	n := m.NumChunks()
 	have := newBitfield(n)
-	if b, err := os.ReadFile(filepath.Join(rd, "have")); err == nil && len(b) == len(have.b) {
+	if b, err := readCapped(filepath.Join(rd, "have"), int64(len(have.b))); err == nil && len(b) == len(have.b) {
 		copy(have.b, b)
 		have.clearPadding(n)
 	}
@@ -318,15 +375,20 @@ func (r *Release) Missing() []int {
 }
 
 // WriteChunk writes chunk i's bytes at its offset. It does not mark the
-// chunk verified: that is MarkVerified's job, after the verifier agreed.
+// chunk verified: that is MarkVerified's job, after the verifier agreed. A
+// chunk already verified is not written again (ErrVerified): peers are
+// being served its bytes, which only Reset makes writable again.
 func (r *Release) WriteChunk(i int, data []byte) error {
 	m := r.sm.Manifest
 	if i < 0 || i >= m.NumChunks() || len(data) != m.ChunkLen(i) {
 		return fmt.Errorf("write chunk %d of %s: bad index or length %d", i, r.sm.ID.Short(), len(data))
 	}
 	r.mu.Lock()
-	f := r.f
+	f, verified := r.f, r.have.has(i)
 	r.mu.Unlock()
+	if verified {
+		return fmt.Errorf("write chunk %d of %s: %w", i, r.sm.ID.Short(), ErrVerified)
+	}
 	if f == nil {
 		return fmt.Errorf("write chunk %d of %s: %w", i, r.sm.ID.Short(), os.ErrClosed)
 	}
@@ -425,10 +487,52 @@ func (r *Release) close() {
 	}
 }
 
+// errTooLarge marks a file longer than any valid one.
+var errTooLarge = errors.New("file too large")
+
+// readCapped reads the file at path, refusing one of more than max bytes
+// without reading it.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, fmt.Errorf("%s: %w (%d bytes, limit %d)", path, errTooLarge, fi.Size(), max)
+	}
+	// The size may change under us: read at most one byte past the cap.
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: %w (limit %d)", path, errTooLarge, max)
+	}
+	return b, nil
+}
+
+// tempPrefix starts the names of writeAtomic's temporary files.
+const tempPrefix = ".tmp-"
+
+// removeTemps deletes temporary files a crash left in a release directory.
+func removeTemps(rd string) {
+	ents, _ := os.ReadDir(rd)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), tempPrefix) && e.Type().IsRegular() {
+			os.Remove(filepath.Join(rd, e.Name()))
+		}
+	}
+}
+
 // writeAtomic replaces path with b through a temporary file and a rename,
 // so a crash leaves either the old or the new contents.
 func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
 	if err != nil {
 		return err
 	}

@@ -370,8 +370,6 @@ func TestAddFile(t *testing.T) {
 }
 
 func TestAddFileMismatchLeavesNothing(t *testing.T) {
-	// BUG store.go:121: a missing source file leaves an empty release behind
-	// (AddFile returns before s.Remove); that case is skipped below until fixed.
 	f := newFixture(t)
 	flip := func(off int) []byte {
 		b := append([]byte(nil), f.data...)
@@ -393,8 +391,6 @@ func TestAddFileMismatchLeavesNothing(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.data == nil {
-			}
 			dir := t.TempDir()
 			s := open(t, dir, f.pub)
 			path := filepath.Join(t.TempDir(), "missing")
@@ -469,11 +465,6 @@ func TestOpenDropsDamagedRelease(t *testing.T) {
 		}},
 		{"directory name is another ID", func(t *testing.T, f fixture, rd string) {
 			if err := os.Rename(rd, filepath.Join(filepath.Dir(rd), other.ID.String())); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"directory name is not an ID", func(t *testing.T, f fixture, rd string) {
-			if err := os.Rename(rd, filepath.Join(filepath.Dir(rd), "junk")); err != nil {
 				t.Fatal(err)
 			}
 		}},
