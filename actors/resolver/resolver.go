@@ -21,6 +21,9 @@ var (
 	ErrWrongKey   = errors.New("record signed by another key")
 	ErrOlderSeq   = errors.New("record is older than the one held")
 	ErrBelowFloor = errors.New("release is below the highest version ever accepted")
+	// ErrFloorUnreadable means the version floor could not be read, so no
+	// release is reported (fail closed).
+	ErrFloorUnreadable = errors.New("version floor unreadable")
 )
 
 // Config configures the resolver stage.
@@ -235,7 +238,7 @@ func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, fro
 	floor, err := state.Highest(r.cfg.StateDir)
 	if err != nil {
 		// Fail closed: without the floor, a replayed old release could pass.
-		r.refuse(ctx, from, fmt.Errorf("version floor unreadable: %w", err))
+		r.refuse(ctx, from, fmt.Errorf("%w: %w", ErrFloorUnreadable, err))
 		return
 	}
 	if floor != nil && e.Version.LessThan(floor) {

@@ -297,8 +297,8 @@ func TestFloorUnreadableFailsClosed(t *testing.T) {
 			if len(only[*ReleaseFound](got)) != 0 || len(refused) != 1 {
 				t.Fatalf("with an unreadable floor the lookup sent %s, want one RecordRefused", describe(got))
 			}
-			if err := refused[0].Err; err == nil || errors.Is(err, ErrBelowFloor) {
-				t.Errorf("refused with %v, want an unreadable floor", err)
+			if err := refused[0].Err; errors.Is(err, ErrBelowFloor) || !errors.Is(err, ErrFloorUnreadable) {
+				t.Errorf("refused with %v, want ErrFloorUnreadable", err)
 			}
 			if !r.logs.has("record refused", "version floor") {
 				t.Error("no log line says the floor is unreadable")
