@@ -209,8 +209,12 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 	if r.held != nil && p.Seq < r.held.Seq {
 		// An old record replayed; ours is newer. Not an error worth an event
 		// when it comes from the DHT (which lags), but gossip is refused.
-		if from != "dht" {
-			r.refuse(ctx, from, fmt.Errorf("%w: seq %d < %d", ErrOlderSeq, p.Seq, r.held.Seq))
+		err := fmt.Errorf("%w: seq %d < %d", ErrOlderSeq, p.Seq, r.held.Seq)
+		if from == "dht" {
+			// The re-put after this lookup brings the DHT up to date.
+			r.cfg.Logger.Debug("resolver: the DHT serves an older record than the one held", "err", err)
+		} else {
+			r.refuse(ctx, from, err)
 		}
 		return
 	}

@@ -195,6 +195,9 @@ func TestOlderRecordInDHT(t *testing.T) {
 	if len(got) != 0 {
 		t.Fatalf("older record from the DHT sent %s, want nothing", describe(got))
 	}
+	if !r.logs.has("older record", "seq 1000 < 2000") {
+		t.Error("no log line says the DHT served an older record")
+	}
 
 	// The re-put runs in the background; wait until another node sees it.
 	waitRecord(t, dht[3], pub.pub, 2000)
