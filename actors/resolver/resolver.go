@@ -232,8 +232,14 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 
 func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, from string) {
 	e, err := p.Lookup(r.cfg.Target)
-	if err != nil {
+	if errors.Is(err, release.ErrNoEntry) {
 		r.cfg.Logger.Debug("resolver: no entry for this target", "err", err)
+		return
+	}
+	if err != nil {
+		// Signed by the publisher but not in the format: say so, as
+		// silence would hide a broken publisher tool.
+		r.refuse(ctx, from, err)
 		return
 	}
 	if r.cfg.Current != nil && !e.Version.GreaterThan(r.cfg.Current) {

@@ -339,3 +339,44 @@ func TestPollTimer(t *testing.T) {
 		}
 	}
 }
+
+// TestRefuseMalformedEntry: a genuine, newer record whose entry for this
+// target breaks the format reports no release; it is refused with
+// release.ErrMalformed and a log line, from the DHT and from gossip alike.
+func TestRefuseMalformedEntry(t *testing.T) {
+	dht := startDHT(t, 3)
+	node := joinDHT(t, dht)
+	name := "linux-amd64.stable.myapp._rpe"
+	id := manifestID(target, "2.0.0").String()
+	for i, c := range []struct{ name, label, value string }{
+		{"version", name, "v=banana id=" + id + " size=4096"},
+		{"id", name, "v=2.0.0 id=xyz size=4096"},
+		{"size", name, "v=2.0.0 id=" + id + " size=-1"},
+		{"missing", name, "v=2.0.0 id=" + id},
+		{"not key=value", name, "v=2.0.0 id=" + id + " size=4096 junk"},
+		{"twice", name, "v=2.0.0 v=3.0.0 id=" + id + " size=4096"},
+		{"labels", "extra." + name, "v=2.0.0 id=" + id + " size=4096"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pub := newPublisher(byte(40 + i))
+			r := newRig(t, Config{Node: node, PublisherKey: pub.pub, Current: semver.MustParse("1.0.0")})
+			p := pub.rawRecord(t, 1000, c.label, c.value)
+			put(t, dht[1], p)
+			_, got := r.poll()
+			refused := only[*RecordRefused](got)
+			if len(only[*ReleaseFound](got)) != 0 || len(refused) != 1 || !errors.Is(refused[0].Err, release.ErrMalformed) {
+				t.Fatalf("malformed entry %q sent %s, want RecordRefused(ErrMalformed)", c.value, describe(got))
+			}
+			if !r.logs.has("record refused", "from=dht", "malformed") {
+				t.Error("no log line says the record is malformed")
+			}
+
+			// The same kind of record gossiped by a peer.
+			got = r.offer(pub.rawRecord(t, 2000, c.label, c.value), "peer")
+			refused = only[*RecordRefused](got)
+			if len(only[*ReleaseFound](got)) != 0 || len(refused) != 1 || !errors.Is(refused[0].Err, release.ErrMalformed) || refused[0].From != "peer" {
+				t.Fatalf("gossiped malformed entry %q sent %s, want RecordRefused(peer: ErrMalformed)", c.value, describe(got))
+			}
+		})
+	}
+}
