@@ -22,6 +22,12 @@ import (
 // certificate, so a test can write any bytes; b's side is served by h.
 func rawPeer(t *testing.T, b *node, h Handler) (*quic.Conn, *served) {
 	t.Helper()
+	return rawPeerConfig(t, b, h, &quic.Config{})
+}
+
+// rawPeerConfig is rawPeer with the raw side's QUIC configuration.
+func rawPeerConfig(t *testing.T, b *node, h Handler, qconf *quic.Config) (*quic.Conn, *served) {
+	t.Helper()
 	ctx := testCtx(t)
 	acc := make(chan *Conn, 1)
 	go func() {
@@ -36,7 +42,7 @@ func rawPeer(t *testing.T, b *node, h Handler) (*quic.Conn, *served) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qc, err := newTransport(t).Dial(ctx, b.ln.Addr(), tc, &quic.Config{})
+	qc, err := newTransport(t).Dial(ctx, b.ln.Addr(), tc, qconf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,8 @@ func BenchmarkTransfer(b *testing.B) {
 		copy(buf, src)
 		return buf, nil
 	}
-	wc, _ := connect(b, na, nb, lim, newTestHandler(), h)
+	wc, ws := connect(b, na, nb, lim, newTestHandler(), h)
+	sayHello(b, wc, ws)
 
 	// bare quic-go pair, same configuration
 	lim, _ = lim.withDefaults()
@@ -180,7 +181,8 @@ func BenchmarkGetChunkSmall(b *testing.B) {
 	h.chunkFunc = func(_ release.ManifestID, _ uint32, buf []byte) ([]byte, error) {
 		return append(buf, src...), nil
 	}
-	wc, _ := connect(b, na, nb, Limits{}, newTestHandler(), h)
+	wc, ws := connect(b, na, nb, Limits{}, newTestHandler(), h)
+	sayHello(b, wc, ws)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(src)))
 	b.SetParallelism(4) // 8 goroutines on 2 CPUs

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -457,12 +459,31 @@ func (c *Conn) GetManifest(ctx context.Context, id release.ManifestID) ([]byte, 
 	if t == TypeError {
 		return nil, c.readError(ctx, what, s, n)
 	}
-	buf := make([]byte, n)
-	if _, err := io.ReadFull(s, buf); err != nil {
+	buf, err := readGrowing(s, n)
+	if err != nil {
 		return nil, c.streamErr(ctx, what, noEOF(err))
 	}
 	if err := c.expectEnd(ctx, what, s); err != nil {
 		return nil, err
+	}
+	return buf, nil
+}
+
+// readGrowing reads exactly n bytes from r into a buffer that grows with
+// the bytes received, so a peer that announces a large answer and sends
+// little makes the reader allocate little.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	const first = 64 << 10
+	buf := make([]byte, 0, min(n, first))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(len(buf), n-len(buf)))
+		}
+		m, err := r.Read(buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			return nil, err
+		}
 	}
 	return buf, nil
 }
@@ -530,18 +551,34 @@ func (c *Conn) Serve(ctx context.Context, h Handler) error {
 	return c.Err()
 }
 
-// serveControl reads the peer's control stream.
+// serveControl reads the peer's control stream. The whole Hello must arrive
+// within HelloTimeout.
 func (c *Conn) serveControl(h Handler) {
-	s, err := c.qc.AcceptUniStream(context.Background())
+	deadline := time.Now().Add(c.lim.HelloTimeout)
+	noHello := func() {
+		c.fail(fmt.Errorf("%w: no Hello within %v", ErrProtocol, c.lim.HelloTimeout))
+	}
+	actx, cancel := context.WithDeadline(context.Background(), deadline)
+	s, err := c.qc.AcceptUniStream(actx)
+	cancel()
 	if err != nil {
+		if c.qc.Context().Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			noHello()
+		}
 		return
 	}
+	s.SetReadDeadline(deadline)
 	first := true
 	for {
 		t, p, err := readFrame(s, c.controlLimit)
 		if err != nil {
 			var se *quic.StreamError
-			if errors.As(err, &se) && c.qc.Context().Err() == nil {
+			switch {
+			case c.qc.Context().Err() != nil:
+			case first && errors.Is(err, os.ErrDeadlineExceeded):
+				noHello()
+				return
+			case errors.As(err, &se):
 				err = fmt.Errorf("%w: control stream reset", ErrProtocol)
 			}
 			c.streamErr(nil, op{serve: true, peer: c.remote}, err)
@@ -571,6 +608,9 @@ func (c *Conn) serveControl(h Handler) {
 		if first && t != TypeHello {
 			c.fail(fmt.Errorf("%w: first message is %s, want Hello", ErrProtocol, t))
 			return
+		}
+		if first {
+			s.SetReadDeadline(time.Time{})
 		}
 		first = false
 		h.Notify(c.remote, m)
@@ -664,15 +704,12 @@ func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
 	}
 }
 
-// answerTimeout bounds the writing of one answer.
-const answerTimeout = 30 * time.Second
-
 // answer writes a frame of type t carrying data, and ends the stream.
 func (c *Conn) answer(s *quic.Stream, t Type, data []byte) {
 	// An answer the peer does not take in time is abandoned, so that a
 	// stuck stream cannot hold the handler's resources (its upload slot)
 	// for the connection's lifetime.
-	s.SetWriteDeadline(time.Now().Add(answerTimeout))
+	s.SetWriteDeadline(time.Now().Add(c.lim.AnswerTimeout))
 	var h [HeaderSize]byte
 	if _, err := s.Write(AppendHeader(h[:0], t, len(data))); err != nil {
 		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
@@ -695,6 +732,9 @@ func (c *Conn) answerError(s *quic.Stream, err error) {
 		code = CodeInternal
 	}
 	frame, _ := EncodeMessage(&Error{Code: code, Reason: code.String()})
+	// No deadline needed: quic-go queues a write this short and returns at
+	// once, whatever the peer's flow control; a peer that never takes it
+	// holds only its own stream slot.
 	if _, err := s.Write(frame); err == nil {
 		s.Close()
 	}

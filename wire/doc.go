@@ -7,6 +7,10 @@
 // strict, fuzzed decoder: a peer that sends a malformed or oversize frame, an
 // unknown message or an out-of-range chunk index gets an error code and is
 // disconnected, and no read ever allocates more than the declared limit.
+// Every wait on a peer has a bound: its Hello (HelloTimeout), each request
+// (RequestTimeout), each answer it is sent (AnswerTimeout) and the
+// connection itself (IdleTimeout), so a peer that stalls or vanishes holds
+// no goroutine or buffer for long.
 //
 // Each request (GetManifest, GetChunk) travels on its own bidirectional QUIC
 // stream, so many are in flight at once and one slow answer blocks nothing; a

@@ -202,6 +202,17 @@ func connect(t testing.TB, a, b *node, lim Limits, ha, hb Handler) (ac, bc *serv
 	return serve(t, c, ha), serve(t, r.c, hb)
 }
 
+// sayHello sends a Hello from each end, as a real node does at once; a
+// connection that runs longer than HelloTimeout needs it.
+func sayHello(t testing.TB, ends ...*served) {
+	t.Helper()
+	for _, c := range ends {
+		if err := c.Send(testCtx(t), &Hello{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // waitClosed waits until qc is closed and returns the application error
 // code it was closed with by the peer.
 func waitClosed(t testing.TB, qc *quic.Conn) *quic.ApplicationError {

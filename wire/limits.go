@@ -25,6 +25,16 @@ type Limits struct {
 	// RequestTimeout is how long a peer has to send its request once it has
 	// opened a stream. Default 10 s.
 	RequestTimeout time.Duration
+	// HelloTimeout is how long a peer has, from the start of Serve, to send
+	// its whole Hello; a peer still silent then is disconnected with
+	// CodeProtocol. Without it keep-alives would hold a connection that
+	// never says anything open for ever. Default 30 s.
+	HelloTimeout time.Duration
+	// AnswerTimeout is how long a peer has to take one answer (manifest,
+	// chunk or error) from this node; an answer it does not read in time is
+	// abandoned (the stream is reset with CodeCancelled), freeing the
+	// goroutine, the buffer and the upload slot it held. Default 30 s.
+	AnswerTimeout time.Duration
 	// IdleTimeout closes a connection that has heard nothing for this long.
 	// Default 30 s.
 	IdleTimeout time.Duration
@@ -44,6 +54,8 @@ const (
 	DefaultMaxPeers       = 200
 	DefaultMaxInflight    = 32
 	DefaultRequestTimeout = 10 * time.Second
+	DefaultHelloTimeout   = 30 * time.Second
+	DefaultAnswerTimeout  = 30 * time.Second
 	DefaultIdleTimeout    = 30 * time.Second
 	DefaultKeepAlive      = 10 * time.Second
 	DefaultStreamWindow   = 16 << 20
@@ -82,6 +94,8 @@ func (l Limits) withDefaults() (Limits, error) {
 		def  time.Duration
 	}{
 		{"RequestTimeout", &l.RequestTimeout, DefaultRequestTimeout},
+		{"HelloTimeout", &l.HelloTimeout, DefaultHelloTimeout},
+		{"AnswerTimeout", &l.AnswerTimeout, DefaultAnswerTimeout},
 		{"IdleTimeout", &l.IdleTimeout, DefaultIdleTimeout},
 		{"KeepAlive", &l.KeepAlive, DefaultKeepAlive},
 	}
