@@ -72,13 +72,21 @@ type resolverActor struct {
 	polling  bool
 	armed    bool // a pollDue timer is running
 	misses   int  // lookups in a row that found no record
-	lastPut  time.Time
+	// refused is the last refusal of what a genuine record says for this
+	// target, so that one record is refused once, not at every lookup.
+	refused refusal
+	lastPut time.Time
 }
 
 // Props returns the props that spawn a resolver.
 func Props(cfg Config) *actor.Props {
 	cfg.populate()
 	return actor.PropsFromProducer(func() actor.Actor { return &resolverActor{cfg: cfg} })
+}
+
+type refusal struct {
+	seq    int64
+	reason string
 }
 
 type (
@@ -239,7 +247,7 @@ func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, fro
 	if err != nil {
 		// Signed by the publisher but not in the format: say so, as
 		// silence would hide a broken publisher tool.
-		r.refuse(ctx, from, err)
+		r.refuseEntry(ctx, p, from, err)
 		return
 	}
 	if r.cfg.Current != nil && !e.Version.GreaterThan(r.cfg.Current) {
@@ -248,11 +256,11 @@ func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, fro
 	floor, err := state.Highest(r.cfg.StateDir)
 	if err != nil {
 		// Fail closed: without the floor, a replayed old release could pass.
-		r.refuse(ctx, from, fmt.Errorf("%w: %w", ErrFloorUnreadable, err))
+		r.refuseEntry(ctx, p, from, fmt.Errorf("%w: %w", ErrFloorUnreadable, err))
 		return
 	}
 	if floor != nil && e.Version.LessThan(floor) {
-		r.refuse(ctx, from, fmt.Errorf("%w: %s < %s", ErrBelowFloor, e.Version, floor))
+		r.refuseEntry(ctx, p, from, fmt.Errorf("%w: %s < %s", ErrBelowFloor, e.Version, floor))
 		return
 	}
 	if e.ManifestID == r.reported {
@@ -269,4 +277,17 @@ func (r *resolverActor) refuse(ctx actor.Context, from string, err error) {
 	if ctx.Parent() != nil {
 		ctx.Send(ctx.Parent(), &RecordRefused{From: from, Err: err})
 	}
+}
+
+// refuseEntry refuses what a genuine record says for this target. The same
+// record comes back at every lookup and from every peer that gossips it,
+// and the fault is the record's, not theirs: it is refused once.
+func (r *resolverActor) refuseEntry(ctx actor.Context, p *release.SignedPacket, from string, err error) {
+	k := refusal{seq: p.Seq, reason: err.Error()}
+	if k == r.refused {
+		r.cfg.Logger.Debug("resolver: record refused again", "from", from, "err", err)
+		return
+	}
+	r.refused = k
+	r.refuse(ctx, from, err)
 }

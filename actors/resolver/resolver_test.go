@@ -380,3 +380,35 @@ func TestRefuseMalformedEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusalNotRepeated: a genuine record that is refused for what it says
+// (below the floor, malformed) is refused once, not again at every lookup
+// or when a peer gossips the same record; a newer record is judged afresh.
+func TestRefusalNotRepeated(t *testing.T) {
+	dht := startDHT(t, 3)
+	pub := newPublisher(9)
+	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0")})
+	r.send(&Accepted{Version: semver.MustParse("2.0.0")})
+
+	p1 := pub.record(t, 1000, entry(target, "1.5.0"))
+	put(t, dht[1], p1)
+	if _, got := r.poll(); len(only[*RecordRefused](got)) != 1 {
+		t.Fatalf("record below the floor sent %s, want RecordRefused", describe(got))
+	}
+	if _, got := r.poll(); len(got) != 0 {
+		t.Fatalf("second lookup of the refused record sent %s, want nothing", describe(got))
+	}
+	if got := r.offer(p1, "peer"); len(got) != 0 {
+		t.Fatalf("gossip of the refused record sent %s, want nothing", describe(got))
+	}
+
+	p2 := pub.rawRecord(t, 2000, "linux-amd64.stable.myapp._rpe", "v=banana")
+	put(t, dht[2], p2)
+	_, got := r.poll()
+	if refused := only[*RecordRefused](got); len(refused) != 1 || !errors.Is(refused[0].Err, release.ErrMalformed) {
+		t.Fatalf("newer malformed record sent %s, want RecordRefused(ErrMalformed)", describe(got))
+	}
+	if _, got := r.poll(); len(got) != 0 {
+		t.Fatalf("second lookup of the malformed record sent %s, want nothing", describe(got))
+	}
+}
