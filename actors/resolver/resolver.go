@@ -240,13 +240,10 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 
 func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, from string) {
 	e, err := p.Lookup(r.cfg.Target)
-	if errors.Is(err, release.ErrNoEntry) {
-		r.cfg.Logger.Debug("resolver: no entry for this target", "err", err)
-		return
-	}
 	if err != nil {
-		// Signed by the publisher but not in the format: say so, as
-		// silence would hide a broken publisher tool.
+		// Signed by the publisher but with no entry for this target, or
+		// not in the format: say so once, as silence would hide a
+		// misconfigured node or a broken publisher tool.
 		r.refuseEntry(ctx, p, from, err)
 		return
 	}

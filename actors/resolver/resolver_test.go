@@ -340,6 +340,39 @@ func TestPollTimer(t *testing.T) {
 	}
 }
 
+// TestRefuseOtherTarget: a genuine, newer record with entries for other
+// apps, channels or platforms only reports no release; it is refused with
+// release.ErrNoEntry and a log line.
+func TestRefuseOtherTarget(t *testing.T) {
+	dht := startDHT(t, 3)
+	node := joinDHT(t, dht)
+	for i, tg := range []release.Target{
+		{App: "otherapp", Channel: "stable", Platform: "linux-amd64"},
+		{App: "myapp", Channel: "beta", Platform: "linux-amd64"},
+		{App: "myapp", Channel: "stable", Platform: "linux-arm64"},
+	} {
+		t.Run(tg.String(), func(t *testing.T) {
+			pub := newPublisher(byte(30 + i))
+			r := newRig(t, Config{Node: node, PublisherKey: pub.pub, Current: semver.MustParse("1.0.0")})
+			put(t, dht[1], pub.record(t, 1000, entry(tg, "2.0.0")))
+			_, got := r.poll()
+			refused := only[*RecordRefused](got)
+			if len(only[*ReleaseFound](got)) != 0 || len(refused) != 1 || !errors.Is(refused[0].Err, release.ErrNoEntry) {
+				t.Fatalf("record for %s only sent %s, want RecordRefused(ErrNoEntry)", tg, describe(got))
+			}
+			if refused[0].From != "dht" {
+				t.Errorf("refusal from %q, want dht", refused[0].From)
+			}
+			if !r.logs.has("record refused", "from=dht", target.String()) {
+				t.Error("no log line says the record has no entry for this target")
+			}
+			if _, got := r.poll(); len(got) != 0 {
+				t.Fatalf("second lookup sent %s, want nothing", describe(got))
+			}
+		})
+	}
+}
+
 // TestRefuseMalformedEntry: a genuine, newer record whose entry for this
 // target breaks the format reports no release; it is refused with
 // release.ErrMalformed and a log line, from the DHT and from gossip alike.
