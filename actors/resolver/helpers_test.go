@@ -240,7 +240,7 @@ func (p *parent) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.pids <- ctx.Spawn(p.props)
-	case *ReleaseFound, *RecordUpdated, *RecordRefused:
+	case *ReleaseFound, *RecordUpdated, *RecordRefused, *Rebootstrapped:
 		p.msgs <- m
 	}
 }
@@ -400,6 +400,8 @@ func describe(msgs []any) string {
 			parts = append(parts, fmt.Sprintf("RecordUpdated(seq %d)", m.Packet.Seq))
 		case *RecordRefused:
 			parts = append(parts, fmt.Sprintf("RecordRefused(%s: %v)", m.From, m.Err))
+		case *Rebootstrapped:
+			parts = append(parts, fmt.Sprintf("Rebootstrapped(%d: %v)", m.Misses, m.Err))
 		default:
 			parts = append(parts, fmt.Sprintf("%T", m))
 		}

@@ -32,3 +32,12 @@ type RecordRefused struct {
 	From string
 	Err  error
 }
+
+// Rebootstrapped reports that the resolver bootstrapped its DHT node again
+// because Misses lookups in a row found no record (it does so after every
+// third). Err is the bootstrap's error, nil when the routing table is
+// filled again.
+type Rebootstrapped struct {
+	Misses int
+	Err    error
+}

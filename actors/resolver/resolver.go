@@ -95,6 +95,10 @@ type (
 		p   *release.SignedPacket
 		err error
 	}
+	bootstrapped struct {
+		misses int
+		err    error
+	}
 )
 
 func (r *resolverActor) Receive(ctx actor.Context) {
@@ -124,6 +128,10 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 		r.onPollResult(ctx, m)
 		if !r.armed {
 			r.after(ctx, r.jitter(r.cfg.PollInterval))
+		}
+	case *bootstrapped:
+		if ctx.Parent() != nil {
+			ctx.Send(ctx.Parent(), &Rebootstrapped{Misses: m.misses, Err: m.err})
 		}
 	case *Offer:
 		r.offer(ctx, m.Packet, m.From)
@@ -179,13 +187,15 @@ func (r *resolverActor) onPollResult(ctx actor.Context, m *pollResult) {
 			// Lookups keep finding nothing: the routing table may have
 			// gone stale (peers left, or it never filled). Bootstrap again,
 			// in the background.
-			node, c, log := r.cfg.Node, r.ctx, r.cfg.Logger
+			sys, self, node, c, log, misses := ctx.ActorSystem(), ctx.Self(), r.cfg.Node, r.ctx, r.cfg.Logger, r.misses
 			go func() {
 				bctx, cancel := context.WithTimeout(c, 30*time.Second)
 				defer cancel()
-				if err := node.Bootstrap(bctx); err != nil {
-					log.Debug("resolver: re-bootstrap", "err", err)
+				err := node.Bootstrap(bctx)
+				if err != nil {
+					log.Debug("resolver: re-bootstrap", "misses", misses, "err", err)
 				}
+				sys.Root.Send(self, &bootstrapped{misses: misses, err: err})
 			}()
 		}
 	}

@@ -445,3 +445,38 @@ func TestRefusalNotRepeated(t *testing.T) {
 		t.Fatalf("second lookup of the malformed record sent %s, want nothing", describe(got))
 	}
 }
+
+// TestRebootstrapAfterEmptyLookups: every third lookup in a row that finds
+// no record makes the resolver bootstrap its DHT node again, and it says so.
+func TestRebootstrapAfterEmptyLookups(t *testing.T) {
+	dht := startDHT(t, 3)
+	node := joinDHT(t, dht)
+	r := newRig(t, Config{Node: node, PublisherKey: newPublisher(50).pub})
+	for i := 1; i <= 6; i++ {
+		pr, got := r.poll()
+		if pr.p != nil || !errors.Is(pr.err, network.ErrNotFound) {
+			t.Fatalf("lookup %d: %v, %v; want ErrNotFound", i, pr.p, pr.err)
+		}
+		if i%3 != 0 {
+			if len(got) != 0 {
+				t.Fatalf("lookup %d sent %s, want nothing", i, describe(got))
+			}
+			continue
+		}
+		// The bootstrap runs in the background: its report may come
+		// before the barrier or after it.
+		rbs := only[*Rebootstrapped](got)
+		if len(rbs) != len(got) || len(rbs) > 1 {
+			t.Fatalf("lookup %d sent %s, want at most Rebootstrapped", i, describe(got))
+		}
+		if len(rbs) == 0 {
+			rbs = append(rbs, r.waitMsg("Rebootstrapped", func(m any) bool { _, ok := m.(*Rebootstrapped); return ok }).(*Rebootstrapped))
+		}
+		if rb := rbs[0]; rb.Misses != i || rb.Err != nil {
+			t.Fatalf("after lookup %d: Rebootstrapped after %d misses, err %v; want %d, nil", i, rb.Misses, rb.Err, i)
+		}
+	}
+	if node.TableSize() == 0 {
+		t.Fatal("routing table empty after re-bootstrap")
+	}
+}
