@@ -35,12 +35,14 @@ type Config struct {
 	Current *semver.Version
 	// StateDir holds the "record" and "highest" files.
 	StateDir string
-	// PollInterval is the mean time between DHT lookups; default 5m.
+	// PollInterval is the mean time between DHT lookups; zero or negative
+	// means the default, 5m.
 	PollInterval time.Duration
-	// FirstPoll is the delay before the first lookup; default 1s.
+	// FirstPoll is the delay before the first lookup; zero or negative
+	// means the default, 1s.
 	FirstPoll time.Duration
 	// RePutInterval is how often the held record is put again even when the
-	// DHT has it; default 30m.
+	// DHT has it; zero or negative means the default, 30m.
 	RePutInterval time.Duration
 	// Logger receives the stage's logs; nil is silent.
 	Logger *slog.Logger
@@ -49,13 +51,15 @@ type Config struct {
 }
 
 func (c *Config) populate() {
-	if c.PollInterval == 0 {
+	// Props cannot return an error, and a negative interval would make the
+	// jitter panic: treat it as unset.
+	if c.PollInterval <= 0 {
 		c.PollInterval = 5 * time.Minute
 	}
-	if c.FirstPoll == 0 {
+	if c.FirstPoll <= 0 {
 		c.FirstPoll = time.Second
 	}
-	if c.RePutInterval == 0 {
+	if c.RePutInterval <= 0 {
 		c.RePutInterval = 30 * time.Minute
 	}
 	if c.Logger == nil {

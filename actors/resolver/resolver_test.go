@@ -480,3 +480,29 @@ func TestRebootstrapAfterEmptyLookups(t *testing.T) {
 		t.Fatal("routing table empty after re-bootstrap")
 	}
 }
+
+// TestNegativeIntervals: a negative interval means the default, as zero
+// does; it must not crash the resolver when the next lookup is scheduled.
+func TestNegativeIntervals(t *testing.T) {
+	dht := startDHT(t, 2)
+	pub := newPublisher(51)
+	put(t, dht[1], pub.record(t, 1000, entry(target, "1.1.0")))
+	// The first lookup comes from the timer, so the next one is scheduled
+	// with PollInterval.
+	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0"),
+		FirstPoll: time.Millisecond, PollInterval: -time.Second, RePutInterval: -time.Second})
+	_, got := r.nextPoll()
+	select {
+	case why := <-r.crashes:
+		t.Fatalf("scheduling the next lookup crashed the resolver: %v", why)
+	default:
+	}
+	if len(only[*ReleaseFound](got)) != 1 {
+		t.Fatalf("first lookup sent %s, want ReleaseFound", describe(got))
+	}
+	cfg := Config{FirstPoll: -1, PollInterval: -1, RePutInterval: -1}
+	cfg.populate()
+	if cfg.FirstPoll != time.Second || cfg.PollInterval != 5*time.Minute || cfg.RePutInterval != 30*time.Minute {
+		t.Fatalf("negative intervals became %v, %v, %v; want the defaults", cfg.FirstPoll, cfg.PollInterval, cfg.RePutInterval)
+	}
+}
