@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -504,5 +505,42 @@ func TestNegativeIntervals(t *testing.T) {
 	cfg.populate()
 	if cfg.FirstPoll != time.Second || cfg.PollInterval != 5*time.Minute || cfg.RePutInterval != 30*time.Minute {
 		t.Fatalf("negative intervals became %v, %v, %v; want the defaults", cfg.FirstPoll, cfg.PollInterval, cfg.RePutInterval)
+	}
+}
+
+// TestRestartKeepsRecordAndFloor: a resolver that panics is restarted by its
+// parent and reloads the held record and the floor from disk, so a replayed
+// older record and a release below the floor are still refused.
+func TestRestartKeepsRecordAndFloor(t *testing.T) {
+	dht := startDHT(t, 2)
+	pub := newPublisher(52)
+	var crashed atomic.Bool
+	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0"),
+		FaultHook: func(msg any) {
+			if o, ok := msg.(*Offer); ok && o.From == "crash" && crashed.CompareAndSwap(false, true) {
+				panic("injected fault")
+			}
+		}})
+	if got := r.offer(pub.record(t, 2000, entry(target, "1.1.0")), "peer-a"); len(only[*ReleaseFound](got)) != 1 {
+		t.Fatalf("record naming 1.1.0 sent %s, want ReleaseFound", describe(got))
+	}
+	r.send(&Accepted{Version: semver.MustParse("1.1.0")})
+	r.send(&Offer{Packet: pub.record(t, 2500, entry(target, "1.1.0")), From: "crash"})
+	select {
+	case <-r.crashes:
+	case <-time.After(waitFor):
+		t.Fatal("the injected fault did not crash the resolver")
+	}
+	// The restarted resolver reports the held release again (it keeps no
+	// record of what it reported; the parent does).
+	r.sync()
+
+	got := r.offer(pub.record(t, 1000, entry(target, "1.5.0")), "peer-b")
+	if refused := only[*RecordRefused](got); len(got) != 1 || len(refused) != 1 || !errors.Is(refused[0].Err, ErrOlderSeq) {
+		t.Fatalf("after a restart a replayed record sent %s, want RecordRefused(ErrOlderSeq)", describe(got))
+	}
+	got = r.offer(pub.record(t, 3000, entry(target, "1.0.5")), "peer-c")
+	if refused := only[*RecordRefused](got); len(only[*ReleaseFound](got)) != 0 || len(refused) != 1 || !errors.Is(refused[0].Err, ErrBelowFloor) {
+		t.Fatalf("after a restart a record below the floor sent %s, want RecordRefused(ErrBelowFloor)", describe(got))
 	}
 }
