@@ -44,6 +44,22 @@ func rawServer(t *testing.T, lim Limits) (*served, *quic.Conn) {
 	return serve(t, c, newTestHandler()), qc
 }
 
+// answerOnce takes the next request on the raw server's side qc, reads it,
+// and leaves the answer to answer, on its own goroutine.
+func answerOnce(t *testing.T, qc *quic.Conn, answer func(s *quic.Stream)) {
+	ctx := testCtx(t)
+	go func() {
+		s, err := qc.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		if _, _, err := ReadFrame(s, getChunkSize); err != nil {
+			return
+		}
+		answer(s)
+	}()
+}
+
 // TestSilentPeerDisconnected: a peer that completes the handshake and then
 // says nothing, or only part of its Hello, is disconnected once
 // HelloTimeout passes; keep-alives would otherwise hold it open for ever.
@@ -141,16 +157,11 @@ func TestUnreadAnswerAbandoned(t *testing.T) {
 func TestGetManifestAllocatesWhatArrives(t *testing.T) {
 	const announced = 64 << 20
 	c, qc := rawServer(t, Limits{MaxManifest: announced})
-	go func() {
-		s, err := qc.AcceptStream(testCtx(t))
-		if err != nil {
-			return
-		}
-		ReadFrame(s, getManifestSize)
+	answerOnce(t, qc, func(s *quic.Stream) {
 		s.Write(header(TypeManifest, announced))
 		s.Write(make([]byte, 1000))
 		s.Close()
-	}()
+	})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	_, err := c.GetManifest(testCtx(t), mid(1))
@@ -188,16 +199,11 @@ func TestAnswerCutShort(t *testing.T) {
 			c, qc := rawServer(t, Limits{})
 			ctx, cancel := context.WithCancel(testCtx(t))
 			defer cancel()
-			go func() {
-				s, err := qc.AcceptStream(testCtx(t))
-				if err != nil {
-					return
-				}
-				ReadFrame(s, getChunkSize)
+			answerOnce(t, qc, func(s *quic.Stream) {
 				s.Write(header(TypeChunk, size))
 				s.Write(pattern(size/2, 1))
 				tc.end(s, qc, cancel)
-			}()
+			})
 			err := c.GetChunk(ctx, mid(1), 0, make([]byte, size))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("GetChunk = %v, want %v", err, tc.want)

@@ -47,12 +47,7 @@ func TestOpenCapsReads(t *testing.T) {
 	const huge = 256 << 20 // sparse: costs no disk
 	for _, name := range []string{"manifest", "have"} {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := open(t, dir, f.pub)
-			if _, err := s.AddFile(f.sm, writeFile(t, f.data)); err != nil {
-				t.Fatal(err)
-			}
-			s.Close()
+			dir := stored(t, f)
 			if err := os.Truncate(filepath.Join(releaseDir(dir, f.sm.ID), name), huge); err != nil {
 				t.Fatal(err)
 			}
@@ -139,12 +134,7 @@ func TestWriteChunkKeepsVerified(t *testing.T) {
 // atomic write is removed at the next Open.
 func TestOpenRemovesTempFiles(t *testing.T) {
 	f := newFixture(t)
-	dir := t.TempDir()
-	s := open(t, dir, f.pub)
-	if _, err := s.AddFile(f.sm, writeFile(t, f.data)); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	dir := stored(t, f)
 	rd := releaseDir(dir, f.sm.ID)
 	if err := os.WriteFile(filepath.Join(rd, ".tmp-123456"), []byte{0xff}, 0o600); err != nil {
 		t.Fatal(err)

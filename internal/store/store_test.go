@@ -82,6 +82,19 @@ func open(t testing.TB, dir string, pub release.PublicKey) *Store {
 	return s
 }
 
+// stored returns a new store directory holding f's release, complete,
+// with the store closed again.
+func stored(t testing.TB, f fixture) string {
+	t.Helper()
+	dir := t.TempDir()
+	s := open(t, dir, f.pub)
+	if _, err := s.AddFile(f.sm, writeFile(t, f.data)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return dir
+}
+
 func releaseDir(dir string, id release.ManifestID) string {
 	return filepath.Join(dir, "releases", id.String())
 }
@@ -332,7 +345,7 @@ func TestRemove(t *testing.T) {
 	s.Remove(f.sm.ID) // removing twice is harmless
 }
 
-func writeFile(t *testing.T, b []byte) string {
+func writeFile(t testing.TB, b []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "artifact")
 	if err := os.WriteFile(p, b, 0o644); err != nil {
@@ -471,12 +484,7 @@ func TestOpenDropsDamagedRelease(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := open(t, dir, f.pub)
-			if _, err := s.AddFile(f.sm, writeFile(t, f.data)); err != nil {
-				t.Fatal(err)
-			}
-			s.Close()
+			dir := stored(t, f)
 			c.breakIt(t, f, releaseDir(dir, f.sm.ID))
 
 			s2 := open(t, dir, f.pub)
@@ -501,12 +509,7 @@ func TestOpenDropsDamagedRelease(t *testing.T) {
 func TestOpenGarbageHave(t *testing.T) {
 	f := newFixture(t)
 	for _, have := range [][]byte{nil, {}, {0xff, 0xff}, bytes.Repeat([]byte{0xff}, 100), []byte("garbage, not a bitfield")} {
-		dir := t.TempDir()
-		s := open(t, dir, f.pub)
-		if _, err := s.AddFile(f.sm, writeFile(t, f.data)); err != nil {
-			t.Fatal(err)
-		}
-		s.Close()
+		dir := stored(t, f)
 		hp := filepath.Join(releaseDir(dir, f.sm.ID), "have")
 		if have == nil {
 			os.Remove(hp)
@@ -740,12 +743,7 @@ func TestOpenKeepsGoodNextToDamaged(t *testing.T) {
 
 func TestOpenLimits(t *testing.T) {
 	f := newFixture(t)
-	dir := t.TempDir()
-	s := open(t, dir, f.pub)
-	if _, err := s.AddFile(f.sm, writeFile(t, f.data)); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	dir := stored(t, f)
 	// A store opened with a smaller size limit does not keep the release.
 	s2, err := Open(dir, f.pub, release.Limits{MaxSize: f.sm.Manifest.Size - 1}, nil)
 	if err != nil {
