@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/rpe-project/engine/release"
 )
 
 // rawServer connects a wire client to a plain quic-go listener carrying a
@@ -286,5 +288,23 @@ func TestVanishedPeerLeavesNoGoroutines(t *testing.T) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("%d goroutines, %d before the peer came:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 		}
+	}
+}
+
+// TestHelloOfLargestReleaseFits: a node downloading the largest release
+// the default limits allow (8 GiB in 16 KiB chunks: a 64 KiB bitfield)
+// next to other partial releases can still say Hello; a Hello that cannot
+// be sent would get it disconnected by every peer after HelloTimeout.
+func TestHelloOfLargestReleaseFits(t *testing.T) {
+	a, b := newNode(t, Limits{}), newNode(t, Limits{})
+	hb := newTestHandler()
+	ac, _ := connect(t, a, b, Limits{}, newTestHandler(), hb)
+	bits := make([]byte, release.DefaultMaxSize/release.MinChunkSize/8)
+	hello := &Hello{Releases: []HaveSet{{ID: mid(1), Bitfield: bits}, {ID: mid(2), Bitfield: bits}, {ID: mid(3), Bitfield: bits}}}
+	if err := ac.Send(testCtx(t), hello); err != nil {
+		t.Fatalf("Hello with three of the largest bitfields: %v", err)
+	}
+	if got := hb.waitNotified(t, 1)[0].(*Hello); len(got.Releases) != 3 || len(got.Releases[2].Bitfield) != len(bits) {
+		t.Fatalf("received %d releases", len(got.Releases))
 	}
 }

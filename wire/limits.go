@@ -11,7 +11,8 @@ import (
 // default; a negative one is an error.
 type Limits struct {
 	// MaxFrame caps control frames without a fixed size (Hello, Peers).
-	// Default 64 KiB.
+	// Default 256 KiB, so that a Hello with three partial releases of the
+	// largest size (8 GiB in 16 KiB chunks, 64 KiB of bitfield each) fits.
 	MaxFrame int
 	// MaxManifest caps a manifest, received or served. Default 4 MiB.
 	MaxManifest int
@@ -48,7 +49,7 @@ type Limits struct {
 
 // Default limits.
 const (
-	DefaultMaxFrame       = 64 << 10
+	DefaultMaxFrame       = 256 << 10
 	DefaultMaxManifest    = 4 << 20
 	DefaultMaxChunk       = 4 << 20
 	DefaultMaxPeers       = 200
