@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -542,5 +543,37 @@ func TestRestartKeepsRecordAndFloor(t *testing.T) {
 	got = r.offer(pub.record(t, 3000, entry(target, "1.0.5")), "peer-c")
 	if refused := only[*RecordRefused](got); len(only[*ReleaseFound](got)) != 0 || len(refused) != 1 || !errors.Is(refused[0].Err, ErrBelowFloor) {
 		t.Fatalf("after a restart a record below the floor sent %s, want RecordRefused(ErrBelowFloor)", describe(got))
+	}
+}
+
+// TestNoGoroutineLeft: stopping the resolver (with timed lookups and a
+// re-bootstrap possibly in flight) and its node leaves no goroutine behind.
+// The held record on disk is another publisher's: it is ignored.
+func TestNoGoroutineLeft(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("run", func(t *testing.T) {
+		dht := startDHT(t, 3)
+		dir := t.TempDir()
+		pub := newPublisher(53)
+		if err := state.SaveRecord(dir, pub.record(t, 1000, entry(target, "1.0.0"))); err != nil {
+			t.Fatal(err)
+		}
+		r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: newPublisher(54).pub, StateDir: dir,
+			FirstPoll: time.Millisecond, PollInterval: 5 * time.Millisecond})
+		r.waitMsg("Rebootstrapped", func(m any) bool { _, ok := m.(*Rebootstrapped); return ok })
+		r.nextPoll()
+	})
+	deadline := time.Now().Add(waitFor)
+	for {
+		now := runtime.NumGoroutine()
+		if now <= before {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines left, %d before:\n%s", now, before, buf)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising
 	}
 }
