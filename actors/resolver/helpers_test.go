@@ -18,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 )
@@ -162,6 +163,16 @@ func entry(tg release.Target, version string) release.Entry {
 
 func manifestID(tg release.Target, version string) release.ManifestID {
 	return release.ManifestID(sha256.Sum256([]byte(tg.String() + "@" + version)))
+}
+
+// heldDir returns a state directory holding p as the newest record.
+func heldDir(t *testing.T, p *release.SignedPacket) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := state.SaveRecord(dir, p); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // put stores p in the DHT through n.

@@ -178,10 +178,7 @@ func TestRefuseReplayedGossip(t *testing.T) {
 func TestOlderRecordInDHT(t *testing.T) {
 	dht := startDHT(t, 4)
 	pub := newPublisher(5)
-	dir := t.TempDir()
-	if err := state.SaveRecord(dir, pub.record(t, 2000, entry(target, "1.1.0"))); err != nil {
-		t.Fatal(err)
-	}
+	dir := heldDir(t, pub.record(t, 2000, entry(target, "1.1.0")))
 	put(t, dht[1], pub.record(t, 1000, entry(target, "1.5.0")))
 
 	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0"), StateDir: dir})
@@ -230,10 +227,7 @@ func waitRecord(t *testing.T, n *network.Node, pub release.PublicKey, want int64
 func TestRePutHeldRecord(t *testing.T) {
 	dht := startDHT(t, 3)
 	pub := newPublisher(6)
-	dir := t.TempDir()
-	if err := state.SaveRecord(dir, pub.record(t, 1000, entry(target, "1.0.0"))); err != nil {
-		t.Fatal(err)
-	}
+	dir := heldDir(t, pub.record(t, 1000, entry(target, "1.0.0")))
 	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0"), StateDir: dir})
 	pr, got := r.poll()
 	if pr.p != nil || !errors.Is(pr.err, network.ErrNotFound) {
