@@ -547,11 +547,7 @@ func TestNoGoroutineLeft(t *testing.T) {
 	before := runtime.NumGoroutine()
 	t.Run("run", func(t *testing.T) {
 		dht := startDHT(t, 3)
-		dir := t.TempDir()
-		pub := newPublisher(53)
-		if err := state.SaveRecord(dir, pub.record(t, 1000, entry(target, "1.0.0"))); err != nil {
-			t.Fatal(err)
-		}
+		dir := heldDir(t, newPublisher(53).record(t, 1000, entry(target, "1.0.0")))
 		r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: newPublisher(54).pub, StateDir: dir,
 			FirstPoll: time.Millisecond, PollInterval: 5 * time.Millisecond})
 		r.waitMsg("Rebootstrapped", func(m any) bool { _, ok := m.(*Rebootstrapped); return ok })
