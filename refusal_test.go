@@ -182,7 +182,14 @@ func TestRefuseCorruptChunk(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go c.Serve(context.Background(), corruptSeeder{p.Manifest})
+			// Like any seed, the liar says first that it holds the whole
+			// release, so it is asked for chunks, and keeps its peer slot.
+			go func() {
+				if err := c.Send(context.Background(), &wire.Hello{Releases: []wire.HaveSet{{ID: p.Manifest.ID, Complete: true}}}); err != nil {
+					return
+				}
+				c.Serve(context.Background(), corruptSeeder{p.Manifest})
+			}()
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
