@@ -14,8 +14,8 @@
 // newer record arrives (the engine gossips it) and RecordRefused for a record
 // or entry it will not act on: one signed by another key, forged or replayed
 // (every time a peer sends it), or a genuine one that is malformed, has no
-// entry for this target, or names a release below the floor (once per
-// record, though every lookup finds it again).
+// entry for this target, or names a release below the floor or when the
+// floor cannot be read (once per record, though every lookup finds it again).
 //
 // After every third lookup in a row that finds no record it bootstraps the
 // DHT node again, in case the routing table has gone stale, and reports
