@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -279,5 +280,34 @@ func TestPublisherDoesNotFollowNewerReleases(t *testing.T) {
 	got, _ := os.ReadFile(art1)
 	if !bytes.Equal(got, want1) {
 		t.Fatal("the publisher's artifact was replaced")
+	}
+}
+
+func TestStartRefusesBadConfig(t *testing.T) {
+	good := Config{PublisherKey: release.PublicKeyOf(testKey(t)).String(), App: "app", CurrentVersion: "1.0.0", StateDir: t.TempDir()}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no key", func(c *Config) { c.PublisherKey = "" }, "PublisherKey is required"},
+		{"bad key", func(c *Config) { c.PublisherKey = "nope" }, "PublisherKey"},
+		{"no app", func(c *Config) { c.App = "" }, "App is required"},
+		{"not semver", func(c *Config) { c.CurrentVersion = "one" }, "CurrentVersion"},
+		{"negative poll", func(c *Config) { c.PollInterval = -time.Second }, "PollInterval is negative"},
+		{"negative upload rate", func(c *Config) { c.UploadRate = -1 }, "UploadRate is negative"},
+		{"negative chunk timeout", func(c *Config) { c.ChunkTimeout = -1 }, "ChunkTimeout is negative"},
+	} {
+		cfg := good
+		tc.edit(&cfg)
+		e, err := Start(context.Background(), cfg)
+		if err == nil {
+			e.Stop(context.Background())
+			t.Errorf("%s: started", tc.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to mention %q", tc.name, err, tc.want)
+		}
 	}
 }

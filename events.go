@@ -54,10 +54,12 @@ type Installed struct {
 }
 
 // Refused: something from the network was refused and nothing was
-// installed: a record (wrong key, replayed, below the version floor), a
-// manifest (wrong app or platform, expired, not newer) or a chunk (bad hash).
+// installed: a record (wrong key or signature, replayed, malformed, no entry
+// for this app, channel and platform, below the version floor, or the floor
+// unreadable), a manifest (wrong app or platform, expired, not newer), a
+// chunk (bad hash) or a release (rolled back here before).
 type Refused struct {
-	What   string // "record", "manifest" or "chunk"
+	What   string // "record", "manifest", "chunk" or "release"
 	Peer   string // who sent it, if known
 	Reason error
 }

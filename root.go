@@ -82,6 +82,11 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			// A publisher seeds; it does not follow newer releases.
 			return
 		}
+		if e.ManifestID == r.done || (r.downloading && e.ManifestID == r.found.ManifestID) {
+			// Already fetched or being fetched: a restarted resolver
+			// offers its held release again.
+			return
+		}
 		if failed, _ := installer.IsFailed(r.e.cfg.StateDir, e.ManifestID.String()); failed {
 			r.e.events.emit(Refused{What: "release", Reason: fmt.Errorf("%s (%s) was rolled back here before", e.Version, e.ManifestID.Short())})
 			return

@@ -141,6 +141,18 @@ func populate(cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("engine: Config.PublisherKey: %w", err)
 	}
 	s.pub = pub
+	for _, d := range []struct {
+		name string
+		v    int64
+	}{
+		{"PollInterval", int64(cfg.PollInterval)}, {"FindInterval", int64(cfg.FindInterval)},
+		{"ChunkTimeout", int64(cfg.ChunkTimeout)}, {"QueryResendDelay", int64(cfg.QueryResendDelay)},
+		{"UploadRate", cfg.UploadRate}, {"DownloadRate", cfg.DownloadRate},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("engine: Config.%s is negative (%d); zero means the default", d.name, d.v)
+		}
+	}
 	if cfg.App == "" {
 		return nil, errors.New("engine: Config.App is required")
 	}
