@@ -34,7 +34,11 @@ type Node struct {
 	ownQUICConn bool
 	transport   *quic.Transport
 
-	bootMu         sync.Mutex // one Bootstrap at a time
+	// boot holds a token while a Bootstrap runs: one at a time. A channel,
+	// not a mutex, so a waiting Bootstrap can be cancelled, and so that in a
+	// testing/synctest bubble a waiter counts as durably blocked (a goroutine
+	// blocked on a mutex stops virtual time for everyone).
+	boot           chan struct{}
 	maintainerOnce sync.Once
 	maintainerDone chan struct{} // closed when the table maintainer returns (or never ran)
 
@@ -69,6 +73,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		limiter:        rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
 		peers:          newPeerStore(cfg.MaxSwarms, cfg.MaxPeersPerSwarm, cfg.PeerTTL),
 		items:          newItemStore(cfg.MaxItems),
+		boot:           make(chan struct{}, 1),
 		maintainerDone: make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -279,9 +284,9 @@ func (n *Node) Close() error {
 		if err := n.dhtConn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close DHT conn: %w", err))
 		}
-		n.bootMu.Lock() // wait for a running Bootstrap
+		n.boot <- struct{}{} // wait for a running Bootstrap
 		n.maintainerOnce.Do(func() { close(n.maintainerDone) })
-		n.bootMu.Unlock()
+		<-n.boot
 		<-n.maintainerDone
 		n.wg.Wait()
 		if err := n.transport.Close(); err != nil {

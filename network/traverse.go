@@ -98,8 +98,17 @@ func (n *Node) Bootstrap(ctx context.Context) error {
 	if n.closed() {
 		return ErrClosed
 	}
-	n.bootMu.Lock()
-	defer n.bootMu.Unlock()
+	select {
+	case n.boot <- struct{}{}:
+		defer func() { <-n.boot }()
+	case <-ctx.Done():
+		return fmt.Errorf("bootstrap: %w", ctx.Err())
+	case <-n.done:
+		return ErrClosed
+	}
+	if n.closed() {
+		return ErrClosed
+	}
 	ctx, cancel := n.opContext(ctx)
 	defer cancel()
 
