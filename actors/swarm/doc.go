@@ -10,8 +10,32 @@
 // It receives Join (find peers for a release; the sender gets PeerUp,
 // PeerDown and PeerHas), Leave, Verified (a chunk became servable: tell the
 // peers), Misbehaved (drop and ban a peer) and Gossip (send a record to every
-// peer). It sends RecordGossiped and Served to its parent.
+// peer). It sends RecordGossiped and Served (a chunk answer went out in full)
+// to its parent.
 //
 // Connections are deduplicated per node ID: when two nodes dial each other at
 // once, both keep the connection dialled by the node with the smaller ID.
+//
+// # Uploads and seeding
+//
+// A node sends at most Config.MaxUploads chunk answers at once; further
+// requests wait up to Config.UploadWait for a slot. A freed slot goes to the
+// waiting request whose chunk has the fewest copies outside this node, as
+// far as the node knows: the larger of the connected peers that announced
+// the chunk (Hello bitfields and Have messages) and the answers this node
+// has sent or is sending. An answer counts as sent only once the wire layer
+// reports it written (ChunkSent) on a connection still open, and Served
+// goes to the parent only then: an answer cut off by a stop or a lost peer
+// reached nobody.
+//
+// Design goal: a seed that has uploaded about one full copy has put every
+// chunk into the swarm at least once, so a publisher that goes away after a
+// small number of copies does not strand the swarm. A seed (a node holding
+// the whole release) therefore refuses, with Busy, a request for a chunk
+// that is out already while a chunk asked for in the last few seconds has
+// no copy at all, whether the request arrives or a slot frees; after that
+// it hands chunks out round robin (each once more before any again, with a
+// little slack), BitTorrent's super-seeding decided by the server. Only
+// chunks asked for recently count, so a seed never idles for a chunk that
+// nobody asks it for (the peers got it elsewhere).
 package swarm

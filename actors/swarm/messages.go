@@ -53,7 +53,9 @@ type RecordGossiped struct {
 	From   wire.NodeID
 }
 
-// Served goes to the parent each time a chunk was uploaded to a peer.
+// Served goes to the parent each time a chunk answer was written in full to
+// a peer (not when it was handed to the connection, so an answer cut off
+// when the node stops is not counted).
 type Served struct {
 	Peer  wire.NodeID
 	ID    release.ManifestID

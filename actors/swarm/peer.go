@@ -133,44 +133,26 @@ func (h *handler) Manifest(id release.ManifestID) ([]byte, error) {
 }
 
 func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []byte, err error) {
-	seeding := false
-	if r := h.cfg.store.Get(id); r != nil && r.Complete() {
-		n := r.Manifest().Manifest.NumChunks()
-		if int(index) < n {
-			if !h.cfg.ctr.seedTurn(id, int(index), n, time.Now()) {
-				return nil, wire.ErrBusy
-			}
-			seeding = true
-		}
-	}
-	defer func() {
-		if err != nil && seeding {
-			h.cfg.ctr.seedUndo(id, int(index))
-		}
-	}()
-	// Wait for an upload slot; ChunkSent frees it once the answer is out.
-	t := time.NewTimer(h.cfg.uploadWait)
-	select {
-	case h.cfg.ctr.slots <- struct{}{}:
-		t.Stop()
-	case <-t.C:
-		return nil, wire.ErrBusy
-	case <-h.ctx.Done():
-		t.Stop()
-		return nil, wire.ErrBusy
-	}
-	defer func() {
-		if err != nil {
-			<-h.cfg.ctr.slots // no answer will be sent
-		}
-	}()
 	r := h.cfg.store.Get(id)
 	if r == nil {
 		return nil, wire.ErrNotFound
 	}
-	if int(index) >= r.Manifest().Manifest.NumChunks() {
+	n := r.Manifest().Manifest.NumChunks()
+	if int(index) >= n {
 		return nil, wire.ErrBadIndex
 	}
+	if !r.Has(int(index)) {
+		return nil, wire.ErrNotFound // without waiting for a slot
+	}
+	// Wait for an upload slot; ChunkSent frees it once the answer is out.
+	if !h.cfg.ctr.up.acquire(h.ctx, id, int(index), n, r.Complete(), h.cfg.uploadWait) {
+		return nil, wire.ErrBusy
+	}
+	defer func() {
+		if err != nil {
+			h.cfg.ctr.up.finish(id, int(index), false) // no answer will be sent
+		}
+	}()
 	b, err = r.ReadChunk(int(index), buf)
 	if errors.Is(err, store.ErrNotHeld) {
 		return nil, wire.ErrNotFound
@@ -185,14 +167,28 @@ func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []by
 			}
 		}
 	}
-	h.cfg.ctr.uploaded.Add(int64(len(b)))
-	h.cfg.ctr.served.Add(1)
-	h.sys.Root.Send(h.cfg.parent, &Served{Peer: h.cfg.conn.RemoteID(), ID: id, Index: int(index), Bytes: len(b)})
 	return b, nil
 }
 
-// ChunkSent frees the upload slot taken by Chunk.
-func (h *handler) ChunkSent(release.ManifestID, uint32) { <-h.cfg.ctr.slots }
+// ChunkSent frees the upload slot taken by Chunk and, when the answer went
+// out on a connection still open, counts it as served. wire calls it also
+// when the write failed, and does not say which; a connection closed by
+// then (this node stopping, the peer gone) is taken as failure, so the
+// chunk is not counted as put into the swarm.
+func (h *handler) ChunkSent(id release.ManifestID, index uint32) {
+	sent := h.cfg.conn.Err() == nil
+	h.cfg.ctr.up.finish(id, int(index), sent)
+	if !sent {
+		return
+	}
+	size := 0
+	if r := h.cfg.store.Get(id); r != nil {
+		size = r.Manifest().Manifest.ChunkLen(int(index))
+	}
+	h.cfg.ctr.uploaded.Add(int64(size))
+	h.cfg.ctr.served.Add(1)
+	h.sys.Root.Send(h.cfg.parent, &Served{Peer: h.cfg.conn.RemoteID(), ID: id, Index: int(index), Bytes: size})
+}
 
 func (h *handler) Notify(from wire.NodeID, m wire.Message) {
 	h.sys.Root.Send(h.cfg.parent, &peerMsg{from: from, msg: m})

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,68 +88,8 @@ const uploadBurst = 64 << 10
 type counters struct {
 	uploaded atomic.Int64
 	served   atomic.Int64
-	slots    chan struct{} // one token per chunk answer being sent
-
-	mu     sync.Mutex
-	copies map[release.ManifestID]*seedCounts // while a seed, per release
+	up       *uploads // upload slots and per-chunk counts
 }
-
-// seedCounts are a seed's per-chunk serve counts and when each chunk was
-// last asked for.
-type seedCounts struct {
-	served []int32
-	asked  []time.Time
-}
-
-// seedTurn reports whether a seed should serve chunk i now. Among the chunks
-// peers asked for recently, a seed hands out each once before any a second
-// time (with a little slack), so its upload goes to chunks the swarm does
-// not have yet and peers trade the rest among themselves: BitTorrent's
-// super-seeding, decided by the server instead of by hiding pieces. Only
-// chunks still in demand count, so a chunk everyone wants is never held
-// back for one nobody asks for. A refused request gets Busy and the peer
-// asks another peer or for another chunk.
-func (c *counters) seedTurn(id release.ManifestID, i, n int, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.copies == nil {
-		c.copies = map[release.ManifestID]*seedCounts{}
-	}
-	sc := c.copies[id]
-	if sc == nil {
-		sc = &seedCounts{served: make([]int32, n), asked: make([]time.Time, n)}
-		c.copies[id] = sc
-	}
-	sc.asked[i] = now
-	least := sc.served[i]
-	for j, v := range sc.served {
-		if v < least && now.Sub(sc.asked[j]) < demandWindow {
-			least = v
-		}
-	}
-	if sc.served[i] > least+seedSlack {
-		return false
-	}
-	sc.served[i]++
-	return true
-}
-
-// seedUndo takes back a turn that ended in no answer.
-func (c *counters) seedUndo(id release.ManifestID, i int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if sc := c.copies[id]; sc != nil && i < len(sc.served) && sc.served[i] > 0 {
-		sc.served[i]--
-	}
-}
-
-// demandWindow is how recently a chunk must have been asked for to count as
-// in demand.
-const demandWindow = 3 * time.Second
-
-// seedSlack is how many more times a seed serves one chunk than its least
-// served one.
-const seedSlack = 1
 
 type peer struct {
 	pid    *actor.PID
@@ -162,6 +101,9 @@ type peer struct {
 	// its Hello, and without it would look empty forever.
 	hello *wire.Hello
 	haves []wire.Have
+	// held has a bit per chunk the peer announced, for each release the
+	// store holds (tracked); the upload queue counts holders from it.
+	held map[release.ManifestID][]byte
 }
 
 // maxKeptHaves bounds the Have messages remembered per peer.
@@ -187,12 +129,13 @@ type swarmActor struct {
 	failed    map[netip.AddrPort]time.Time // last failed dial, for backoff
 	finding   map[release.ManifestID]bool  // a peer lookup is under way
 	lonely    int                          // ticks in a row joined with no peer
+	tracked   map[release.ManifestID]int   // releases whose holders are counted: chunk count
 }
 
 // Props returns the props that spawn a swarm.
 func Props(cfg Config) *actor.Props {
 	cfg.populate()
-	ctr := &counters{slots: make(chan struct{}, cfg.MaxUploads)}
+	ctr := &counters{up: newUploads(cfg.MaxUploads)}
 	var lim *rate.Limiter
 	if cfg.UploadRate > 0 {
 		lim = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
@@ -256,6 +199,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		if id, ok := s.byPID[m.Who.Id]; ok {
 			delete(s.byPID, m.Who.Id)
 			if p := s.peers[id]; p != nil && p.pid.Equal(m.Who) {
+				s.dropHeld(p)
 				delete(s.peers, id)
 				if s.sub != nil {
 					ctx.Send(s.sub, &PeerDown{Peer: id})
@@ -283,6 +227,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *Leave:
 		delete(s.joined, m.ID)
 	case *Verified:
+		s.track(m.ID)
 		s.broadcast(ctx, &wire.Have{ID: m.ID, Index: uint32(m.Index)})
 		if _, ok := s.announced[m.ID]; !ok {
 			s.announce(ctx, m.ID)
@@ -314,6 +259,8 @@ func (s *swarmActor) start(ctx actor.Context) {
 	s.known = map[netip.AddrPort]bool{}
 	s.failed = map[netip.AddrPort]time.Time{}
 	s.finding = map[release.ManifestID]bool{}
+	s.tracked = map[release.ManifestID]int{}
+	s.ctr.up.clearHolders() // a restarted swarm starts without peers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
 	if err != nil {
@@ -485,6 +432,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 			conn.Close(wire.CodeProtocol, "duplicate")
 			return
 		}
+		s.dropHeld(old)
 		delete(s.byPID, old.pid.Id)
 		ctx.Stop(old.pid)
 	} else if len(s.peers) >= s.cfg.MaxPeers*2 {
@@ -503,6 +451,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 			return
 		}
 		old := s.peers[oldest]
+		s.dropHeld(old)
 		delete(s.peers, oldest)
 		delete(s.byPID, old.pid.Id)
 		ctx.Stop(old.pid)
@@ -538,14 +487,25 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 	switch w := m.msg.(type) {
 	case *wire.Hello:
 		if p := s.peers[m.from]; p != nil {
+			s.dropHeld(p)
 			p.hello, p.haves = w, nil
+			for _, hs := range w.Releases {
+				if n, ok := s.track(hs.ID); ok {
+					s.addHeld(p, hs.ID, n, hs.Complete, hs.Bitfield, -1)
+				}
+			}
 		}
 		for _, hs := range w.Releases {
 			s.toSub(ctx, &PeerHas{Peer: m.from, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
 		}
 	case *wire.Have:
-		if p := s.peers[m.from]; p != nil && len(p.haves) < maxKeptHaves {
-			p.haves = append(p.haves, *w)
+		if p := s.peers[m.from]; p != nil {
+			if len(p.haves) < maxKeptHaves {
+				p.haves = append(p.haves, *w)
+			}
+			if n, ok := s.track(w.ID); ok {
+				s.addHeld(p, w.ID, n, false, nil, int(w.Index))
+			}
 		}
 		s.toSub(ctx, &PeerHas{Peer: m.from, ID: w.ID, Index: int(w.Index)})
 	case *wire.Record:
@@ -593,4 +553,84 @@ func (s *swarmActor) broadcast(ctx actor.Context, m wire.Message) {
 	for _, p := range s.peers {
 		ctx.Send(p.pid, &send{msg: m})
 	}
+}
+
+// track starts counting the holders of release id among the peers, from
+// what they announced so far, once the store holds the release (before
+// that its chunk count is unknown). It returns the chunk count and whether
+// the release is tracked.
+func (s *swarmActor) track(id release.ManifestID) (int, bool) {
+	if n, ok := s.tracked[id]; ok {
+		return n, true
+	}
+	r := s.cfg.Store.Get(id)
+	if r == nil {
+		return 0, false
+	}
+	n := r.Manifest().Manifest.NumChunks()
+	s.tracked[id] = n
+	for _, p := range s.peers {
+		if p.hello != nil {
+			for _, hs := range p.hello.Releases {
+				if hs.ID == id {
+					s.addHeld(p, id, n, hs.Complete, hs.Bitfield, -1)
+				}
+			}
+		}
+		for _, h := range p.haves {
+			if h.ID == id {
+				s.addHeld(p, id, n, false, nil, int(h.Index))
+			}
+		}
+	}
+	return n, true
+}
+
+// addHeld records that peer p holds chunks of release id (n chunks): all
+// of them (complete), those set in bitfield, or chunk index (>= 0).
+func (s *swarmActor) addHeld(p *peer, id release.ManifestID, n int, complete bool, bitfield []byte, index int) {
+	if p.held == nil {
+		p.held = map[release.ManifestID][]byte{}
+	}
+	set := p.held[id]
+	if set == nil {
+		set = make([]byte, (n+7)/8)
+		p.held[id] = set
+	}
+	var added []int
+	mark := func(i int) {
+		if i >= 0 && i < n && set[i/8]&(0x80>>(i%8)) == 0 {
+			set[i/8] |= 0x80 >> (i % 8)
+			added = append(added, i)
+		}
+	}
+	switch {
+	case complete:
+		for i := range n {
+			mark(i)
+		}
+	case bitfield != nil:
+		for i := range min(n, len(bitfield)*8) {
+			if bitfield[i/8]&(0x80>>(i%8)) != 0 {
+				mark(i)
+			}
+		}
+	default:
+		mark(index)
+	}
+	s.ctr.up.holders(id, n, added, +1)
+}
+
+// dropHeld takes a peer that is going away out of the holder counts.
+func (s *swarmActor) dropHeld(p *peer) {
+	for id, set := range p.held {
+		var idx []int
+		for i := range len(set) * 8 {
+			if set[i/8]&(0x80>>(i%8)) != 0 {
+				idx = append(idx, i)
+			}
+		}
+		s.ctr.up.holders(id, s.tracked[id], idx, -1)
+	}
+	p.held = nil
 }

@@ -1,0 +1,261 @@
+package swarm
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rpe-project/engine/release"
+)
+
+// uploads hands out the node's upload slots (Config.MaxUploads chunk
+// answers being sent at once, to all peers together) and decides which
+// waiting request gets the next free one.
+//
+// The request whose chunk has the fewest copies outside this node goes
+// first. A chunk's copies are estimated from both ends: the answers this
+// node has sent in full or is sending, and the connected peers that
+// announced holding it (Hello bitfields and Have messages, kept up to date
+// by the swarm actor). A chunk nobody announced and this node never sent
+// thus jumps every queue, so a seed that has sent about one copy of a
+// release has put every chunk into the swarm once, whatever order the
+// requests came in. An answer counts as sent only when the wire layer
+// reports it written (ChunkSent) on a connection that is still open: an
+// answer cut off when the node stops or the peer goes away reached nobody.
+//
+// It is shared by the swarm actor and the peer handlers, which run on the
+// connections' goroutines, so every field is guarded by mu.
+type uploads struct {
+	mu      sync.Mutex
+	free    int         // slots not taken; > 0 only when nobody waits
+	waiting []*upWaiter // requests waiting for a slot, in arrival order
+	rels    map[release.ManifestID]*chunkCounts
+}
+
+func newUploads(slots int) *uploads {
+	return &uploads{free: slots, rels: map[release.ManifestID]*chunkCounts{}}
+}
+
+// upWaiter is one chunk request waiting for a slot.
+type upWaiter struct {
+	id      release.ManifestID
+	index   int
+	seed    bool
+	ready   chan struct{} // closed once out of the queue, granted or not
+	out     bool          // out of the queue (guarded by mu)
+	granted bool          // and given a slot (guarded by mu)
+}
+
+// chunkCounts are one release's per-chunk counts.
+type chunkCounts struct {
+	sent    []int32     // answers written in full
+	active  []int32     // answers holding a slot
+	queued  []int32     // requests waiting for a slot
+	holders []int32     // connected peers that announced the chunk
+	asked   []time.Time // last request, for a seed's demand window
+}
+
+// counts returns release id's counts, made for n chunks on first use (a
+// manifest ID fixes the chunk count). The caller holds mu.
+func (u *uploads) counts(id release.ManifestID, n int) *chunkCounts {
+	c := u.rels[id]
+	if c == nil {
+		c = &chunkCounts{
+			sent: make([]int32, n), active: make([]int32, n), queued: make([]int32, n),
+			holders: make([]int32, n), asked: make([]time.Time, n),
+		}
+		u.rels[id] = c
+	}
+	return c
+}
+
+// copies estimates how many copies of chunk i exist outside this node:
+// the larger of the peers known to hold it and the answers sent or being
+// sent (those may have gone to peers since gone, or not be announced yet).
+func (c *chunkCounts) copies(i int) int32 {
+	return max(c.holders[i], c.sent[i]+c.active[i])
+}
+
+// seedTurn reports whether a seed should take a request for chunk i at
+// all. Two rules, both among the chunks asked for recently (in demand), so
+// that a chunk nobody asks for holds nothing back:
+//
+//   - No second copy while a chunk has none: a request for a chunk that is
+//     out already (sent, being sent, queued or announced by a peer) is
+//     refused while another chunk in demand has no copy at all. This is
+//     what makes a seed put every chunk into the swarm within about one
+//     copy's worth of upload.
+//   - Round robin after that: a seed hands out each chunk once more before
+//     any again (with a little slack), so its upload goes to chunks the
+//     swarm lacks and peers trade the rest among themselves: BitTorrent's
+//     super-seeding, decided by the server instead of by hiding pieces.
+//
+// A refused request gets Busy and the peer asks another peer or for
+// another chunk. The caller holds mu.
+func (c *chunkCounts) seedTurn(i int, now time.Time) bool {
+	own := func(j int) int32 { return c.sent[j] + c.active[j] + c.queued[j] }
+	covered := own(i) > 0 || c.holders[i] > 0
+	least := own(i)
+	for j := range c.sent {
+		if now.Sub(c.asked[j]) >= demandWindow {
+			continue
+		}
+		if covered && own(j) == 0 && c.holders[j] == 0 {
+			return false
+		}
+		least = min(least, own(j))
+	}
+	return own(i) <= least+seedSlack
+}
+
+// uncoveredInDemand reports whether some chunk asked for recently has no
+// copy outside this node and none on its way. The caller holds mu.
+func (c *chunkCounts) uncoveredInDemand(now time.Time) bool {
+	for j := range c.sent {
+		if now.Sub(c.asked[j]) < demandWindow && c.sent[j]+c.active[j]+c.queued[j] == 0 && c.holders[j] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// demandWindow is how recently a chunk must have been asked for to count as
+// in demand.
+const demandWindow = 3 * time.Second
+
+// seedSlack is how many more times a seed serves one chunk than its least
+// served one in demand.
+const seedSlack = 1
+
+// acquire waits up to wait for an upload slot to answer a request for
+// chunk i of release id (n chunks). seed says this node holds the whole
+// release, so seedTurn may refuse the request at once. It reports false
+// when the request gets no slot (refused, waited too long, or ctx ended);
+// after true the caller must call finish exactly once.
+func (u *uploads) acquire(ctx context.Context, id release.ManifestID, i, n int, seed bool, wait time.Duration) bool {
+	u.mu.Lock()
+	c := u.counts(id, n)
+	if i < 0 || i >= len(c.sent) {
+		u.mu.Unlock()
+		return false
+	}
+	now := time.Now()
+	c.asked[i] = now
+	if seed && !c.seedTurn(i, now) {
+		u.mu.Unlock()
+		return false
+	}
+	if u.free > 0 {
+		u.free--
+		c.active[i]++
+		u.mu.Unlock()
+		return true
+	}
+	w := &upWaiter{id: id, index: i, seed: seed, ready: make(chan struct{})}
+	u.waiting = append(u.waiting, w)
+	c.queued[i]++
+	u.mu.Unlock()
+
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if w.out {
+		return w.granted // perhaps granted while giving up: then it is used
+	}
+	for k, o := range u.waiting {
+		if o == w {
+			u.waiting = append(u.waiting[:k], u.waiting[k+1:]...)
+			break
+		}
+	}
+	c.queued[i]--
+	return false
+}
+
+// finish frees the slot taken for chunk i of release id; sent says the
+// answer went out in full. The slot goes to the waiting request whose chunk
+// has the fewest copies outside this node (then the fewest sent, then the
+// longest waiting).
+func (u *uploads) finish(id release.ManifestID, i int, sent bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if c := u.rels[id]; c != nil && i < len(c.sent) {
+		if c.active[i] > 0 {
+			c.active[i]--
+		}
+		if sent {
+			c.sent[i]++
+		}
+	}
+	now := time.Now()
+	for {
+		best := u.next()
+		if best < 0 {
+			u.free++
+			return
+		}
+		w := u.waiting[best]
+		u.waiting = append(u.waiting[:best], u.waiting[best+1:]...)
+		c := u.rels[w.id]
+		c.queued[w.index]--
+		w.out = true
+		// The best request is for a chunk that is out already while one in
+		// demand is not: as seedTurn would now, refuse it (and so every
+		// other request of the kind, as none is better).
+		if w.seed && c.copies(w.index) > 0 && c.uncoveredInDemand(now) {
+			close(w.ready)
+			continue
+		}
+		c.active[w.index]++
+		w.granted = true
+		close(w.ready)
+		return
+	}
+}
+
+// next returns the index in waiting of the request to serve next, or -1.
+// The caller holds mu.
+func (u *uploads) next() int {
+	best := -1
+	var bestCopies, bestSent int32
+	for k, w := range u.waiting {
+		c := u.rels[w.id]
+		cp, s := c.copies(w.index), c.sent[w.index]+c.active[w.index]
+		if best < 0 || cp < bestCopies || (cp == bestCopies && s < bestSent) {
+			best, bestCopies, bestSent = k, cp, s
+		}
+	}
+	return best
+}
+
+// holders adds delta to the holder count of each chunk in idx of release
+// id (n chunks).
+func (u *uploads) holders(id release.ManifestID, n int, idx []int, delta int32) {
+	if len(idx) == 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	c := u.counts(id, n)
+	for _, i := range idx {
+		if i >= 0 && i < len(c.holders) {
+			c.holders[i] = max(0, c.holders[i]+delta)
+		}
+	}
+}
+
+// clearHolders forgets every holder count (the swarm restarted without its
+// peers).
+func (u *uploads) clearHolders() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, c := range u.rels {
+		clear(c.holders)
+	}
+}
