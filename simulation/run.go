@@ -203,6 +203,8 @@ watch:
 		case <-tick.C:
 		}
 		elapsed := r.since()
+		// Uploaded counts chunk answers written in full (swarm.Served); the
+		// stop cuts off the answers still going out.
 		if publisherUp && s.PublisherLeavesAfter > 0 && p.Status().Uploaded >= int64(s.PublisherLeavesAfter)*s.Size {
 			stopPublisher()
 			leftAt = ptr(seconds(elapsed))

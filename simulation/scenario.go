@@ -43,7 +43,9 @@ type Scenario struct {
 	// come in addition to the honest nodes, cycling through the HostileKinds.
 	Hostile float64
 	// PublisherLeavesAfter stops the publisher once it has uploaded this many
-	// full copies of the file; 0 means it stays.
+	// full copies of the file (chunk answers written in full; those still
+	// going out are cut off, as when a real publisher goes away); 0 means it
+	// stays.
 	PublisherLeavesAfter int
 	// Seed fixes the topology, the rates drawn, the hostile set and the
 	// churn schedule.
