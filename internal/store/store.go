@@ -19,12 +19,16 @@
 // second Open fails with ErrInUse instead of two writers interleaving their
 // chunk sets and deleting each other's files.
 //
-// The have file is replaced atomically (temporary file, rename) but not
-// fsynced, and chunk writes are not fsynced either: a set bit is only a
-// claim, and Open checks every claimed chunk against the signed manifest
-// before trusting it. A power loss can therefore cost chunks that must be
-// fetched again, never an unverified byte served or installed; an fsync per
-// chunk would cost thousands of disk flushes per GiB for no added safety.
+// The have file is created (and rewritten by Open) through a temporary
+// file and a rename; MarkVerified then writes the one byte holding the
+// chunk's bit in place, so marking a whole download writes one byte per
+// chunk rather than the whole file per chunk (64 KiB per 16 KiB chunk for
+// the largest releases). Neither it nor the chunk writes are fsynced: a set
+// bit is only a claim, and Open checks every claimed chunk against the
+// signed manifest before trusting it. A power loss or a torn write can
+// therefore cost chunks that must be fetched again, never an unverified
+// byte served or installed; an fsync per chunk would cost thousands of disk
+// flushes per GiB for no added safety.
 //
 // Every file is read with a cap from the manifest's limits, and Open deletes
 // only directories named like a manifest ID, so a state directory pointed
@@ -151,12 +155,14 @@ func (s *Store) Add(sm *release.SignedManifest) (*Release, error) {
 		os.RemoveAll(rd)
 		return nil, fmt.Errorf("add release %s: %w", sm.ID.Short(), err)
 	}
-	r := &Release{dir: rd, sm: sm, f: f, have: newBitfield(sm.Manifest.NumChunks())}
-	if err := r.saveHave(); err != nil {
+	have := newBitfield(sm.Manifest.NumChunks())
+	hf, err := createHave(rd, have.b)
+	if err != nil {
 		f.Close()
 		os.RemoveAll(rd)
-		return nil, err
+		return nil, fmt.Errorf("add release %s: %w", sm.ID.Short(), err)
 	}
+	r := &Release{dir: rd, sm: sm, f: f, hf: hf, have: have}
 	s.rels[sm.ID] = r
 	return r, nil
 }
@@ -193,18 +199,18 @@ func (s *Store) AddFile(sm *release.SignedManifest, path string) (*Release, erro
 	for i := 0; i < m.NumChunks(); i++ {
 		b := buf[:m.ChunkLen(i)]
 		if _, err := io.ReadFull(src, b); err != nil {
-			s.Remove(sm.ID)
+			s.remove(sm.ID, r)
 			return nil, fmt.Errorf("add %s: chunk %d: %w", path, i, err)
 		}
 		if r.Has(i) {
 			continue // verified already (a download under way): keep it
 		}
 		if err := m.VerifyChunk(i, b); err != nil {
-			s.Remove(sm.ID)
+			s.remove(sm.ID, r)
 			return nil, fmt.Errorf("add %s: %w", path, err)
 		}
 		if err := r.WriteChunk(i, b); err != nil {
-			s.Remove(sm.ID)
+			s.remove(sm.ID, r)
 			return nil, err
 		}
 		r.mu.Lock()
@@ -212,7 +218,7 @@ func (s *Store) AddFile(sm *release.SignedManifest, path string) (*Release, erro
 		r.mu.Unlock()
 	}
 	if err := r.saveHave(); err != nil {
-		s.Remove(sm.ID)
+		s.remove(sm.ID, r)
 		return nil, err
 	}
 	return r, nil
@@ -236,16 +242,28 @@ func (s *Store) List() []*Release {
 	return out
 }
 
-// Remove deletes a release and its files.
-func (s *Store) Remove(id release.ManifestID) {
+// Remove deletes a release and its files. A holder of the removed *Release
+// gets errors from then on, never another release's files.
+func (s *Store) Remove(id release.ManifestID) { s.remove(id, nil) }
+
+// remove deletes the release with id, if it is only (when not nil).
+//
+// The files are deleted under s.mu: an Add of the same ID waits until they
+// are gone and then creates new ones, instead of creating them in the
+// directory being deleted (which left a release held in memory with no
+// files on disk). Get and List wait meanwhile too; removing is rare (a
+// download replaced by a newer release), and unlinking a data file takes
+// milliseconds.
+func (s *Store) remove(id release.ManifestID, only *Release) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	r := s.rels[id]
-	delete(s.rels, id)
-	s.mu.Unlock()
-	if r != nil {
-		r.close()
-		os.RemoveAll(r.dir)
+	if r == nil || (only != nil && r != only) {
+		return
 	}
+	delete(s.rels, id)
+	r.close()
+	os.RemoveAll(r.dir)
 }
 
 // Close closes every open data file and releases the directory's lock.
@@ -268,9 +286,12 @@ type Release struct {
 	dir string
 	sm  *release.SignedManifest
 
-	saveMu sync.Mutex // serialises writes of the have file
+	// saveMu serialises writes of the have file, so that a byte written
+	// from an older state of the bitfield never lands after a newer one.
+	saveMu sync.Mutex
 	mu     sync.Mutex
-	f      *os.File
+	f      *os.File // the data file; nil once closed
+	hf     *os.File // the have file, written in place; nil once closed
 	have   bitfield
 }
 
@@ -323,8 +344,15 @@ func load(rd string, pub release.PublicKey, limits release.Limits) (*Release, er
 			have.clear(i)
 		}
 	}
-	r := &Release{dir: rd, sm: sm, f: f, have: have}
-	return r, nil
+	// Write back what was found, at the right length (a have file of any
+	// other length, or missing, would stay useless: MarkVerified writes in
+	// place), replacing whatever stood at that name.
+	hf, err := createHave(rd, have.b)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("rewrite chunk set: %w", err)
+	}
+	return &Release{dir: rd, sm: sm, f: f, hf: hf, have: have}, nil
 }
 
 // Manifest returns the release's signed manifest.
@@ -398,15 +426,27 @@ func (r *Release) WriteChunk(i int, data []byte) error {
 	return nil
 }
 
-// MarkVerified records chunk i as verified, on disk.
+// MarkVerified records chunk i as verified, on disk. It writes the one byte
+// of the have file that holds chunk i's bit, in place.
 func (r *Release) MarkVerified(i int) error {
 	if i < 0 || i >= r.sm.Manifest.NumChunks() {
 		return fmt.Errorf("mark chunk %d of %s: index out of range", i, r.sm.ID.Short())
 	}
+	r.saveMu.Lock()
+	defer r.saveMu.Unlock()
 	r.mu.Lock()
+	hf := r.hf
+	if hf == nil {
+		r.mu.Unlock()
+		return fmt.Errorf("mark chunk %d of %s: %w", i, r.sm.ID.Short(), os.ErrClosed)
+	}
 	r.have.set(i)
+	b := [1]byte{r.have.b[i/8]}
 	r.mu.Unlock()
-	return r.saveHave()
+	if _, err := hf.WriteAt(b[:], int64(i/8)); err != nil {
+		return fmt.Errorf("save chunk set of %s: %w", r.sm.ID.Short(), err)
+	}
+	return nil
 }
 
 // ReadChunk reads verified chunk i into buf (grown if needed) and returns it.
@@ -465,14 +505,17 @@ func (r *Release) Reset() error {
 	return r.saveHave()
 }
 
+// saveHave writes the whole bitfield over the have file, in place.
 func (r *Release) saveHave() error {
-	// One save at a time, so an older snapshot never replaces a newer one.
 	r.saveMu.Lock()
 	defer r.saveMu.Unlock()
 	r.mu.Lock()
-	b := append([]byte(nil), r.have.b...)
+	b, hf := append([]byte(nil), r.have.b...), r.hf
 	r.mu.Unlock()
-	if err := writeAtomic(filepath.Join(r.dir, "have"), b); err != nil {
+	if hf == nil {
+		return fmt.Errorf("save chunk set of %s: %w", r.sm.ID.Short(), os.ErrClosed)
+	}
+	if _, err := hf.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("save chunk set of %s: %w", r.sm.ID.Short(), err)
 	}
 	return nil
@@ -481,9 +524,11 @@ func (r *Release) saveHave() error {
 func (r *Release) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.f != nil {
-		r.f.Close()
-		r.f = nil
+	for _, f := range []**os.File{&r.f, &r.hf} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 }
 
@@ -529,27 +574,40 @@ func removeTemps(rd string) {
 	}
 }
 
+// createHave writes b as the have file in rd and returns it open, for
+// MarkVerified to write in place.
+func createHave(rd string, b []byte) (*os.File, error) {
+	return createAtomic(filepath.Join(rd, "have"), b)
+}
+
 // writeAtomic replaces path with b through a temporary file and a rename,
 // so a crash leaves either the old or the new contents.
 func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
+	f, err := createAtomic(path, b)
 	if err != nil {
 		return err
+	}
+	return f.Close()
+}
+
+// createAtomic is writeAtomic returning the new file, still open for
+// reading and writing.
+func createAtomic(path string, b []byte) (*os.File, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
+	if err != nil {
+		return nil, err
 	}
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
+		return nil, err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
+		tmp.Close()
 		os.Remove(tmp.Name())
-		return err
+		return nil, err
 	}
-	return nil
+	return tmp, nil
 }
 
 type bitfield struct{ b []byte }

@@ -797,3 +797,223 @@ func FuzzOpenHave(f *testing.F) {
 		}
 	})
 }
+
+// haveFile returns the release's have file as on disk.
+func haveFile(t *testing.T, dir string, id release.ManifestID) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(releaseDir(dir, id), "have"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMarkVerifiedWritesInPlace: after every MarkVerified, in any order,
+// the have file on disk is exactly the bitfield (same length, same bits),
+// and a reopened store trusts the same chunks.
+func TestMarkVerifiedWritesInPlace(t *testing.T) {
+	sk := testKey(1)
+	data := artifact(61*chunk+5, 4) // 62 chunks: 8 bytes, 2 padding bits
+	sm := signed(t, sk, data, "1.0.0")
+	pub := release.PublicKeyOf(sk)
+	dir := t.TempDir()
+	s := open(t, dir, pub)
+	r, err := s.Add(sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := sm.Manifest.NumChunks()
+	if got := haveFile(t, dir, sm.ID); !bytes.Equal(got, make([]byte, (n+7)/8)) {
+		t.Fatalf("new have file = %x, want %d zero bytes", got, (n+7)/8)
+	}
+	order := rand.New(rand.NewChaCha8([32]byte{5})).Perm(n)
+	for k, i := range order[:2*n/3] {
+		off := sm.Manifest.ChunkOffset(i)
+		if err := r.WriteChunk(i, data[off:off+int64(sm.Manifest.ChunkLen(i))]); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.MarkVerified(i); err != nil {
+			t.Fatal(err)
+		}
+		if k == 0 {
+			r.MarkVerified(i) // marking twice changes nothing
+		}
+		if got, want := haveFile(t, dir, sm.ID), r.Bitfield(); !bytes.Equal(got, want) {
+			t.Fatalf("after %d marks: have file %x, bitfield %x", k+1, got, want)
+		}
+	}
+	want := r.Bitfield()
+	s.Close()
+	if err := r.MarkVerified(order[n-1]); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("MarkVerified after Close = %v, want os.ErrClosed", err)
+	}
+	r2 := open(t, dir, pub).Get(sm.ID)
+	if r2 == nil || !bytes.Equal(r2.Bitfield(), want) {
+		t.Fatalf("reopened with bitfield %x, want %x", r2.Bitfield(), want)
+	}
+	noTemp(t, releaseDir(dir, sm.ID))
+}
+
+// TestOpenRewritesHave: Open writes back the chunk set it found, at the
+// right length, so that in-place marks made afterwards are kept even when
+// the have file was missing, of the wrong length, or claimed chunks whose
+// data is wrong.
+func TestOpenRewritesHave(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		name string
+		have []byte // nil: no file
+	}{
+		{"missing", nil},
+		{"too short", []byte{}},
+		{"too long", bytes.Repeat([]byte{0xff}, 100)},
+		{"claims unwritten chunks", []byte{0xf0}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, f.pub)
+			if _, err := s.Add(f.sm); err != nil { // the data file is all zeros
+				t.Fatal(err)
+			}
+			s.Close()
+			hp := filepath.Join(releaseDir(dir, f.sm.ID), "have")
+			if c.have == nil {
+				os.Remove(hp)
+			} else if err := os.WriteFile(hp, c.have, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s2 := open(t, dir, f.pub)
+			r := s2.Get(f.sm.ID)
+			if r == nil || r.Count() != 0 {
+				t.Fatal("release dropped, or unverified chunks trusted")
+			}
+			if got := haveFile(t, dir, f.sm.ID); !bytes.Equal(got, []byte{0}) {
+				t.Fatalf("have file after Open = %x, want 00", got)
+			}
+			if err := r.WriteChunk(2, f.chunkData(2)); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.MarkVerified(2); err != nil {
+				t.Fatal(err)
+			}
+			s2.Close()
+			if r3 := open(t, dir, f.pub).Get(f.sm.ID); r3 == nil || r3.Count() != 1 || !r3.Has(2) {
+				t.Fatal("a chunk marked after Open was not kept")
+			}
+		})
+	}
+}
+
+// TestOpenHaveSymlinkReplaced: a have file that is a symbolic link is
+// replaced, never written through.
+func TestOpenHaveSymlinkReplaced(t *testing.T) {
+	f := newFixture(t)
+	dir := stored(t, f)
+	outside := writeFile(t, []byte{0xf0})
+	hp := filepath.Join(releaseDir(dir, f.sm.ID), "have")
+	os.Remove(hp)
+	if err := os.Symlink(outside, hp); err != nil {
+		t.Skip("no symbolic links here:", err)
+	}
+	s := open(t, dir, f.pub)
+	r := s.Get(f.sm.ID)
+	if r == nil {
+		t.Fatal("release dropped")
+	}
+	if err := r.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(outside); !bytes.Equal(got, []byte{0xf0}) {
+		t.Fatalf("the file a have symlink pointed to was written: %x", got)
+	}
+	if fi, err := os.Lstat(hp); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("have is not a regular file after Open: %v", err)
+	}
+}
+
+// TestAddRemoveSameID runs Add and Remove of one release at once, over and
+// over, starting with it absent or held; run it with -race. Whichever
+// wins, the store in memory and on disk must agree afterwards, and a
+// holder of a removed *Release must not write into the files of the
+// release added after it.
+func TestAddRemoveSameID(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	s := open(t, dir, f.pub)
+	rd := releaseDir(dir, f.sm.ID)
+	agree := func(round int) {
+		t.Helper()
+		r := s.Get(f.sm.ID)
+		if r == nil {
+			if exists(rd) {
+				t.Fatalf("round %d: release not held but its directory is on disk", round)
+			}
+			return
+		}
+		if m, err := os.ReadFile(filepath.Join(rd, "manifest")); err != nil || !bytes.Equal(m, f.sm.Raw) {
+			t.Fatalf("round %d: held release's manifest on disk: %v", round, err)
+		}
+		if fi, err := os.Stat(r.Path()); err != nil || fi.Size() != f.sm.Manifest.Size {
+			t.Fatalf("round %d: held release's data file: %v", round, err)
+		}
+		if h, err := os.ReadFile(filepath.Join(rd, "have")); err != nil || !bytes.Equal(h, r.Bitfield()) {
+			t.Fatalf("round %d: have file %x (%v), bitfield in memory %x", round, h, err, r.Bitfield())
+		}
+	}
+	for round := range 300 {
+		held := round%2 == 1
+		var old *Release
+		if held {
+			var err error
+			if old, err = s.Add(f.sm); err != nil {
+				t.Fatal(err)
+			}
+			if old.Count() == 0 {
+				if err := old.WriteChunk(0, f.chunkData(0)); err != nil {
+					t.Fatal(err)
+				}
+				if err := old.MarkVerified(0); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var added *Release
+		var addErr error
+		wg.Go(func() { <-start; added, addErr = s.Add(f.sm) })
+		wg.Go(func() { <-start; s.Remove(f.sm.ID) })
+		close(start)
+		wg.Wait()
+		if addErr != nil {
+			t.Fatalf("round %d: Add: %v", round, addErr)
+		}
+		if got := s.Get(f.sm.ID); got != nil && got != added {
+			t.Fatalf("round %d: the store holds a release Add did not return", round)
+		}
+		if old != nil && s.Get(f.sm.ID) != old {
+			// Removed: the old handle is closed, whatever came after.
+			if err := old.MarkVerified(1); err == nil {
+				t.Fatalf("round %d: MarkVerified on a removed release succeeded", round)
+			}
+			if err := old.Reset(); err == nil {
+				t.Fatalf("round %d: Reset on a removed release succeeded", round)
+			}
+		}
+		agree(round)
+		if round%3 == 0 {
+			s.Remove(f.sm.ID)
+			agree(round)
+		}
+	}
+	want := s.Get(f.sm.ID)
+	var wantBits []byte
+	if want != nil {
+		wantBits = want.Bitfield()
+	}
+	s.Close()
+	got := open(t, dir, f.pub).Get(f.sm.ID)
+	if (got == nil) != (want == nil) || (got != nil && !bytes.Equal(got.Bitfield(), wantBits)) {
+		t.Fatalf("reopened store disagrees: held %v, want %v", got != nil, want != nil)
+	}
+}
