@@ -2,15 +2,21 @@ package downloader
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"log/slog"
+	"math"
 	"math/rand/v2"
+	"net"
 	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/quic-go/quic-go"
 
 	"github.com/rpe-project/engine/actors/swarm"
 	"github.com/rpe-project/engine/actors/verifier"
@@ -64,7 +70,8 @@ type rig struct {
 	rel    *store.Release
 	sm     *release.SignedManifest
 	data   []byte
-	panic  atomic.Bool // the next *Stats sent with Send panics
+	panic  atomic.Bool  // the next *Stats sent with Send panics
+	starts atomic.Int32 // how many times the downloader started (1 + restarts)
 }
 
 // newRig starts a downloader; with fetch it is fetching the rig's release.
@@ -108,6 +115,9 @@ func newRigWith(t *testing.T, fetch bool, prepare func(r *rig)) *rig {
 	r.pid = r.sys.Root.Spawn(Props(Config{
 		Store: r.st, Swarm: sw, Verifier: ver, StateDir: dir,
 		FaultHook: func(msg any) {
+			if _, ok := msg.(*actor.Started); ok {
+				r.starts.Add(1)
+			}
 			if _, ok := msg.(*Stats); ok && r.panic.CompareAndSwap(true, false) {
 				panic("injected fault")
 			}
@@ -279,5 +289,162 @@ func TestHeldReleaseRechecked(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the held release was not finished")
+	}
+}
+
+// peerHandler serves chunks of the rig's release to the downloader over a
+// real connection, or (lacking) answers that it holds none, and records
+// every chunk index it was asked for.
+type peerHandler struct {
+	r       *rig
+	lacking bool
+	mu      sync.Mutex
+	asked   []uint32
+}
+
+func (h *peerHandler) Manifest(id release.ManifestID) ([]byte, error) {
+	if h.lacking || id != h.r.sm.ID {
+		return nil, wire.ErrNotFound
+	}
+	return h.r.sm.Raw, nil
+}
+
+func (h *peerHandler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte, error) {
+	h.mu.Lock()
+	h.asked = append(h.asked, index)
+	h.mu.Unlock()
+	switch {
+	case h.lacking || id != h.r.sm.ID:
+		return nil, wire.ErrNotFound
+	case int(index) >= h.r.sm.Manifest.NumChunks():
+		return nil, wire.ErrBadIndex
+	}
+	return append(buf, h.r.chunk(int(index))...), nil
+}
+
+func (h *peerHandler) Notify(wire.NodeID, wire.Message) {}
+
+func (h *peerHandler) askedFor() []uint32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.asked)
+}
+
+// loopbackTransport returns a QUIC transport on a fresh 127.0.0.1 socket.
+func loopbackTransport(t *testing.T) *quic.Transport {
+	t.Helper()
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &quic.Transport{Conn: uc}
+	t.Cleanup(func() { tr.Close(); uc.Close() })
+	return tr
+}
+
+// connectPeer starts a peer answering with h on loopback QUIC, dials it
+// and tells the downloader it is up; seed picks the peer's key.
+func (r *rig) connectPeer(h wire.Handler, seed byte) wire.NodeID {
+	t := r.t
+	t.Helper()
+	key := func(b byte) ed25519.PrivateKey {
+		s := make([]byte, ed25519.SeedSize)
+		s[0], s[1] = 0xd0, b
+		return ed25519.NewKeyFromSeed(s)
+	}
+	pk := key(seed)
+	id := wire.NodeIDOf(pk.Public().(ed25519.PublicKey))
+	ln, err := wire.Listen(loopbackTransport(t), pk, wire.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		c, err := ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		c.Serve(ctx, h)
+	}()
+	dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer dcancel()
+	conn, err := wire.Dial(dctx, loopbackTransport(t), ln.Addr(), key(seed+100), id, wire.Limits{})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close(wire.CodeNone, "test over")
+		cancel()
+		ln.Close()
+		<-served
+	})
+	r.sys.Root.Send(r.pid, &swarm.PeerUp{Peer: id, Conn: conn})
+	return id
+}
+
+// TestPeerHasOutOfRange: Have messages from a peer naming chunks past the
+// end of the release (just past it, and absurdly far) are ignored during a
+// download: the downloader neither panics (it is never restarted) nor
+// grows the peer's bitfield to the index (no allocation in proportion to
+// it), never asks any peer for a chunk outside the release, and finishes
+// the download from an honest peer.
+func TestPeerHasOutOfRange(t *testing.T) {
+	r := newRig(t, true) // the manifest is known: 3 chunks
+	n := r.sm.Manifest.NumChunks()
+	liar := &peerHandler{r: r, lacking: true}
+	liarID := r.connectPeer(liar, 1)
+	r.sync()
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, i := range []int{n, n + 1, 8 * ((n + 7) / 8), n + 8, maxChunks, 1<<31 - 1, math.MaxInt, -1} {
+		r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: liarID, ID: r.sm.ID, Index: i})
+	}
+	r.sync()
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<20 {
+		t.Fatalf("out-of-range Have messages allocated %d MiB", grew>>20)
+	}
+
+	honest := &peerHandler{r: r}
+	honestID := r.connectPeer(honest, 2)
+	r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: honestID, ID: r.sm.ID, Bitfield: []byte{0xe0}})
+	// Answer every check as the real verifier would, until the whole file
+	// is handed over.
+	deadline := time.After(20 * time.Second)
+	for done := false; !done; {
+		select {
+		case c := <-r.checks:
+			m := c.msg
+			if err := r.sm.Manifest.VerifyChunk(m.Index, m.Data); err != nil {
+				r.sys.Root.Send(c.from, &verifier.ChunkRejected{ID: m.Manifest.ID, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Err: err, Token: m.Token})
+				continue
+			}
+			r.sys.Root.Send(c.from, &verifier.ChunkVerified{ID: m.Manifest.ID, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Token: m.Token})
+		case m := <-r.others:
+			_, done = m.(*verifier.Finish)
+		case <-deadline:
+			t.Fatalf("download not finished: %d of %d chunks verified", r.rel.Count(), n)
+		}
+	}
+	r.sync()
+	if !r.rel.Complete() {
+		t.Fatalf("Finish sent with %d of %d chunks verified", r.rel.Count(), n)
+	}
+	if s := r.starts.Load(); s != 1 {
+		t.Fatalf("the downloader started %d times: it panicked", s)
+	}
+	for name, h := range map[string]*peerHandler{"lying": liar, "honest": honest} {
+		for _, i := range h.askedFor() {
+			if int(i) >= n {
+				t.Errorf("the %s peer was asked for chunk %d of %d", name, i, n)
+			}
+		}
+	}
+	if len(honest.askedFor()) == 0 {
+		t.Error("the honest peer was never asked")
 	}
 }
