@@ -3,7 +3,6 @@ package store
 import (
 	"io"
 	"testing"
-	"time"
 
 	"github.com/rpe-project/engine/release"
 )
@@ -22,17 +21,7 @@ func (zeros) Read(p []byte) (int, error) {
 func BenchmarkMarkVerified(b *testing.B) {
 	const n = 8192
 	sk := testKey(1)
-	m, err := release.BuildManifest(io.LimitReader(zeros{}, n*chunk), release.BuildOptions{
-		App: "app", Platform: "linux-amd64", Version: "1.0.0", ChunkSize: chunk,
-		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	sm, err := release.SignManifest(m, sk)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sm := signedFrom(b, sk, io.LimitReader(zeros{}, n*chunk), "1.0.0")
 	s := open(b, b.TempDir(), release.PublicKeyOf(sk))
 	r, err := s.Add(sm) // the data file is sparse: nothing is written
 	if err != nil {

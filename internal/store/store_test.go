@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -38,7 +39,13 @@ func artifact(n int, seed byte) []byte {
 // signed builds and signs a manifest for data.
 func signed(t testing.TB, sk ed25519.PrivateKey, data []byte, version string) *release.SignedManifest {
 	t.Helper()
-	m, err := release.BuildManifest(bytes.NewReader(data), release.BuildOptions{
+	return signedFrom(t, sk, bytes.NewReader(data), version)
+}
+
+// signedFrom builds and signs a manifest for the artifact read from r.
+func signedFrom(t testing.TB, sk ed25519.PrivateKey, r io.Reader, version string) *release.SignedManifest {
+	t.Helper()
+	m, err := release.BuildManifest(r, release.BuildOptions{
 		App: "app", Platform: "linux-amd64", Version: version, ChunkSize: chunk,
 		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 	})
