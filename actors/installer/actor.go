@@ -1,6 +1,8 @@
 package installer
 
 import (
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -128,22 +130,27 @@ func (a *installerActor) apply(ctx actor.Context, m *Install, restart bool) {
 		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: err})
 		return
 	}
-	if err := Swap(a.cfg.Target, m.Path, backup); err != nil {
-		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: err})
-		return
-	}
 	man := m.Manifest.Manifest
-	a.cfg.Logger.Info("installer: swapped", "target", a.cfg.Target, "version", man.Version)
-	if !restart {
-		a.tell(ctx, &Installed{Manifest: m.Manifest, Target: a.cfg.Target, Backup: backup})
-		return
-	}
+	// The marker goes with every swap, whatever the policy: an install on
+	// restart is on trial from the next start, as one applied now is.
 	p := Pending{
 		Version: man.Version.String(), PreviousVersion: a.cfg.PreviousVersion, ManifestID: m.Manifest.ID.String(),
 		Backup: backup, Target: a.cfg.Target, HealthTimeout: a.cfg.HealthDeadline,
+		Size: man.Size, SHA256: hex.EncodeToString(man.FileHash[:]),
 	}
-	if err := WritePending(a.cfg.StateDir, p); err != nil {
-		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: fmt.Errorf("install: %w", err)})
+	p, err := SwapOnTrial(a.cfg.StateDir, m.Path, p)
+	if errors.Is(err, ErrNotDurable) {
+		// The new file and its marker are in place; a power loss may still
+		// undo the rename, and then Boot finds the marker stale.
+		a.cfg.Logger.Warn("installer: swapped, not yet durable", "target", a.cfg.Target, "err", err)
+	} else if err != nil {
+		a.tell(ctx, &InstallFailed{Manifest: m.Manifest, Err: err})
+		return
+	}
+	a.cfg.Logger.Info("installer: swapped", "target", a.cfg.Target, "version", man.Version,
+		"previous", p.PreviousVersion, "kept_backup", p.ReplacedUnconfirmed)
+	if !restart {
+		a.tell(ctx, &Installed{Manifest: m.Manifest, Target: a.cfg.Target, Backup: backup})
 		return
 	}
 	a.tell(ctx, &Installed{Manifest: m.Manifest, Target: a.cfg.Target, Backup: backup, Restarting: true})

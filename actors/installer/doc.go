@@ -10,7 +10,8 @@
 // back (<StateDir>/install-failed.json). It trusts the file it is given:
 // checking the bytes is the verifier's job, done before.
 //
-// The plain functions here (Policy, Swap, Rollback, the marker, Boot) have no
+// The plain functions here (Policy, Swap, SwapOnTrial, Rollback, the marker,
+// Boot) have no
 // goroutines and take the clock as an argument, so they are tested with real
 // files and real processes. The installer actor, the stage the engine root
 // supervises, lives in this package too and is a thin owner of state around
@@ -35,19 +36,26 @@
 //
 // # Health and rollback
 //
-// A new version is on trial until it confirms that it is healthy. The steps:
+// A new version is on trial until it confirms that it is healthy, under
+// every policy. The steps:
 //
-//  1. The old process calls Swap, then WritePending. The marker is written
-//     after the swap, so a marker always means "the target is the new version
-//     and the backup is the one it replaced"; a rollback can never restore a
-//     stale backup from an earlier update.
+//  1. The old process calls SwapOnTrial, which writes the marker and then
+//     swaps. The marker names the new file by size and SHA-256, and Boot acts
+//     on it only while the target holds exactly that file, so a rollback can
+//     never restore a stale backup from an earlier update (see "Crashes").
 //  2. Under Now and At it calls ExecNew, which arms the deadline
 //     (Pending.HealthTimeout, default 2 minutes) and execs the target with the
 //     same argv and environment (ExecSelf, syscall.Exec: same process ID, so a
 //     supervisor such as systemd sees no exit). If the exec itself fails (a
 //     file the kernel will not run), ExecNew rolls back at once and the old
 //     process carries on. Under OnRestart the marker waits with an unarmed
-//     deadline; the first start of any process arms it.
+//     deadline and the old process runs on. The deadline is armed by the
+//     first start of the target: Boot by the new version, by a supervisor
+//     (BeforeLaunch), or by a process of any version other than the one the
+//     backup holds. The old version itself, still running or its engine
+//     restarted in the same process, is no start of the new one: its Boot
+//     (BootWaiting) leaves an unarmed marker as it is, so however long it
+//     runs, nothing rolls back on its account.
 //  3. The starting program (the engine, before anything else touches the
 //     target) calls Boot with its own version. The new version gets
 //     BootTrial: the start is counted on disk first, so a crash right after
@@ -63,6 +71,31 @@
 //     passed, the next Boot, whoever runs it, rolls back and returns
 //     BootRolledBack with Restart set if the caller is the rejected version:
 //     it should exec the target, now the old version.
+//
+// # Several installs before a restart
+//
+// The backup is always the last confirmed version. While a marker describes
+// the target, the target is unconfirmed, so a further install (say 1.0 runs,
+// 1.1 was swapped in on restart, then 1.2 arrives) keeps the backup (1.0)
+// instead of copying the never-confirmed target (1.1) over it, and writes a
+// marker for 1.2 whose PreviousVersion is the old marker's (1.0), with
+// ReplacedUnconfirmed set. 1.1 is simply dropped: it never ran, so it is not
+// listed as failed. If 1.2 fails its trial, 1.0 comes back.
+//
+// # Crashes
+//
+// SwapOnTrial writes the marker before the swap, and the swap renames the
+// new file into place as its last step. A crash before that rename leaves
+// the old target with a marker that names another file: Boot finds it stale
+// (ErrStalePending). If the install had replaced a confirmed version, the
+// target still is that version: the marker is removed and the start is
+// clean. If it had replaced an unconfirmed one (ReplacedUnconfirmed), the
+// target holds a version that was never confirmed, so Boot puts the backup
+// back, as for a failed trial but without listing any release as failed. A
+// crash after the rename leaves a complete trial. So no new version ever runs
+// without a trial, and none is ever rolled back to a backup it did not
+// replace. The same check covers a rollback interrupted after it restored
+// the target: the marker is stale and is removed.
 //
 // Every rolled-back release is listed by manifest ID; the engine asks
 // IsFailed before installing a release, so a node does not fetch, install

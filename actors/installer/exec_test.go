@@ -93,6 +93,7 @@ type selfupdate struct {
 	target, state, staged string
 	v1, v2                []byte
 	crash                 string // how 2.0.0 misbehaves, see testdata/selfupdate
+	apply                 string // "now" (default) or "restart"
 }
 
 // newSelfupdate installs the v1 build as the "app" and stages v2.
@@ -114,8 +115,13 @@ func (s *selfupdate) run(t *testing.T, maxAttempts int) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	apply := s.apply
+	if apply == "" {
+		apply = "now"
+	}
 	cmd := exec.CommandContext(ctx, s.target, "-state", s.state, "-update", s.staged,
-		"-to", "2.0.0", "-manifest", "m2", "-max-attempts", fmt.Sprint(maxAttempts), "-crash", s.crash)
+		"-to", "2.0.0", "-manifest", "m2", "-max-attempts", fmt.Sprint(maxAttempts), "-crash", s.crash,
+		"-apply", apply)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -248,6 +254,88 @@ func TestSelfUpdateProcess(t *testing.T) {
 			t.Fatalf("after rollback: exit %d:\n%s", code, out)
 		}
 		wantLines(t, out, "1.0.0: boot clean", "1.0.0: hello 1.0.0", "1.0.0: refuse m2: failed before (<nil>)")
+		if !bytes.Equal(readFile(t, s.target), s.v1) {
+			t.Error("target is not the old build after the rollback")
+		}
+	})
+}
+
+// TestSelfUpdateOnRestartProcess runs real builds that install on restart:
+// the old process swaps and runs on, and the next start of the target, the
+// new version, is on trial.
+func TestSelfUpdateOnRestartProcess(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no exec on Windows")
+	}
+	bin := t.TempDir()
+	v1 := buildSelfupdate(t, bin, "1.0.0")
+	v2 := buildSelfupdate(t, bin, "2.0.0")
+	// install runs the old version, which installs 2.0.0 on restart and
+	// boots again as its engine would if restarted in the same process.
+	install := func(t *testing.T, s *selfupdate, maxAttempts int) {
+		t.Helper()
+		s.apply = "restart"
+		out, code := s.run(t, maxAttempts)
+		if code != 0 {
+			t.Fatalf("old version: exit %d:\n%s", code, out)
+		}
+		wantLines(t, out, "1.0.0: boot clean", "1.0.0: hello 1.0.0", "1.0.0: installed 2.0.0 on restart",
+			"1.0.0: boot again waiting, armed false")
+		p, err := ReadPending(s.state)
+		if err != nil || p == nil || p.Version != "2.0.0" || p.PreviousVersion != "1.0.0" || !p.Deadline.IsZero() || p.Attempts != 0 {
+			t.Fatalf("marker after the install on restart: %+v, %v", p, err)
+		}
+		if !bytes.Equal(readFile(t, s.target), s.v2) || !bytes.Equal(readFile(t, BackupPath(s.state, s.target)), s.v1) {
+			t.Fatal("target is not the new build, or backup not the old one")
+		}
+	}
+
+	t.Run("healthy", func(t *testing.T) {
+		s := newSelfupdate(t, v1, v2, "")
+		install(t, s, 0)
+		out, code := s.run(t, 0)
+		if code != 0 {
+			t.Fatalf("restart: exit %d:\n%s", code, out)
+		}
+		wantLines(t, out, "2.0.0: boot trial", "2.0.0: confirmed", "2.0.0: hello 2.0.0")
+		if p, err := ReadPending(s.state); p != nil || err != nil {
+			t.Errorf("marker left: %+v, %v", p, err)
+		}
+		if !bytes.Equal(readFile(t, s.target), s.v2) {
+			t.Error("the confirmed version was replaced")
+		}
+	})
+
+	t.Run("fails its health check", func(t *testing.T) {
+		s := newSelfupdate(t, v1, v2, "unhealthy")
+		install(t, s, 0)
+		out, code := s.run(t, 0)
+		if code != 0 {
+			t.Fatalf("restart: exit %d:\n%s", code, out)
+		}
+		wantLines(t, out, "2.0.0: boot trial", "2.0.0: unhealthy, rolled back",
+			"1.0.0: boot clean", "1.0.0: hello 1.0.0", "1.0.0: refuse m2: failed before (<nil>)")
+		if !bytes.Equal(readFile(t, s.target), s.v1) {
+			t.Error("target is not the old build after the rollback")
+		}
+	})
+
+	t.Run("crashes until MaxAttempts", func(t *testing.T) {
+		s := newSelfupdate(t, v1, v2, "trial")
+		install(t, s, 2)
+		for i := 1; i <= 2; i++ { // the supervisor (this test) restarts it
+			out, code := s.run(t, 2)
+			if code != 2 {
+				t.Fatalf("start %d: exit %d:\n%s", i, code, out)
+			}
+			wantLines(t, out, "2.0.0: boot trial", "2.0.0: crash before confirming")
+		}
+		out, code := s.run(t, 2)
+		if code != 0 {
+			t.Fatalf("third start: exit %d:\n%s", code, out)
+		}
+		wantLines(t, out, "2.0.0: boot rolled-back",
+			"1.0.0: boot clean", "1.0.0: hello 1.0.0", "1.0.0: refuse m2: failed before (<nil>)")
 		if !bytes.Equal(readFile(t, s.target), s.v1) {
 			t.Error("target is not the old build after the rollback")
 		}

@@ -2,6 +2,8 @@ package installer
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +60,9 @@ var (
 	// ErrExecFailed is the reason for a rollback when the new version could
 	// not even be executed.
 	ErrExecFailed = errors.New("installer: cannot execute new version")
+	// ErrStalePending is the reason Boot gives for a marker whose target
+	// does not hold the new file it names (see Boot).
+	ErrStalePending = errors.New("installer: stale pending-install marker")
 	// ErrExecUnsupported is returned by ExecSelf where the system has no
 	// exec (not a Unix).
 	ErrExecUnsupported = errors.New("installer: exec is not supported on this system")
@@ -69,14 +74,18 @@ var (
 type Execer func(path string, argv, env []string) error
 
 // Pending is the marker of an install on trial: the new version has been
-// swapped in and must confirm its health, or the backup is put back. It is
-// written after the swap and before the exec into the new version, and
-// removed when the new version confirms (or after a rollback).
+// swapped in and must confirm its health, or the backup is put back.
+// SwapOnTrial writes it just before the swap, naming the new file by size
+// and SHA-256, so a marker whose target does not hold that file is known to
+// be stale (see Boot); it is removed when the new version confirms (or
+// after a rollback).
 type Pending struct {
 	// Version is the version on trial; a process running it confirms.
 	Version string
-	// PreviousVersion is the version it replaced, kept for reports; may be
-	// empty.
+	// PreviousVersion is the version the backup holds: the last confirmed
+	// one, which a rollback restores. A process running it that calls Boot
+	// leaves an unarmed marker alone (it is the old process, still running,
+	// not a start of the new version). May be empty.
 	PreviousVersion string
 	// ManifestID names the release on trial (hex), so a rolled-back release
 	// is not installed again.
@@ -99,6 +108,16 @@ type Pending struct {
 	// HealthTimeout arms Deadline when it is zero; zero means
 	// DefaultHealthTimeout.
 	HealthTimeout time.Duration
+	// Size and SHA256 (lower-case hex) describe the new executable. When
+	// set, Boot and SwapOnTrial first check that Target holds exactly that
+	// file; when SHA256 is empty (Size must then be 0) the marker is
+	// trusted as it is.
+	Size   int64
+	SHA256 string
+	// ReplacedUnconfirmed says the install replaced a target that was
+	// itself never confirmed (a version still on trial or waiting for its
+	// first start), so the backup was kept rather than overwritten.
+	ReplacedUnconfirmed bool
 }
 
 // pendingJSON is the on-disk form of Pending (see docs/FORMATS.md, "State
@@ -114,6 +133,10 @@ type pendingJSON struct {
 	Attempts        int    `json:"attempts"`
 	MaxAttempts     int    `json:"max_attempts,omitempty"`
 	HealthTimeoutMS int64  `json:"health_timeout_ms,omitempty"`
+	Size            int64  `json:"size,omitempty"`
+	SHA256          string `json:"sha256,omitempty"`
+	// ReplacedUnconfirmed is "replaced_unconfirmed": true when set.
+	ReplacedUnconfirmed bool `json:"replaced_unconfirmed,omitempty"`
 }
 
 func (p *Pending) check() error {
@@ -130,8 +153,25 @@ func (p *Pending) check() error {
 		return errors.New("negative count or timeout")
 	case p.HealthTimeout > maxHealthTimeout:
 		return fmt.Errorf("health timeout %v longer than %v", p.HealthTimeout, maxHealthTimeout)
+	case p.SHA256 == "" && p.Size != 0:
+		return errors.New("size without sha256")
+	case p.SHA256 != "" && (p.Size < 0 || !isHex256(p.SHA256)):
+		return fmt.Errorf("sha256 %q or size %d invalid", p.SHA256, p.Size)
 	}
 	return nil
+}
+
+// isHex256 reports whether s is 64 lower-case hex digits.
+func isHex256(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Pending) maxAttempts() int {
@@ -184,6 +224,7 @@ func encodePending(p *Pending) ([]byte, error) {
 		ManifestID: p.ManifestID, Target: p.Target, Backup: p.Backup,
 		Attempts: p.Attempts, MaxAttempts: p.MaxAttempts,
 		HealthTimeoutMS: p.HealthTimeout.Milliseconds(),
+		Size:            p.Size, SHA256: p.SHA256, ReplacedUnconfirmed: p.ReplacedUnconfirmed,
 	}
 	if !p.Deadline.IsZero() {
 		j.Deadline = p.Deadline.UTC().Format(time.RFC3339Nano)
@@ -228,6 +269,7 @@ func decodePending(data []byte) (*Pending, error) {
 	p := &Pending{
 		Version: j.Version, PreviousVersion: j.PreviousVersion, ManifestID: j.ManifestID,
 		Target: j.Target, Backup: j.Backup, Attempts: j.Attempts, MaxAttempts: j.MaxAttempts,
+		Size: j.Size, SHA256: j.SHA256, ReplacedUnconfirmed: j.ReplacedUnconfirmed,
 	}
 	if j.HealthTimeoutMS < 0 || j.HealthTimeoutMS > maxHealthTimeout.Milliseconds() {
 		return nil, fmt.Errorf("health timeout %d ms out of range", j.HealthTimeoutMS)
@@ -304,7 +346,9 @@ type BootResult struct {
 	// when the trial failed); nil for BootClean.
 	Pending *Pending
 	// Reason says why a trial failed (BootRolledBack); it wraps
-	// ErrHealthDeadline or ErrTooManyAttempts.
+	// ErrHealthDeadline, ErrTooManyAttempts or ErrStalePending. With
+	// BootClean it is nil, or wraps ErrStalePending when a stale marker
+	// was discarded.
 	Reason error
 	// Restart is set with BootRolledBack when the caller is the rejected
 	// version: it should exec Pending.Target (the restored old version).
@@ -317,6 +361,17 @@ type BootResult struct {
 // target. runningVersion is the version of the running program.
 //
 //   - No marker: BootClean.
+//   - The marker names the new file (Pending.SHA256) and the target does
+//     not hold it: the marker is stale, either because the process that
+//     wrote it stopped before its swap renamed the new file into place, or
+//     because a rollback restored the target and stopped before removing
+//     the marker. If the target it describes replaced the last confirmed
+//     version (ReplacedUnconfirmed false), the target is that confirmed
+//     version: the marker is removed, BootClean with Reason set. Otherwise
+//     the target holds a version that was never confirmed: the backup is
+//     put back and the marker removed, nothing is listed as failed, and
+//     BootRolledBack says so, with Restart set unless the caller is
+//     PreviousVersion or a supervisor.
 //   - The trial is overdue (Deadline passed, or MaxAttempts starts of the new
 //     version without a confirm): whoever runs rolls back (see RollBack) and
 //     gets BootRolledBack. A process of the rejected version should then
@@ -324,6 +379,10 @@ type BootResult struct {
 //   - runningVersion is the version on trial: Boot counts this start, arms
 //     the deadline if unarmed, writes the marker back (so a crash right
 //     after still counts) and returns BootTrial; call Confirm when healthy.
+//   - runningVersion is PreviousVersion and the deadline is not armed: the
+//     old process that installed on restart is still running (or its engine
+//     was restarted within it); it is not a start of the new version, so
+//     BootWaiting with nothing changed.
 //   - Otherwise (another version, or "" from a supervisor, see BeforeLaunch):
 //     BootWaiting, deadline armed if unarmed, nothing else changed.
 //
@@ -339,6 +398,13 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 	if p == nil {
 		return BootResult{State: BootClean, stateDir: stateDir}, nil
 	}
+	holds, err := p.targetHolds()
+	if err != nil {
+		return BootResult{}, fmt.Errorf("boot: %w", err)
+	}
+	if !holds {
+		return bootStale(stateDir, p, runningVersion)
+	}
 	if reason := p.overdue(now); reason != nil {
 		r := BootResult{State: BootRolledBack, Pending: p, Reason: reason,
 			Restart: runningVersion == p.Version, stateDir: stateDir}
@@ -346,6 +412,9 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 			return BootResult{}, fmt.Errorf("boot: %w", err)
 		}
 		return r, nil
+	}
+	if p.Deadline.IsZero() && runningVersion != "" && runningVersion == p.PreviousVersion && runningVersion != p.Version {
+		return BootResult{State: BootWaiting, Pending: p, stateDir: stateDir}, nil
 	}
 	changed := false
 	if p.Deadline.IsZero() {
@@ -363,6 +432,57 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 		}
 	}
 	return BootResult{State: state, Pending: p, stateDir: stateDir}, nil
+}
+
+// bootStale handles a marker whose target does not hold the new file (see
+// Boot).
+func bootStale(stateDir string, p *Pending, runningVersion string) (BootResult, error) {
+	reason := fmt.Errorf("%w: %s does not hold %s (sha256 %s)", ErrStalePending, p.Target, p.Version, p.SHA256)
+	if !p.ReplacedUnconfirmed {
+		if err := ClearPending(stateDir); err != nil {
+			return BootResult{}, fmt.Errorf("boot: %w", err)
+		}
+		return BootResult{State: BootClean, Reason: reason, stateDir: stateDir}, nil
+	}
+	// Restore, then clear: after a crash in between the marker is still
+	// stale and the next Boot repeats both.
+	if err := Rollback(p.Target, p.Backup); err != nil {
+		return BootResult{}, fmt.Errorf("boot: roll back unconfirmed %s: %w", p.Target, err)
+	}
+	if err := ClearPending(stateDir); err != nil {
+		return BootResult{}, fmt.Errorf("boot: %w", err)
+	}
+	return BootResult{State: BootRolledBack, Pending: p, Reason: reason,
+		Restart: runningVersion != "" && runningVersion != p.PreviousVersion, stateDir: stateDir}, nil
+}
+
+// targetHolds reports whether p.Target holds the file p names (always true
+// for a marker that names none). A missing target holds nothing.
+func (p *Pending) targetHolds() (bool, error) {
+	if p.SHA256 == "" {
+		return true, nil
+	}
+	// Lstat first: opening a FIFO or device named by the marker could block.
+	fi, err := os.Lstat(p.Target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check target: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != p.Size {
+		return false, nil
+	}
+	f, err := os.Open(p.Target)
+	if err != nil {
+		return false, fmt.Errorf("check target: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, p.Size+1)); err != nil {
+		return false, fmt.Errorf("check target %s: %w", p.Target, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)) == p.SHA256, nil
 }
 
 // BeforeLaunch is Boot for a supervising process (such as `rpe node --run`)

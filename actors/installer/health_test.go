@@ -280,8 +280,11 @@ func TestSupervisorRollsBackEarlyCrash(t *testing.T) {
 	assertTarget(t, f, f.old, "old")
 }
 
+// TestBootOtherVersionWaits covers the old version booting while an armed
+// trial (as ExecNew leaves it) is under way; see trial_test.go for an
+// unarmed one.
 func TestBootOtherVersionWaits(t *testing.T) {
-	f, _ := swapped(t, nil)
+	f, _ := swapped(t, func(p *Pending) { p.Deadline = t0.Add(DefaultHealthTimeout) })
 	r := mustBoot(t, f.stateDir, "1.0.0", t0, BootWaiting)
 	if r.Restart || r.Pending.Attempts != 0 {
 		t.Errorf("waiting: %+v", r)

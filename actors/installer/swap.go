@@ -85,6 +85,21 @@ func Swap(target, staged, backupPath string) error {
 }
 
 func swap(target, staged, backupPath string, h *hooks) error {
+	return replace(target, staged, backupPath, true, h)
+}
+
+// swapKeepingBackup is Swap without the backup step: backupPath must
+// already hold a regular file, which is left as it is. It is used when the
+// target being replaced was never confirmed, so the backup (the last
+// confirmed version) is what a rollback must still restore. Its guarantees
+// are Swap's.
+func swapKeepingBackup(target, staged, backupPath string, h *hooks) error {
+	return replace(target, staged, backupPath, false, h)
+}
+
+// replace is Swap; makeBackup says whether the current target is copied to
+// backupPath first, or backupPath must already exist and is kept.
+func replace(target, staged, backupPath string, makeBackup bool, h *hooks) error {
 	tfi, err := regular(target, true)
 	if err != nil {
 		return fmt.Errorf("swap: target: %w", err)
@@ -98,6 +113,13 @@ func swap(target, staged, backupPath string, h *hooks) error {
 	}
 	if bfi, err := os.Stat(backupPath); err == nil && (os.SameFile(tfi, bfi) || os.SameFile(sfi, bfi)) {
 		return fmt.Errorf("swap: backup %s: %w", backupPath, ErrSameFile)
+	}
+	if !makeBackup {
+		if _, err := regular(backupPath, false); errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("swap %s: keep backup: %w: %w", target, ErrNoBackup, err)
+		} else if err != nil {
+			return fmt.Errorf("swap %s: keep backup: %w", target, err)
+		}
 	}
 
 	tmp, err := writeTemp(target, staged, tfi)
@@ -113,11 +135,13 @@ func swap(target, staged, backupPath string, h *hooks) error {
 	if err := h.fireAfterTemp(tmp); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(backupPath), 0o700); err != nil {
-		return fmt.Errorf("swap %s: backup: %w", target, err)
-	}
-	if err := replaceWithCopy(backupPath, target, tfi); err != nil {
-		return fmt.Errorf("swap %s: backup: %w", target, err)
+	if makeBackup {
+		if err := os.MkdirAll(filepath.Dir(backupPath), 0o700); err != nil {
+			return fmt.Errorf("swap %s: backup: %w", target, err)
+		}
+		if err := replaceWithCopy(backupPath, target, tfi); err != nil {
+			return fmt.Errorf("swap %s: backup: %w", target, err)
+		}
 	}
 	if err := h.fireBeforeRename(tmp); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,7 +23,8 @@ func main() {
 	to := flag.String("to", "", "version of the file to install")
 	manifest := flag.String("manifest", "", "manifest ID of the file to install")
 	attempts := flag.Int("max-attempts", 0, "starts the new version gets")
-	crashMode := flag.String("crash", "", `how the version named by -to misbehaves: "boot" (exit before Boot), "trial" (exit before confirming) or ""`)
+	crashMode := flag.String("crash", "", `how the version named by -to misbehaves: "boot" (exit before Boot), "trial" (exit before confirming), "unhealthy" (fail its health check) or ""`)
+	apply := flag.String("apply", "now", `"now" (swap and exec) or "restart" (swap only; the next start runs the new version)`)
 	flag.Parse()
 	pid := os.Getpid()
 	say := func(format string, a ...any) {
@@ -57,6 +59,14 @@ func main() {
 			say("crash before confirming")
 			os.Exit(2)
 		}
+		if crash == "unhealthy" {
+			if err := r.RollBack(errors.New("health check failed"), time.Now()); err != nil {
+				fail("roll back: %v", err)
+			}
+			say("unhealthy, rolled back")
+			err := installer.ExecSelf(r.Pending.Target, os.Args, os.Environ())
+			fail("exec old version: %v", err)
+		}
 		if err := r.Confirm(); err != nil {
 			fail("confirm: %v", err)
 		}
@@ -79,15 +89,22 @@ func main() {
 		fail("executable: %v", err)
 	}
 	backup := installer.BackupPath(*state, exe)
-	if err := installer.Swap(exe, *staged, backup); err != nil {
-		fail("swap: %v", err)
-	}
 	p := installer.Pending{
 		Version: *to, PreviousVersion: version, ManifestID: *manifest,
 		Target: exe, Backup: backup, MaxAttempts: *attempts,
 	}
-	if err := installer.WritePending(*state, p); err != nil {
-		fail("write pending: %v", err)
+	if _, err := installer.SwapOnTrial(*state, *staged, p); err != nil {
+		fail("swap: %v", err)
+	}
+	if *apply == "restart" {
+		// The old version runs on; its engine may boot again meanwhile.
+		say("installed %s on restart", *to)
+		r, err := installer.Boot(*state, version, time.Now())
+		if err != nil {
+			fail("boot again: %v", err)
+		}
+		say("boot again %s, armed %v", r.State, r.Pending != nil && !r.Pending.Deadline.IsZero())
+		return
 	}
 	say("exec %s", *to)
 	err = installer.ExecNew(*state, installer.ExecSelf, os.Args, os.Environ(), time.Now())
