@@ -94,8 +94,9 @@
 // back, as for a failed trial but without listing any release as failed. A
 // crash after the rename leaves a complete trial. So no new version ever runs
 // without a trial, and none is ever rolled back to a backup it did not
-// replace. The same check covers a rollback interrupted after it restored
-// the target: the marker is stale and is removed.
+// replace. The same check covers a rollback that died after it restored the
+// target: the marker is stale, and as it counts starts of the new version,
+// Boot lists the release as failed before removing it.
 //
 // Every rolled-back release is listed by manifest ID; the engine asks
 // IsFailed before installing a release, so a node does not fetch, install

@@ -12,6 +12,8 @@ func FuzzDecodePending(f *testing.F) {
 		`"target":"/usr/bin/x","backup":"/var/lib/x/backup/x","deadline":"2026-11-29T04:33:52.5+01:00",` +
 		`"attempts":2,"max_attempts":5,"health_timeout_ms":1500}`))
 	f.Add([]byte(`{"format":1,"version":"1","target":"/a","backup":"/b","attempts":0,"deadline":"0001-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"format":1,"version":"1.2.0","previous_version":"1.0.0","target":"/a","backup":"/b","attempts":0,` +
+		`"size":5,"sha256":"` + strings.Repeat("0f", 32) + `","replaced_unconfirmed":true}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := decodePending(data)

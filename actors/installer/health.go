@@ -369,9 +369,12 @@ type BootResult struct {
 //     version (ReplacedUnconfirmed false), the target is that confirmed
 //     version: the marker is removed, BootClean with Reason set. Otherwise
 //     the target holds a version that was never confirmed: the backup is
-//     put back and the marker removed, nothing is listed as failed, and
-//     BootRolledBack says so, with Restart set unless the caller is
-//     PreviousVersion or a supervisor.
+//     put back and the marker removed, and BootRolledBack says so, with
+//     Restart set unless the caller is PreviousVersion or a supervisor.
+//     Nothing is listed as failed, unless the marker counts starts of the
+//     new version (Attempts > 0): then its trial had begun and the target
+//     was replaced since, by a rollback that died before removing the
+//     marker; the release is listed as failed and BootRolledBack returned.
 //   - The trial is overdue (Deadline passed, or MaxAttempts starts of the new
 //     version without a confirm): whoever runs rolls back (see RollBack) and
 //     gets BootRolledBack. A process of the rejected version should then
@@ -403,7 +406,7 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 		return BootResult{}, fmt.Errorf("boot: %w", err)
 	}
 	if !holds {
-		return bootStale(stateDir, p, runningVersion)
+		return bootStale(stateDir, p, runningVersion, now)
 	}
 	if reason := p.overdue(now); reason != nil {
 		r := BootResult{State: BootRolledBack, Pending: p, Reason: reason,
@@ -435,25 +438,34 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 }
 
 // bootStale handles a marker whose target does not hold the new file (see
-// Boot).
-func bootStale(stateDir string, p *Pending, runningVersion string) (BootResult, error) {
+// Boot). Every step is idempotent, and the marker goes last, so after a
+// crash or error the next Boot repeats them all.
+func bootStale(stateDir string, p *Pending, runningVersion string, now time.Time) (BootResult, error) {
 	reason := fmt.Errorf("%w: %s does not hold %s (sha256 %s)", ErrStalePending, p.Target, p.Version, p.SHA256)
-	if !p.ReplacedUnconfirmed {
-		if err := ClearPending(stateDir); err != nil {
+	r := BootResult{State: BootClean, Reason: reason, stateDir: stateDir}
+	if p.ReplacedUnconfirmed {
+		// The target holds a version that was never confirmed.
+		if err := Rollback(p.Target, p.Backup); err != nil {
+			return BootResult{}, fmt.Errorf("boot: roll back unconfirmed %s: %w", p.Target, err)
+		}
+		r.State, r.Pending = BootRolledBack, p
+		r.Restart = runningVersion != "" && runningVersion != p.PreviousVersion
+	}
+	if p.Attempts > 0 {
+		// The new version did start, so its swap happened and the target
+		// was replaced since: a rollback died after its restore (or a human
+		// put another file there). Its trial ended without a confirm.
+		f := FailedInstall{Version: p.Version, ManifestID: p.ManifestID, At: now, Reason: reason.Error()}
+		if err := addFailed(stateDir, f); err != nil {
 			return BootResult{}, fmt.Errorf("boot: %w", err)
 		}
-		return BootResult{State: BootClean, Reason: reason, stateDir: stateDir}, nil
-	}
-	// Restore, then clear: after a crash in between the marker is still
-	// stale and the next Boot repeats both.
-	if err := Rollback(p.Target, p.Backup); err != nil {
-		return BootResult{}, fmt.Errorf("boot: roll back unconfirmed %s: %w", p.Target, err)
+		r.State, r.Pending = BootRolledBack, p
+		r.Restart = r.Restart || runningVersion == p.Version
 	}
 	if err := ClearPending(stateDir); err != nil {
 		return BootResult{}, fmt.Errorf("boot: %w", err)
 	}
-	return BootResult{State: BootRolledBack, Pending: p, Reason: reason,
-		Restart: runningVersion != "" && runningVersion != p.PreviousVersion, stateDir: stateDir}, nil
+	return r, nil
 }
 
 // targetHolds reports whether p.Target holds the file p names (always true

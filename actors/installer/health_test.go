@@ -31,6 +31,7 @@ func TestPendingRoundTrip(t *testing.T) {
 		Backup: "/var/lib/app/backup/app", Target: "/usr/local/bin/app",
 		Deadline: t0.Add(90 * time.Second).In(time.FixedZone("Z", 3600)), Attempts: 2,
 		MaxAttempts: 5, HealthTimeout: 1500 * time.Millisecond,
+		Size: 1 << 40, SHA256: strings.Repeat("9a", 32), ReplacedUnconfirmed: true,
 	}
 	if err := WritePending(dir, want); err != nil {
 		t.Fatal(err)
@@ -78,6 +79,10 @@ func TestWritePendingRefusesBadMarker(t *testing.T) {
 		{Version: "1", Target: "/a", Backup: "/a/"},
 		{Version: "1", Target: "/a", Backup: "/b", Attempts: -1},
 		{Version: "1", Target: "/a", Backup: "/b", HealthTimeout: -1},
+		{Version: "1", Target: "/a", Backup: "/b", Size: 5},
+		{Version: "1", Target: "/a", Backup: "/b", Size: 5, SHA256: strings.Repeat("9A", 32)},
+		{Version: "1", Target: "/a", Backup: "/b", Size: 5, SHA256: "9a"},
+		{Version: "1", Target: "/a", Backup: "/b", Size: -1, SHA256: strings.Repeat("9a", 32)},
 	}
 	for _, p := range bad {
 		if err := WritePending(dir, p); !errors.Is(err, ErrBadPending) {
@@ -114,6 +119,9 @@ func TestReadPendingCorrupt(t *testing.T) {
 		"bad deadline":       strings.Replace(valid, `{`, `{"deadline":"tomorrow",`, 1),
 		"huge timeout":       strings.Replace(valid, `{`, `{"health_timeout_ms":9223372036854775807,`, 1),
 		"too large":          strings.Replace(valid, `"1.1.0"`, `"`+strings.Repeat("9", maxStateFile)+`"`, 1),
+		"size without sha":   strings.Replace(valid, `{`, `{"size":5,`, 1),
+		"sha256 not hex":     strings.Replace(valid, `{`, `{"size":5,"sha256":"`+strings.Repeat("zz", 32)+`",`, 1),
+		"sha256 short":       strings.Replace(valid, `{`, `{"size":5,"sha256":"abcd",`, 1),
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {

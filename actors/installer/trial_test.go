@@ -388,10 +388,12 @@ func TestCrashAfterRenameAndInterruptedRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := Boot(f.stateDir, "1.0.0", t0.Add(time.Second))
-	if err != nil || r.State != BootClean || !errors.Is(r.Reason, ErrStalePending) {
+	if err != nil || r.State != BootRolledBack || r.Restart || !errors.Is(r.Reason, ErrStalePending) {
 		t.Fatalf("boot after the interrupted rollback: %+v, %v", r, err)
 	}
 	assertTarget(t, f, f.old, "old")
+	assertFailed(t, f, "ab12") // the rollback's record is finished too
+	mustBoot(t, f.stateDir, "1.0.0", t0.Add(time.Minute), BootClean)
 }
 
 // A swap that fails (rather than crashes) puts the previous marker back.
