@@ -51,11 +51,13 @@
 //     process carries on. Under OnRestart the marker waits with an unarmed
 //     deadline and the old process runs on. The deadline is armed by the
 //     first start of the target: Boot by the new version, by a supervisor
-//     (BeforeLaunch), or by a process of any version other than the one the
-//     backup holds. The old version itself, still running or its engine
-//     restarted in the same process, is no start of the new one: its Boot
+//     (BeforeLaunch), or by a process of any version but the one the backup
+//     holds (PreviousVersion) and the one that installed (InstalledBy, when
+//     another). The process that installed, still running or its engine
+//     restarted in it, is no start of the new version: its Boot
 //     (BootWaiting) leaves an unarmed marker as it is, so however long it
-//     runs, nothing rolls back on its account.
+//     runs, nothing rolls back on its account. A misversioned new build,
+//     which can never confirm, still arms the trial and is rolled back.
 //  3. The starting program (the engine, before anything else touches the
 //     target) calls Boot with its own version. The new version gets
 //     BootTrial: the start is counted on disk first, so a crash right after
@@ -79,8 +81,9 @@
 // 1.1 was swapped in on restart, then 1.2 arrives) keeps the backup (1.0)
 // instead of copying the never-confirmed target (1.1) over it, and writes a
 // marker for 1.2 whose PreviousVersion is the old marker's (1.0), with
-// ReplacedUnconfirmed set. 1.1 is simply dropped: it never ran, so it is not
-// listed as failed. If 1.2 fails its trial, 1.0 comes back.
+// ReplacedUnconfirmed set. 1.1 is dropped and not listed as failed: it did
+// not fail, it was superseded. If 1.2 fails its trial, 1.0 comes back. The
+// same holds when 1.1, running on trial, installs 1.2 (InstalledBy 1.1).
 //
 // # Crashes
 //
@@ -93,8 +96,8 @@
 // target holds a version that was never confirmed, so Boot puts the backup
 // back, as for a failed trial but without listing any release as failed. A
 // crash after the rename leaves a complete trial. So no new version ever runs
-// without a trial, and none is ever rolled back to a backup it did not
-// replace. The same check covers a rollback that died after it restored the
+// without a trial, and no rollback restores anything but the last confirmed
+// version. The same check covers a rollback that died after it restored the
 // target: the marker is stale, and as it counts starts of the new version,
 // Boot lists the release as failed before removing it.
 //

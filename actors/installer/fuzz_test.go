@@ -13,7 +13,7 @@ func FuzzDecodePending(f *testing.F) {
 		`"attempts":2,"max_attempts":5,"health_timeout_ms":1500}`))
 	f.Add([]byte(`{"format":1,"version":"1","target":"/a","backup":"/b","attempts":0,"deadline":"0001-01-01T00:00:00Z"}`))
 	f.Add([]byte(`{"format":1,"version":"1.2.0","previous_version":"1.0.0","target":"/a","backup":"/b","attempts":0,` +
-		`"size":5,"sha256":"` + strings.Repeat("0f", 32) + `","replaced_unconfirmed":true}`))
+		`"size":5,"sha256":"` + strings.Repeat("0f", 32) + `","replaced_unconfirmed":true,"installed_by":"1.1.0"}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := decodePending(data)

@@ -118,6 +118,10 @@ type Pending struct {
 	// itself never confirmed (a version still on trial or waiting for its
 	// first start), so the backup was kept rather than overwritten.
 	ReplacedUnconfirmed bool
+	// InstalledBy is the version of the process that made this install,
+	// when it is not PreviousVersion (an unconfirmed version that installed
+	// again). Like PreviousVersion, its Boot leaves an unarmed marker alone.
+	InstalledBy string
 }
 
 // pendingJSON is the on-disk form of Pending (see docs/FORMATS.md, "State
@@ -136,7 +140,8 @@ type pendingJSON struct {
 	Size            int64  `json:"size,omitempty"`
 	SHA256          string `json:"sha256,omitempty"`
 	// ReplacedUnconfirmed is "replaced_unconfirmed": true when set.
-	ReplacedUnconfirmed bool `json:"replaced_unconfirmed,omitempty"`
+	ReplacedUnconfirmed bool   `json:"replaced_unconfirmed,omitempty"`
+	InstalledBy         string `json:"installed_by,omitempty"`
 }
 
 func (p *Pending) check() error {
@@ -225,6 +230,7 @@ func encodePending(p *Pending) ([]byte, error) {
 		Attempts: p.Attempts, MaxAttempts: p.MaxAttempts,
 		HealthTimeoutMS: p.HealthTimeout.Milliseconds(),
 		Size:            p.Size, SHA256: p.SHA256, ReplacedUnconfirmed: p.ReplacedUnconfirmed,
+		InstalledBy: p.InstalledBy,
 	}
 	if !p.Deadline.IsZero() {
 		j.Deadline = p.Deadline.UTC().Format(time.RFC3339Nano)
@@ -270,6 +276,7 @@ func decodePending(data []byte) (*Pending, error) {
 		Version: j.Version, PreviousVersion: j.PreviousVersion, ManifestID: j.ManifestID,
 		Target: j.Target, Backup: j.Backup, Attempts: j.Attempts, MaxAttempts: j.MaxAttempts,
 		Size: j.Size, SHA256: j.SHA256, ReplacedUnconfirmed: j.ReplacedUnconfirmed,
+		InstalledBy: j.InstalledBy,
 	}
 	if j.HealthTimeoutMS < 0 || j.HealthTimeoutMS > maxHealthTimeout.Milliseconds() {
 		return nil, fmt.Errorf("health timeout %d ms out of range", j.HealthTimeoutMS)
@@ -382,10 +389,10 @@ type BootResult struct {
 //   - runningVersion is the version on trial: Boot counts this start, arms
 //     the deadline if unarmed, writes the marker back (so a crash right
 //     after still counts) and returns BootTrial; call Confirm when healthy.
-//   - runningVersion is PreviousVersion and the deadline is not armed: the
-//     old process that installed on restart is still running (or its engine
-//     was restarted within it); it is not a start of the new version, so
-//     BootWaiting with nothing changed.
+//   - runningVersion is PreviousVersion (or InstalledBy) and the deadline
+//     is not armed: the old process that installed on restart is still
+//     running (or its engine was restarted within it); it is not a start of
+//     the new version, so BootWaiting with nothing changed.
 //   - Otherwise (another version, or "" from a supervisor, see BeforeLaunch):
 //     BootWaiting, deadline armed if unarmed, nothing else changed.
 //
@@ -416,7 +423,7 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 		}
 		return r, nil
 	}
-	if p.Deadline.IsZero() && runningVersion != "" && runningVersion == p.PreviousVersion && runningVersion != p.Version {
+	if p.Deadline.IsZero() && p.installedBy(runningVersion) {
 		return BootResult{State: BootWaiting, Pending: p, stateDir: stateDir}, nil
 	}
 	changed := false
@@ -435,6 +442,13 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 		}
 	}
 	return BootResult{State: state, Pending: p, stateDir: stateDir}, nil
+}
+
+// installedBy reports whether a process running version v is one that was
+// running when this install was made (so its Boot is no start of the new
+// version).
+func (p *Pending) installedBy(v string) bool {
+	return v != "" && v != p.Version && (v == p.PreviousVersion || v == p.InstalledBy)
 }
 
 // bootStale handles a marker whose target does not hold the new file (see

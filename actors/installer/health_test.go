@@ -31,7 +31,7 @@ func TestPendingRoundTrip(t *testing.T) {
 		Backup: "/var/lib/app/backup/app", Target: "/usr/local/bin/app",
 		Deadline: t0.Add(90 * time.Second).In(time.FixedZone("Z", 3600)), Attempts: 2,
 		MaxAttempts: 5, HealthTimeout: 1500 * time.Millisecond,
-		Size: 1 << 40, SHA256: strings.Repeat("9a", 32), ReplacedUnconfirmed: true,
+		Size: 1 << 40, SHA256: strings.Repeat("9a", 32), ReplacedUnconfirmed: true, InstalledBy: "1.2.3-rc.0",
 	}
 	if err := WritePending(dir, want); err != nil {
 		t.Fatal(err)

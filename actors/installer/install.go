@@ -33,7 +33,8 @@ import (
 // and backup is present and still describes it, or had kept its backup
 // too), the backup is kept: it is the last confirmed version, the one a
 // rollback must restore, and the new marker's PreviousVersion is the old
-// marker's. The target being replaced, never confirmed, is dropped. So two
+// marker's (the running version, if another, goes to InstalledBy). The
+// target being replaced, never confirmed, is dropped. So two
 // installs on restart before any restart (1.0 running, 1.1 then 1.2 swapped
 // in) leave 1.2 on trial with 1.0 as its backup.
 //
@@ -45,7 +46,7 @@ func SwapOnTrial(stateDir, staged string, p Pending) (Pending, error) {
 }
 
 func swapOnTrial(stateDir, staged string, p Pending, h *hooks) (Pending, error) {
-	p.Deadline, p.Attempts, p.ReplacedUnconfirmed = time.Time{}, 0, false
+	p.Deadline, p.Attempts, p.ReplacedUnconfirmed, p.InstalledBy = time.Time{}, 0, false, ""
 	if p.SHA256 == "" {
 		size, sum, err := hashFile(staged)
 		if err != nil {
@@ -70,9 +71,10 @@ func swapOnTrial(stateDir, staged string, p Pending, h *hooks) (Pending, error) 
 				return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)
 			}
 		}
-		if unconfirmed {
-			p.ReplacedUnconfirmed, p.PreviousVersion = true, prev.PreviousVersion
+		if unconfirmed && p.PreviousVersion != prev.PreviousVersion {
+			p.InstalledBy, p.PreviousVersion = p.PreviousVersion, prev.PreviousVersion
 		}
+		p.ReplacedUnconfirmed = unconfirmed
 	}
 	if err := WritePending(stateDir, p); err != nil {
 		return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)

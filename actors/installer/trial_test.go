@@ -247,15 +247,20 @@ func TestSecondInstallKeepsConfirmedBackup(t *testing.T) {
 			installOnRestart(t, f.swapFixture, f.staged, onRestart(f.swapFixture))
 			c.between(t, f)
 			p := installOnRestart(t, f.swapFixture, f.staged12Path, f.pending12(c.running))
-			if p.Version != "1.2.0" || p.PreviousVersion != "1.0.0" || p.ManifestID != "cd34" || !p.ReplacedUnconfirmed {
-				t.Fatalf("marker %+v, want 1.2.0 replacing 1.0.0 with the backup kept", p)
+			wantBy := ""
+			if c.running != "1.0.0" {
+				wantBy = c.running
+			}
+			if p.Version != "1.2.0" || p.PreviousVersion != "1.0.0" || p.ManifestID != "cd34" || !p.ReplacedUnconfirmed ||
+				p.InstalledBy != wantBy {
+				t.Fatalf("marker %+v, want 1.2.0 replacing 1.0.0 with the backup kept, installed by %q", p, wantBy)
 			}
 			if !bytes.Equal(readFile(t, f.backup), f.old) {
 				t.Fatal("the backup is no longer the confirmed 1.0")
 			}
-			// The old process still leaves the marker alone.
-			if c.running == "1.0.0" {
-				mustBoot(t, f.stateDir, "1.0.0", t0, BootWaiting)
+			// The process that installed, running on, leaves the marker alone.
+			if r := mustBoot(t, f.stateDir, c.running, t0, BootWaiting); !r.Pending.Deadline.IsZero() {
+				t.Fatalf("%s armed the trial of 1.2", c.running)
 			}
 			r := mustBoot(t, f.stateDir, "1.2.0", t0, BootTrial)
 			if r.Pending.Attempts != 1 {
