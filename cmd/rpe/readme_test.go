@@ -159,19 +159,18 @@ func TestReadmeWorkflow(t *testing.T) {
 	if err != nil || !bytes.Equal(got, newBuild) {
 		t.Fatalf("myapp.fetched differs from the published myapp (%v):\n%s", err, output())
 	}
+	// The node swaps the file, then reports it: wait for both.
 	deadline := time.Now().Add(45 * time.Second)
 	for {
 		got, _ := os.ReadFile(filepath.Join(work, "installed", "myapp"))
-		if bytes.Equal(got, newBuild) {
+		swapped := bytes.Equal(got, newBuild)
+		if swapped && strings.Contains(output(), "installed 1.1.0 at ") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("rpe node did not update installed/myapp within 45s:\n%s", output())
+			t.Fatalf("rpe node did not update installed/myapp and report it within 45s (swapped: %v):\n%s", swapped, output())
 		}
 		time.Sleep(100 * time.Millisecond) // polling a file; nothing to wait on
-	}
-	if !strings.Contains(output(), "installed 1.1.0 at ") {
-		t.Errorf("rpe node did not report the install:\n%s", output())
 	}
 }
 
