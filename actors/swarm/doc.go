@@ -23,10 +23,12 @@
 // waiting request whose chunk has the fewest copies outside this node, as
 // far as the node knows: the larger of the connected peers that announced
 // the chunk (Hello bitfields and Have messages) and the answers this node
-// has sent or is sending. An answer counts as sent only once the wire layer
-// reports it written (ChunkSent) on a connection still open, and Served
-// goes to the parent only then: an answer cut off by a stop or a lost peer
-// reached nobody.
+// is sending or sent in the last few seconds (before the receiver's Have
+// can arrive). An answer counts as sent only once the wire layer reports it
+// written (ChunkSent) on a connection still open, and Served goes to the
+// parent only then: an answer cut off by a stop or a lost peer reached
+// nobody, and one that no Have confirms soon after (the receiver stopped
+// before checking it) stops counting as a copy.
 //
 // Design goal: a seed that has uploaded about one full copy has put every
 // chunk into the swarm at least once, so a publisher that goes away after a

@@ -13,15 +13,18 @@ import (
 // waiting request gets the next free one.
 //
 // The request whose chunk has the fewest copies outside this node goes
-// first. A chunk's copies are estimated from both ends: the answers this
-// node has sent in full or is sending, and the connected peers that
-// announced holding it (Hello bitfields and Have messages, kept up to date
-// by the swarm actor). A chunk nobody announced and this node never sent
-// thus jumps every queue, so a seed that has sent about one copy of a
-// release has put every chunk into the swarm once, whatever order the
-// requests came in. An answer counts as sent only when the wire layer
-// reports it written (ChunkSent) on a connection that is still open: an
-// answer cut off when the node stops or the peer goes away reached nobody.
+// first. A chunk's copies are estimated from both ends: the connected peers
+// that announced holding it (Hello bitfields and Have messages, kept up to
+// date by the swarm actor), and the answers this node is sending or sent
+// so recently that the receiver may not have announced the chunk yet
+// (haveWait). A chunk nobody announced and this node is not sending thus
+// jumps every queue, so a seed that has sent about one copy of a release
+// has put every chunk into the swarm once, whatever order the requests came
+// in. An answer counts as sent only when the wire layer reports it written
+// (ChunkSent) on a connection that is still open: an answer cut off when
+// the node stops or the peer goes away reached nobody; and one written but
+// never announced (the receiver stopped before it checked the chunk) stops
+// counting after haveWait.
 //
 // It is shared by the swarm actor and the peer handlers, which run on the
 // connections' goroutines, so every field is guarded by mu.
@@ -48,11 +51,12 @@ type upWaiter struct {
 
 // chunkCounts are one release's per-chunk counts.
 type chunkCounts struct {
-	sent    []int32     // answers written in full
-	active  []int32     // answers holding a slot
-	queued  []int32     // requests waiting for a slot
-	holders []int32     // connected peers that announced the chunk
-	asked   []time.Time // last request, for a seed's demand window
+	sent     []int32     // answers written in full
+	lastSent []time.Time // when the last of them was
+	active   []int32     // answers holding a slot
+	queued   []int32     // requests waiting for a slot
+	holders  []int32     // connected peers that announced the chunk
+	asked    []time.Time // last request, for a seed's demand window
 }
 
 // counts returns release id's counts, made for n chunks on first use (a
@@ -61,7 +65,7 @@ func (u *uploads) counts(id release.ManifestID, n int) *chunkCounts {
 	c := u.rels[id]
 	if c == nil {
 		c = &chunkCounts{
-			sent: make([]int32, n), active: make([]int32, n), queued: make([]int32, n),
+			sent: make([]int32, n), lastSent: make([]time.Time, n), active: make([]int32, n), queued: make([]int32, n),
 			holders: make([]int32, n), asked: make([]time.Time, n),
 		}
 		u.rels[id] = c
@@ -69,12 +73,27 @@ func (u *uploads) counts(id release.ManifestID, n int) *chunkCounts {
 	return c
 }
 
-// copies estimates how many copies of chunk i exist outside this node:
-// the larger of the peers known to hold it and the answers sent or being
-// sent (those may have gone to peers since gone, or not be announced yet).
-func (c *chunkCounts) copies(i int) int32 {
-	return max(c.holders[i], c.sent[i]+c.active[i])
+// copies estimates how many copies of chunk i exist outside this node at
+// now: the larger of the connected peers that announced it and the answers
+// being sent or sent within haveWait (not announced yet, perhaps).
+func (c *chunkCounts) copies(i int, now time.Time) int32 {
+	out := c.active[i]
+	if c.sent[i] > 0 && now.Sub(c.lastSent[i]) < haveWait {
+		out += c.sent[i]
+	}
+	return max(c.holders[i], out)
 }
+
+// uncovered reports whether chunk i has no copy outside this node and
+// none on its way (no request for it waits either).
+func (c *chunkCounts) uncovered(i int, now time.Time) bool {
+	return c.queued[i] == 0 && c.copies(i, now) == 0
+}
+
+// haveWait is how long a chunk answer written in full counts as a copy
+// without the receiver announcing the chunk (a Have follows the answer
+// within a round trip and a hash check).
+const haveWait = 3 * time.Second
 
 // seedTurn reports whether a seed should take a request for chunk i at
 // all. Two rules, both among the chunks asked for recently (in demand), so
@@ -94,13 +113,13 @@ func (c *chunkCounts) copies(i int) int32 {
 // another chunk. The caller holds mu.
 func (c *chunkCounts) seedTurn(i int, now time.Time) bool {
 	own := func(j int) int32 { return c.sent[j] + c.active[j] + c.queued[j] }
-	covered := own(i) > 0 || c.holders[i] > 0
+	covered := !c.uncovered(i, now)
 	least := own(i)
 	for j := range c.sent {
 		if now.Sub(c.asked[j]) >= demandWindow {
 			continue
 		}
-		if covered && own(j) == 0 && c.holders[j] == 0 {
+		if covered && c.uncovered(j, now) {
 			return false
 		}
 		least = min(least, own(j))
@@ -112,7 +131,7 @@ func (c *chunkCounts) seedTurn(i int, now time.Time) bool {
 // copy outside this node and none on its way. The caller holds mu.
 func (c *chunkCounts) uncoveredInDemand(now time.Time) bool {
 	for j := range c.sent {
-		if now.Sub(c.asked[j]) < demandWindow && c.sent[j]+c.active[j]+c.queued[j] == 0 && c.holders[j] == 0 {
+		if now.Sub(c.asked[j]) < demandWindow && c.uncovered(j, now) {
 			return true
 		}
 	}
@@ -191,11 +210,12 @@ func (u *uploads) finish(id release.ManifestID, i int, sent bool) {
 		}
 		if sent {
 			c.sent[i]++
+			c.lastSent[i] = time.Now()
 		}
 	}
 	now := time.Now()
 	for {
-		best := u.next()
+		best := u.next(now)
 		if best < 0 {
 			u.free++
 			return
@@ -208,7 +228,7 @@ func (u *uploads) finish(id release.ManifestID, i int, sent bool) {
 		// The best request is for a chunk that is out already while one in
 		// demand is not: as seedTurn would now, refuse it (and so every
 		// other request of the kind, as none is better).
-		if w.seed && c.copies(w.index) > 0 && c.uncoveredInDemand(now) {
+		if w.seed && c.copies(w.index, now) > 0 && c.uncoveredInDemand(now) {
 			close(w.ready)
 			continue
 		}
@@ -221,12 +241,12 @@ func (u *uploads) finish(id release.ManifestID, i int, sent bool) {
 
 // next returns the index in waiting of the request to serve next, or -1.
 // The caller holds mu.
-func (u *uploads) next() int {
+func (u *uploads) next(now time.Time) int {
 	best := -1
 	var bestCopies, bestSent int32
 	for k, w := range u.waiting {
 		c := u.rels[w.id]
-		cp, s := c.copies(w.index), c.sent[w.index]+c.active[w.index]
+		cp, s := c.copies(w.index, now), c.sent[w.index]+c.active[w.index]
 		if best < 0 || cp < bestCopies || (cp == bestCopies && s < bestSent) {
 			best, bestCopies, bestSent = k, cp, s
 		}

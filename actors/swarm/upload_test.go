@@ -94,9 +94,53 @@ func TestUploadsHeldChunkWaits(t *testing.T) {
 		// The peers go away: chunk 1 is then held by nobody again.
 		u.holders(id, n, []int{1}, -2)
 		c := u.rels[id]
-		if c.copies(1) != 1 || c.sent[2] != 1 {
-			t.Fatalf("copies of chunk 1 = %d, sent of chunk 2 = %d; want 1, 1", c.copies(1), c.sent[2])
+		if cp := c.copies(1, time.Now()); cp != 1 || c.sent[2] != 1 {
+			t.Fatalf("copies of chunk 1 = %d, sent of chunk 2 = %d; want 1, 1", cp, c.sent[2])
 		}
+	})
+}
+
+// TestUnannouncedSendExpires: an answer written in full counts as a copy
+// only until haveWait has passed without the receiver announcing the chunk
+// (it may have stopped before checking it); the chunk is then uncovered
+// again and a seed refuses repeats of other chunks until it is sent again.
+func TestUnannouncedSendExpires(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		u := newUploads(1)
+		id := release.ManifestID{7}
+		const n = 2
+		for i := range n {
+			if !u.acquire(t.Context(), id, i, n, true, 0) {
+				t.Fatalf("chunk %d refused", i)
+			}
+			u.finish(id, i, true)
+		}
+		u.holders(id, n, []int{1}, +1) // chunk 1 was announced, chunk 0 not
+		c := u.rels[id]
+		if cp := c.copies(0, time.Now()); cp != 1 {
+			t.Fatalf("chunk 0 has %d copies right after its answer, want 1", cp)
+		}
+		time.Sleep(haveWait)
+		if cp := c.copies(0, time.Now()); cp != 0 {
+			t.Fatalf("chunk 0 has %d copies %v after an answer nobody announced, want 0", cp, haveWait)
+		}
+		// Chunk 0 is asked for again (the request waits behind chunk 1's
+		// answer, then gives up): a repeat of chunk 1 is refused until
+		// chunk 0 is out again.
+		if !u.acquire(t.Context(), id, 1, n, true, 0) {
+			t.Fatal("chunk 1 refused while nothing else is in demand")
+		}
+		if u.acquire(t.Context(), id, 0, n, true, 100*time.Millisecond) {
+			t.Fatal("a request got a slot that was taken")
+		}
+		u.finish(id, 1, true)
+		if u.acquire(t.Context(), id, 1, n, true, 0) {
+			t.Fatal("chunk 1 served again while chunk 0, asked for, has no copy")
+		}
+		if !u.acquire(t.Context(), id, 0, n, true, 0) {
+			t.Fatal("chunk 0 refused")
+		}
+		u.finish(id, 0, true)
 	})
 }
 
