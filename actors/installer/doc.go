@@ -71,8 +71,10 @@
 //     supervisor, systemd, or the user) is counted at each Boot; when
 //     MaxAttempts (default 3) starts went unconfirmed, or the deadline has
 //     passed, the next Boot, whoever runs it, rolls back and returns
-//     BootRolledBack with Restart set if the caller is the rejected version:
-//     it should exec the target, now the old version.
+//     BootRolledBack with Restart set if the caller runs any version but the
+//     restored one (the rejected version, a misversioned build, or an
+//     unconfirmed version that installed it): it should exec the target,
+//     now the old version.
 //
 // # Several installs before a restart
 //

@@ -322,8 +322,9 @@ const (
 	BootTrial
 	// BootRolledBack: the trial had failed (deadline passed or too many
 	// starts); the backup is back in place, the marker is gone and the
-	// release is listed as failed. If Restart is set, the caller runs the
-	// rejected version and should exec Pending.Target, now the old version.
+	// release is listed as failed. If Restart is set, the caller runs
+	// another version than the restored one and should exec Pending.Target,
+	// now the old version.
 	BootRolledBack
 	// BootWaiting: an install of another version than the caller's is on
 	// trial and not yet overdue; it was left alone (its deadline armed if
@@ -357,8 +358,11 @@ type BootResult struct {
 	// BootClean it is nil, or wraps ErrStalePending when a stale marker
 	// was discarded.
 	Reason error
-	// Restart is set with BootRolledBack when the caller is the rejected
-	// version: it should exec Pending.Target (the restored old version).
+	// Restart is set with BootRolledBack when the caller runs another
+	// version than the restored one (Pending.PreviousVersion): the rejected
+	// version, a misversioned build of it, or the unconfirmed version that
+	// installed it. It should exec Pending.Target (the restored old
+	// version).
 	Restart bool
 
 	stateDir string
@@ -384,8 +388,10 @@ type BootResult struct {
 //     marker; the release is listed as failed and BootRolledBack returned.
 //   - The trial is overdue (Deadline passed, or MaxAttempts starts of the new
 //     version without a confirm): whoever runs rolls back (see RollBack) and
-//     gets BootRolledBack. A process of the rejected version should then
-//     exec the target, which is the old version again.
+//     gets BootRolledBack. A process of any version but the restored one
+//     (the rejected version, a misversioned build of it, or an unconfirmed
+//     version that installed it) gets Restart and should then exec the
+//     target, which is the old version again.
 //   - runningVersion is the version on trial: Boot counts this start, arms
 //     the deadline if unarmed, writes the marker back (so a crash right
 //     after still counts) and returns BootTrial; call Confirm when healthy.
@@ -417,7 +423,7 @@ func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
 	}
 	if reason := p.overdue(now); reason != nil {
 		r := BootResult{State: BootRolledBack, Pending: p, Reason: reason,
-			Restart: runningVersion == p.Version, stateDir: stateDir}
+			Restart: p.mustRestart(runningVersion), stateDir: stateDir}
 		if err := rollBack(stateDir, p, reason, now); err != nil {
 			return BootResult{}, fmt.Errorf("boot: %w", err)
 		}
@@ -451,6 +457,15 @@ func (p *Pending) installedBy(v string) bool {
 	return v != "" && v != p.Version && (v == p.PreviousVersion || v == p.InstalledBy)
 }
 
+// mustRestart reports whether a process running version v must exec the
+// target once the backup is back: every version but the restored one
+// (PreviousVersion) and a supervisor (""). That is the rejected version, a
+// misversioned build of it, and an unconfirmed version that installed it
+// (InstalledBy): none of them may run on once the trial is over.
+func (p *Pending) mustRestart(v string) bool {
+	return v != "" && v != p.PreviousVersion
+}
+
 // bootStale handles a marker whose target does not hold the new file (see
 // Boot). Every step is idempotent, and the marker goes last, so after a
 // crash or error the next Boot repeats them all.
@@ -463,7 +478,7 @@ func bootStale(stateDir string, p *Pending, runningVersion string, now time.Time
 			return BootResult{}, fmt.Errorf("boot: roll back unconfirmed %s: %w", p.Target, err)
 		}
 		r.State, r.Pending = BootRolledBack, p
-		r.Restart = runningVersion != "" && runningVersion != p.PreviousVersion
+		r.Restart = p.mustRestart(runningVersion)
 	}
 	if p.Attempts > 0 {
 		// The new version did start, so its swap happened and the target

@@ -195,7 +195,29 @@ func TestMisversionedStartArmsTrial(t *testing.T) {
 	if !errors.Is(r.Reason, ErrHealthDeadline) {
 		t.Fatalf("reason %v", r.Reason)
 	}
+	// The caller is the rejected build: it must not run on.
+	if !r.Restart {
+		t.Fatal("the misversioned build was not told to restart into the old version")
+	}
 	assertTarget(t, f, f.old, "old")
+}
+
+// An unconfirmed version that installed the next one (1.1 on trial installs
+// 1.2 on restart) and runs on when 1.2's trial fails is told to restart:
+// the target is the confirmed 1.0 again, and 1.1, never confirmed, must not
+// run on unsupervised.
+func TestRollbackRestartsUnconfirmedInstaller(t *testing.T) {
+	f := newThreeVersions(t)
+	installOnRestart(t, f.swapFixture, f.staged, onRestart(f.swapFixture))
+	mustBoot(t, f.stateDir, "1.1.0", t0, BootTrial)
+	installOnRestart(t, f.swapFixture, f.staged12Path, f.pending12("1.1.0"))
+	mustBoot(t, f.stateDir, "", t0, BootWaiting) // a supervisor arms 1.2's trial
+	r := mustBoot(t, f.stateDir, "1.1.0", t0.Add(31*time.Second), BootRolledBack)
+	if !errors.Is(r.Reason, ErrHealthDeadline) || !r.Restart {
+		t.Fatalf("1.1 after 1.2's trial failed: %+v", r)
+	}
+	assertTarget(t, f.swapFixture, f.old, "confirmed 1.0")
+	assertFailed(t, f.swapFixture, "cd34")
 }
 
 // threeVersions is a fixture with 1.0 installed and 1.1 and 1.2 staged.
