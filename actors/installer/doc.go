@@ -3,11 +3,12 @@
 // restarts into it, and puts the previous executable back if the new one
 // does not prove healthy.
 //
-// It owns three things on disk, all described in docs/FORMATS.md, "State
+// It owns four things on disk, all described in docs/FORMATS.md, "State
 // directory": the backup of the previous executable
 // (<StateDir>/backup/<name>), the pending-install marker
-// (<StateDir>/install-pending.json) and the list of releases that were rolled
-// back (<StateDir>/install-failed.json). It trusts the file it is given:
+// (<StateDir>/install-pending.json), the list of releases that were rolled
+// back (<StateDir>/install-failed.json) and the lock that serialises changes
+// to them (<StateDir>/install.lock). It trusts the file it is given:
 // checking the bytes is the verifier's job, done before.
 //
 // The plain functions here (Policy, Swap, SwapOnTrial, Rollback, the marker,
@@ -121,8 +122,12 @@
 // without ever reaching the engine's timer is likewise only caught by a
 // supervisor that restarts it.
 //
-// One state directory belongs to one installing process: there is no lock
-// between two processes sharing it. Swap replaces a regular file only;
+// One state directory belongs to one installing process. Within it, Boot,
+// Confirm, RollBack, SwapOnTrial and ExecNew each hold an flock on
+// <StateDir>/install.lock while they read, decide and write, so the engine
+// confirming on one goroutine and the installer actor installing on another
+// (or a supervisor's BeforeLaunch and its child) take turns; where flock is
+// missing (not Linux, macOS or a BSD) nothing serialises them. Swap replaces a regular file only;
 // callers resolve symlinks first (engine.Config.Target does). The deadline
 // is wall-clock time, so a large clock step at boot can end a trial early.
 // This package targets Unix: on systems without exec (Windows) ExecSelf

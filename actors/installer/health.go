@@ -407,6 +407,11 @@ type BootResult struct {
 // caller should report it; ClearPending discards it. Every step is
 // idempotent, so after any error Boot can simply run again.
 func Boot(stateDir, runningVersion string, now time.Time) (BootResult, error) {
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return BootResult{}, fmt.Errorf("boot: %w", err)
+	}
+	defer unlock()
 	p, err := ReadPending(stateDir)
 	if err != nil {
 		return BootResult{}, fmt.Errorf("boot: %w", err)
@@ -544,6 +549,11 @@ func (r BootResult) Confirm() error {
 	if r.State != BootTrial || r.Pending == nil {
 		return fmt.Errorf("confirm: %w (boot state %s)", ErrNoPending, r.State)
 	}
+	unlock, err := lockState(r.stateDir)
+	if err != nil {
+		return fmt.Errorf("confirm: %w", err)
+	}
+	defer unlock()
 	cur, err := ReadPending(r.stateDir)
 	if err != nil {
 		return fmt.Errorf("confirm: %w", err)
@@ -563,6 +573,11 @@ func (r BootResult) RollBack(reason error, now time.Time) error {
 	if r.State != BootTrial || r.Pending == nil {
 		return fmt.Errorf("roll back: %w (boot state %s)", ErrNoPending, r.State)
 	}
+	unlock, err := lockState(r.stateDir)
+	if err != nil {
+		return fmt.Errorf("roll back: %w", err)
+	}
+	defer unlock()
 	cur, err := ReadPending(r.stateDir)
 	if err != nil {
 		return fmt.Errorf("roll back: %w", err)
@@ -605,28 +620,53 @@ func rollBack(stateDir string, p *Pending, reason error, now time.Time) error {
 // A nil exec error from a fake Execer is passed through: the marker stays,
 // as it would for a real exec, for the next Boot to find.
 func ExecNew(stateDir string, exec Execer, argv, env []string, now time.Time) error {
-	p, err := ReadPending(stateDir)
+	p, err := armForExec(stateDir, now)
 	if err != nil {
 		return fmt.Errorf("exec new version: %w", err)
 	}
-	if p == nil {
-		return fmt.Errorf("exec new version: %w", ErrNoPending)
-	}
-	if p.Deadline.IsZero() {
-		p.Deadline = now.Add(p.healthTimeout())
-		if err := WritePending(stateDir, *p); err != nil {
-			return fmt.Errorf("exec new version: %w", err)
-		}
-	}
+	// The lock is not held across exec: a successful exec would release it
+	// anyway, and an Execer may itself call Boot (rpe node's does).
 	xerr := exec(p.Target, argv, env)
 	if xerr == nil {
 		return nil
 	}
 	reason := fmt.Errorf("%w %s: %w", ErrExecFailed, p.Target, xerr)
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return errors.Join(reason, err)
+	}
+	defer unlock()
+	if cur, err := ReadPending(stateDir); err != nil || !samePending(cur, p) {
+		return errors.Join(reason, fmt.Errorf("roll back %s: %w", p.Version, ErrNoPending), err)
+	}
 	if err := rollBack(stateDir, p, reason, now); err != nil {
 		return errors.Join(reason, err)
 	}
 	return reason
+}
+
+// armForExec reads the marker for ExecNew and arms its deadline if unarmed,
+// under the state lock.
+func armForExec(stateDir string, now time.Time) (*Pending, error) {
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	p, err := ReadPending(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, ErrNoPending
+	}
+	if p.Deadline.IsZero() {
+		p.Deadline = now.Add(p.healthTimeout())
+		if err := WritePending(stateDir, *p); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // FailedInstall is a release that was rolled back.
@@ -819,4 +859,34 @@ func writeFileAtomic(path string, data []byte) (err error) {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// LockFile is the name of the installer's lock file in the state directory.
+const LockFile = "install.lock"
+
+// lockState serialises the installer's changes to the state directory:
+// Boot, Confirm, RollBack, SwapOnTrial and ExecNew each read the marker,
+// decide and write, and two of them interleaved (the engine confirming the
+// running version on one goroutine while the installer actor installs the
+// next release on another) could otherwise clear a marker just written, or
+// keep a backup that was just superseded by a confirm. It takes an
+// exclusive flock on <stateDir>/install.lock, waiting for it, and returns
+// the function that releases it. A state directory that does not exist
+// holds no marker: then nothing is locked. None of the functions that lock
+// calls another that does, nor calls out (exec) while it holds the lock.
+func lockState(stateDir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(stateDir, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Stat(stateDir); errors.Is(serr, fs.ErrNotExist) {
+			return func() {}, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock state dir: %w", err)
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock state dir %s: %w", stateDir, err)
+	}
+	return func() { f.Close() }, nil
 }

@@ -57,10 +57,19 @@ func swapOnTrial(stateDir, staged string, p Pending, h *hooks) (Pending, error) 
 	if err := p.check(); err != nil {
 		return Pending{}, fmt.Errorf("install %s: %w: %w", p.Version, ErrBadPending, err)
 	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)
+	}
+	unlock, err := lockState(stateDir)
+	if err != nil {
+		return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)
+	}
+	defer unlock()
 	prev, err := ReadPending(stateDir)
 	if err != nil {
 		return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)
 	}
+	h.fireAfterReadPending()
 	if prev != nil && filepath.Clean(prev.Target) == filepath.Clean(p.Target) &&
 		filepath.Clean(prev.Backup) == filepath.Clean(p.Backup) {
 		unconfirmed := prev.ReplacedUnconfirmed

@@ -44,6 +44,15 @@ type hooks struct {
 	// beforeRename runs once the backup is made, before the rename over the
 	// target.
 	beforeRename func(tmp string) error
+	// afterReadPending runs once SwapOnTrial has read the current marker,
+	// before it decides on the backup and writes its own.
+	afterReadPending func()
+}
+
+func (h *hooks) fireAfterReadPending() {
+	if h != nil && h.afterReadPending != nil {
+		h.afterReadPending()
+	}
 }
 
 func (h *hooks) fireAfterTemp(tmp string) error {
