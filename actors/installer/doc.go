@@ -87,6 +87,9 @@
 // ReplacedUnconfirmed set. 1.1 is dropped and not listed as failed: it did
 // not fail, it was superseded. If 1.2 fails its trial, 1.0 comes back. The
 // same holds when 1.1, running on trial, installs 1.2 (InstalledBy 1.1).
+// 1.1 then cannot confirm (it is not what the target holds), but until 1.2
+// first starts it can still roll back: 1.0 comes back, 1.1 is listed as
+// failed and 1.2 is dropped.
 //
 // # Crashes
 //

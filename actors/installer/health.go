@@ -567,8 +567,11 @@ func (r BootResult) Confirm() error {
 // RollBack ends a trial (BootTrial) as failed: the running new version
 // found itself unhealthy, or its deadline passed while it ran. It restores
 // the backup, lists the release as failed with reason, and removes the
-// marker; the caller should then exec Pending.Target. It returns
-// ErrNoPending if the marker is gone or now names another install.
+// marker; the caller should then exec Pending.Target. If this version has
+// since installed the next one on restart, which has not started yet, that
+// install is dropped with it (the backup, the last confirmed version, comes
+// back). It returns ErrNoPending if the marker is gone or now names another
+// install.
 func (r BootResult) RollBack(reason error, now time.Time) error {
 	if r.State != BootTrial || r.Pending == nil {
 		return fmt.Errorf("roll back: %w (boot state %s)", ErrNoPending, r.State)
@@ -582,10 +585,29 @@ func (r BootResult) RollBack(reason error, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("roll back: %w", err)
 	}
+	if supersedes(cur, r.Pending) {
+		// This version installed the next one on restart, which has not
+		// started yet: the target holds it, the backup is still the last
+		// confirmed version. The trial that failed is this one.
+		failed := *r.Pending
+		failed.Target, failed.Backup = cur.Target, cur.Backup
+		return rollBack(r.stateDir, &failed, reason, now)
+	}
 	if !samePending(cur, r.Pending) {
 		return fmt.Errorf("roll back %s: %w", r.Pending.Version, ErrNoPending)
 	}
 	return rollBack(r.stateDir, cur, reason, now)
+}
+
+// supersedes reports whether cur is an install made by the version on
+// trial in p, on restart and not yet started: its trial carries p's backup
+// (ReplacedUnconfirmed, same PreviousVersion) and is unarmed. The process
+// running p's version then still runs unconfirmed, and its rollback must
+// still restore the backup.
+func supersedes(cur, p *Pending) bool {
+	return cur != nil && p != nil && cur.ReplacedUnconfirmed && cur.Deadline.IsZero() &&
+		cur.InstalledBy == p.Version && cur.PreviousVersion == p.PreviousVersion &&
+		cur.Target == p.Target && cur.Backup == p.Backup
 }
 
 func samePending(a, b *Pending) bool {

@@ -478,3 +478,37 @@ func TestSwapOnTrialRefusesBadMarker(t *testing.T) {
 		t.Fatal("backup written by a refused install")
 	}
 }
+
+// 1.1, on trial, installs 1.2 on restart and then finds itself unhealthy:
+// its rollback still works (the confirmed 1.0 comes back, 1.1 is listed as
+// failed, 1.2, which never ran, is dropped), so an unhealthy 1.1 does not
+// run on unsupervised until the next restart.
+func TestRollBackAfterInstallingOnRestart(t *testing.T) {
+	f := newThreeVersions(t)
+	installOnRestart(t, f.swapFixture, f.staged, onRestart(f.swapFixture))
+	r := mustBoot(t, f.stateDir, "1.1.0", t0, BootTrial)
+	installOnRestart(t, f.swapFixture, f.staged12Path, f.pending12("1.1.0"))
+	if err := r.Confirm(); !errors.Is(err, ErrNoPending) {
+		t.Fatalf("1.1 confirmed after installing 1.2: %v", err)
+	}
+	if err := r.RollBack(errors.New("unhealthy"), t0.Add(time.Second)); err != nil {
+		t.Fatalf("1.1 cannot roll back after installing 1.2: %v", err)
+	}
+	assertTarget(t, f.swapFixture, f.old, "confirmed 1.0")
+	assertFailed(t, f.swapFixture, "ab12")
+	if p, err := ReadPending(f.stateDir); p != nil || err != nil {
+		t.Fatalf("marker after the rollback: %+v, %v", p, err)
+	}
+	mustBoot(t, f.stateDir, "1.0.0", t0.Add(time.Minute), BootClean)
+
+	// Once 1.2 has started, its trial is its own: 1.1 cannot end it.
+	f = newThreeVersions(t)
+	installOnRestart(t, f.swapFixture, f.staged, onRestart(f.swapFixture))
+	r = mustBoot(t, f.stateDir, "1.1.0", t0, BootTrial)
+	installOnRestart(t, f.swapFixture, f.staged12Path, f.pending12("1.1.0"))
+	mustBoot(t, f.stateDir, "1.2.0", t0, BootTrial)
+	if err := r.RollBack(errors.New("unhealthy"), t0.Add(time.Second)); !errors.Is(err, ErrNoPending) {
+		t.Fatalf("1.1 ended 1.2's trial: %v", err)
+	}
+	assertTarget(t, f.swapFixture, f.v12, "1.2")
+}
