@@ -58,7 +58,13 @@
 //     restarted in it, is no start of the new version: its Boot
 //     (BootWaiting) leaves an unarmed marker as it is, so however long it
 //     runs, nothing rolls back on its account. A misversioned new build,
-//     which can never confirm, still arms the trial and is rolled back.
+//     which can never confirm, still arms the trial and is rolled back by
+//     the first Boot after its deadline (its next start, a supervisor, any
+//     other process); while it runs, nothing stops it sooner. A new build
+//     that reports PreviousVersion or InstalledBy is taken for the old
+//     process: under OnRestart it arms nothing and runs unconfirmed until
+//     another start arms the trial (Boot knows a process by its version
+//     only).
 //  3. The starting program (the engine, before anything else touches the
 //     target) calls Boot with its own version. The new version gets
 //     BootTrial: the start is counted on disk first, so a crash right after
@@ -117,9 +123,10 @@
 // A new binary that dies before it reaches Boot (a panic during package
 // initialisation, a missing shared library, an instruction the CPU lacks)
 // never runs this code, so it cannot roll itself back. Under a supervisor
-// that calls BeforeLaunch before each start (such as `rpe node --run`), the
-// deadline armed by ExecNew ends the trial and the supervisor restores the
-// backup. With self-exec alone and no supervisor, such a process is simply
+// that calls BeforeLaunch before each start, the deadline armed by ExecNew
+// ends the trial and the supervisor restores the backup (`rpe node --run`
+// instead runs the trial for its child itself and rolls back when the child
+// exits early). With self-exec alone and no supervisor, such a process is simply
 // gone: nothing restarts it, and the backup waits in the state directory for
 // a human (`cp <StateDir>/backup/<name> <target>`). A new version that hangs
 // without ever reaching the engine's timer is likewise only caught by a
@@ -130,8 +137,17 @@
 // <StateDir>/install.lock while they read, decide and write, so the engine
 // confirming on one goroutine and the installer actor installing on another
 // (or a supervisor's BeforeLaunch and its child) take turns; where flock is
-// missing (not Linux, macOS or a BSD) nothing serialises them. Swap replaces a regular file only;
-// callers resolve symlinks first (engine.Config.Target does). The deadline
+// missing (not Linux, macOS or a BSD) nothing serialises them. Swap
+// replaces a regular file only; callers resolve symlinks first
+// (engine.Config.Target does).
+//
+// The state directory is trusted local storage (docs/SECURITY.md): its
+// files are checked for form, not for intent. A marker names its own target
+// and backup by absolute path, so whoever can write it can have Boot copy
+// any file it can read over any file the process can write; that is no more
+// than such a writer can do already, by replacing the backup that a
+// rollback restores over the target. Keep the state directory writable by
+// the updating user only. The deadline
 // is wall-clock time, so a large clock step at boot can end a trial early.
 // This package targets Unix: on systems without exec (Windows) ExecSelf
 // returns ErrExecUnsupported, and renaming over a running executable is
