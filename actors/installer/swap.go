@@ -47,6 +47,9 @@ type hooks struct {
 	// afterReadPending runs once SwapOnTrial has read the current marker,
 	// before it decides on the backup and writes its own.
 	afterReadPending func()
+	// createdDir sees each directory mkdirDurable creates and the parent it
+	// then syncs.
+	createdDir func(dir, synced string)
 }
 
 func (h *hooks) fireAfterReadPending() {
@@ -145,7 +148,7 @@ func replace(target, staged, backupPath string, makeBackup bool, h *hooks) error
 		return fmt.Errorf("swap %s: %w", target, err)
 	}
 	if makeBackup {
-		if err := os.MkdirAll(filepath.Dir(backupPath), 0o700); err != nil {
+		if err := mkdirDurable(filepath.Dir(backupPath), h); err != nil {
 			return fmt.Errorf("swap %s: backup: %w", target, err)
 		}
 		if err := replaceWithCopy(backupPath, target, tfi); err != nil {
@@ -278,6 +281,34 @@ func removeStale(dir, base string) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
+}
+
+// mkdirDurable creates dir (0700) and any missing parents, syncing the
+// parent of each one it creates, so the backup's directory cannot vanish in
+// a power loss that keeps the target's rename (the backup's own directory
+// sync covers only the file's entry, not the directory's).
+func mkdirDurable(dir string, h *hooks) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s: not a directory", dir)
+		}
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := mkdirDurable(parent, h); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if h != nil && h.createdDir != nil {
+		h.createdDir(dir, parent)
+	}
+	return syncDir(parent)
 }
 
 // syncDir fsyncs a directory so a rename in it survives a power loss.

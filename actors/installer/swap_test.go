@@ -337,3 +337,35 @@ func TestRollbackFailures(t *testing.T) {
 	}
 	noTemp(t, f.dir, f.stateDir)
 }
+
+// A swap that creates the backup's directory syncs the directory holding
+// it: the backup file's own directory sync does not make the new directory
+// itself durable, and a power loss could otherwise keep the new target and
+// lose the only copy of the old one.
+func TestSwapCreatesBackupDirDurably(t *testing.T) {
+	f := newSwapFixture(t)
+	backup := filepath.Join(f.stateDir, "deep", "backup", "app")
+	var synced []string
+	h := &hooks{createdDir: func(dir, parent string) { synced = append(synced, dir+" in "+parent) }}
+	if err := swap(f.target, f.staged, backup, h); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		filepath.Join(f.stateDir, "deep") + " in " + f.stateDir,
+		filepath.Join(f.stateDir, "deep", "backup") + " in " + filepath.Join(f.stateDir, "deep"),
+	}
+	if !slices.Equal(synced, want) {
+		t.Fatalf("directories created and synced %q, want %q", synced, want)
+	}
+	if !bytes.Equal(readFile(t, backup), f.old) {
+		t.Fatal("backup is not the old version")
+	}
+	// An existing directory is left as it is.
+	synced = nil
+	if err := swap(f.target, f.staged, backup, h); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 0 {
+		t.Fatalf("created %q again", synced)
+	}
+}
