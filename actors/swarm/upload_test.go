@@ -28,6 +28,15 @@ func queue(t *testing.T, u *uploads, id release.ManifestID, n int, seed bool, gr
 	}
 }
 
+// wantSlot asks u for a slot (acquire) and fails the test unless the
+// answer is want; format and args say what the request was about.
+func wantSlot(t *testing.T, want bool, u *uploads, id release.ManifestID, i, n int, seed bool, wait time.Duration, format string, args ...any) {
+	t.Helper()
+	if got := u.acquire(t.Context(), id, i, n, seed, wait); got != want {
+		t.Fatalf("slot for chunk %d: got %v, want %v: "+format, append([]any{i, got, want}, args...)...)
+	}
+}
+
 // TestUploadsCoverEveryChunkFirst: with requests queued so that first come,
 // first served would send chunks 1 and 2 twice before chunk 3 once, a freed
 // slot goes to a chunk never sent before any chunk goes out a second time.
@@ -36,9 +45,7 @@ func TestUploadsCoverEveryChunkFirst(t *testing.T) {
 		u := newUploads(1)
 		id := release.ManifestID{1}
 		const n = 4
-		if !u.acquire(t.Context(), id, 0, n, false, time.Minute) {
-			t.Fatal("the free slot was not taken")
-		}
+		wantSlot(t, true, u, id, 0, n, false, time.Minute, "the free slot was not taken")
 		granted := make(chan int, 16)
 		queue(t, u, id, n, false, granted, 1, 1, 2, 2, 0, 3, 3)
 		var order []int
@@ -73,9 +80,7 @@ func TestUploadsHeldChunkWaits(t *testing.T) {
 		id := release.ManifestID{2}
 		const n = 3
 		u.holders(id, n, []int{1}, +2)
-		if !u.acquire(t.Context(), id, 2, n, false, time.Minute) {
-			t.Fatal("the free slot was not taken")
-		}
+		wantSlot(t, true, u, id, 2, n, false, time.Minute, "the free slot was not taken")
 		granted := make(chan int, 4)
 		queue(t, u, id, n, false, granted, 1, 0, 2)
 		// Chunk 2's answer was cut off: it still has no copy outside, so it
@@ -110,9 +115,7 @@ func TestUnannouncedSendExpires(t *testing.T) {
 		id := release.ManifestID{7}
 		const n = 2
 		for i := range n {
-			if !u.acquire(t.Context(), id, i, n, true, 0) {
-				t.Fatalf("chunk %d refused", i)
-			}
+			wantSlot(t, true, u, id, i, n, true, 0, "chunk %d refused", i)
 			u.finish(id, i, true)
 		}
 		u.holders(id, n, []int{1}, +1) // chunk 1 was announced, chunk 0 not
@@ -127,19 +130,11 @@ func TestUnannouncedSendExpires(t *testing.T) {
 		// Chunk 0 is asked for again (the request waits behind chunk 1's
 		// answer, then gives up): a repeat of chunk 1 is refused until
 		// chunk 0 is out again.
-		if !u.acquire(t.Context(), id, 1, n, true, 0) {
-			t.Fatal("chunk 1 refused while nothing else is in demand")
-		}
-		if u.acquire(t.Context(), id, 0, n, true, 100*time.Millisecond) {
-			t.Fatal("a request got a slot that was taken")
-		}
+		wantSlot(t, true, u, id, 1, n, true, 0, "chunk 1 refused while nothing else is in demand")
+		wantSlot(t, false, u, id, 0, n, true, 100*time.Millisecond, "a request got a slot that was taken")
 		u.finish(id, 1, true)
-		if u.acquire(t.Context(), id, 1, n, true, 0) {
-			t.Fatal("chunk 1 served again while chunk 0, asked for, has no copy")
-		}
-		if !u.acquire(t.Context(), id, 0, n, true, 0) {
-			t.Fatal("chunk 0 refused")
-		}
+		wantSlot(t, false, u, id, 1, n, true, 0, "chunk 1 served again while chunk 0, asked for, has no copy")
+		wantSlot(t, true, u, id, 0, n, true, 0, "chunk 0 refused")
 		u.finish(id, 0, true)
 	})
 }
@@ -150,13 +145,9 @@ func TestUploadsWaitEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		u := newUploads(1)
 		id := release.ManifestID{3}
-		if !u.acquire(t.Context(), id, 0, 2, false, time.Second) {
-			t.Fatal("the free slot was not taken")
-		}
+		wantSlot(t, true, u, id, 0, 2, false, time.Second, "the free slot was not taken")
 		start := time.Now()
-		if u.acquire(t.Context(), id, 1, 2, false, time.Second) {
-			t.Fatal("a request got a slot that was taken")
-		}
+		wantSlot(t, false, u, id, 1, 2, false, time.Second, "a request got a slot that was taken")
 		if waited := time.Since(start); waited != time.Second {
 			t.Fatalf("waited %v, want the full second", waited)
 		}
@@ -169,9 +160,7 @@ func TestUploadsWaitEnds(t *testing.T) {
 			t.Fatalf("%d requests still queued", len(u.waiting))
 		}
 		u.finish(id, 0, true)
-		if !u.acquire(t.Context(), id, 1, 2, false, 0) {
-			t.Fatal("the freed slot was not taken")
-		}
+		wantSlot(t, true, u, id, 1, 2, false, 0, "the freed slot was not taken")
 	})
 }
 
@@ -185,34 +174,24 @@ func TestSeedTurnRoundRobin(t *testing.T) {
 		const n = 4
 		// Every chunk is asked for and sent once.
 		for i := range n {
-			if !u.acquire(t.Context(), id, i, n, true, 0) {
-				t.Fatalf("first request for chunk %d refused", i)
-			}
+			wantSlot(t, true, u, id, i, n, true, 0, "first request for chunk %d refused", i)
 			u.finish(id, i, true)
 		}
 		// Chunk 0 twice more (once, and the slack) while 1-3 stay at one.
 		for round := range seedSlack + 1 {
-			if !u.acquire(t.Context(), id, 0, n, true, 0) {
-				t.Fatalf("chunk 0 refused within the slack (round %d)", round)
-			}
+			wantSlot(t, true, u, id, 0, n, true, 0, "chunk 0 refused within the slack (round %d)", round)
 			u.finish(id, 0, true)
 		}
-		if u.acquire(t.Context(), id, 0, n, true, 0) {
-			t.Fatal("chunk 0 served again while chunks 1-3 were served less and are in demand")
-		}
+		wantSlot(t, false, u, id, 0, n, true, 0, "chunk 0 served again while chunks 1-3 were served less and are in demand")
 		// An answer cut off is no turn: chunk 1 stays at one copy.
-		if !u.acquire(t.Context(), id, 1, n, true, 0) {
-			t.Fatal("chunk 1 refused")
-		}
+		wantSlot(t, true, u, id, 1, n, true, 0, "chunk 1 refused")
 		u.finish(id, 1, false)
 		if got := u.rels[id].sent[1]; got != 1 {
 			t.Fatalf("chunk 1 sent %d times after a cut-off answer, want 1", got)
 		}
 		// Later only chunk 0 is wanted: the others drop out of demand.
 		time.Sleep(demandWindow + time.Second)
-		if !u.acquire(t.Context(), id, 0, n, true, 0) {
-			t.Fatal("chunk 0 refused although no other chunk is in demand")
-		}
+		wantSlot(t, true, u, id, 0, n, true, 0, "chunk 0 refused although no other chunk is in demand")
 		u.finish(id, 0, true)
 	})
 }
@@ -225,17 +204,13 @@ func TestSeedNoRepeatWhileUncovered(t *testing.T) {
 		u := newUploads(1)
 		id := release.ManifestID{6}
 		const n = 3
-		if !u.acquire(t.Context(), id, 0, n, true, time.Minute) {
-			t.Fatal("the free slot was not taken")
-		}
+		wantSlot(t, true, u, id, 0, n, true, time.Minute, "the free slot was not taken")
 		// Nothing else is in demand: a second request for chunk 0 waits.
 		granted := make(chan int, 4)
 		queue(t, u, id, n, true, granted, 0)
 		// Chunk 1 is asked for, and the request gives up before a slot
 		// frees: chunk 1 is in demand with no copy.
-		if u.acquire(t.Context(), id, 1, n, true, 100*time.Millisecond) {
-			t.Fatal("a request got a slot that was taken")
-		}
+		wantSlot(t, false, u, id, 1, n, true, 100*time.Millisecond, "a request got a slot that was taken")
 		// The slot frees: the repeat of chunk 0 is refused, not served.
 		u.finish(id, 0, true)
 		if i := <-granted; i != -1 {
@@ -243,34 +218,20 @@ func TestSeedNoRepeatWhileUncovered(t *testing.T) {
 		}
 		// A new request for chunk 0 is refused at once; one for chunk 1 is
 		// served; then chunk 0 again.
-		if u.acquire(t.Context(), id, 0, n, true, time.Minute) {
-			t.Fatal("chunk 0 served again while chunk 1 is in demand with no copy")
-		}
-		if !u.acquire(t.Context(), id, 1, n, true, time.Minute) {
-			t.Fatal("chunk 1 refused")
-		}
+		wantSlot(t, false, u, id, 0, n, true, time.Minute, "chunk 0 served again while chunk 1 is in demand with no copy")
+		wantSlot(t, true, u, id, 1, n, true, time.Minute, "chunk 1 refused")
 		u.finish(id, 1, true)
-		if !u.acquire(t.Context(), id, 0, n, true, time.Minute) {
-			t.Fatal("chunk 0 refused once every chunk in demand is out")
-		}
+		wantSlot(t, true, u, id, 0, n, true, time.Minute, "chunk 0 refused once every chunk in demand is out")
 		u.finish(id, 0, true)
 		// Chunk 2 is asked for and gets no slot: a repeat of chunk 1 is
 		// refused; once a peer announces chunk 2 (this seed never sent it),
 		// chunk 2 counts as out and the repeat is served.
-		if !u.acquire(t.Context(), id, 0, n, true, time.Minute) {
-			t.Fatal("the free slot was not taken")
-		}
-		if u.acquire(t.Context(), id, 2, n, true, 100*time.Millisecond) {
-			t.Fatal("a request got a slot that was taken")
-		}
+		wantSlot(t, true, u, id, 0, n, true, time.Minute, "the free slot was not taken")
+		wantSlot(t, false, u, id, 2, n, true, 100*time.Millisecond, "a request got a slot that was taken")
 		u.finish(id, 0, true)
-		if u.acquire(t.Context(), id, 1, n, true, time.Minute) {
-			t.Fatal("chunk 1 served again while chunk 2 is in demand with no copy")
-		}
+		wantSlot(t, false, u, id, 1, n, true, time.Minute, "chunk 1 served again while chunk 2 is in demand with no copy")
 		u.holders(id, n, []int{2}, +1)
-		if !u.acquire(t.Context(), id, 1, n, true, time.Minute) {
-			t.Fatal("chunk 1 refused although every chunk in demand is out")
-		}
+		wantSlot(t, true, u, id, 1, n, true, time.Minute, "chunk 1 refused although every chunk in demand is out")
 		u.finish(id, 1, true)
 	})
 }
