@@ -33,8 +33,9 @@ type Config struct {
 	// handshakes and none finished in 60 s; with 12 most did.
 	MaxPeers int
 	// MaxUploads caps the chunk answers being sent at once, to all peers
-	// together; further requests wait their turn, and are answered busy
-	// after UploadWait. A seeder thus sends a few chunks at full rate instead
+	// together; further requests wait for a slot (the one whose chunk has
+	// the fewest copies outside this node goes first, see the package doc),
+	// and are answered busy after UploadWait. A seeder thus sends a few chunks at full rate instead
 	// of every requested chunk at a crawl (which made every request time out
 	// once a hundred peers asked the publisher at once), and each chunk
 	// arrives sooner, so it can be passed on sooner. Default 2: in a 50-node
