@@ -66,6 +66,10 @@ var (
 	// ErrExecUnsupported is returned by ExecSelf where the system has no
 	// exec (not a Unix).
 	ErrExecUnsupported = errors.New("installer: exec is not supported on this system")
+	// ErrAlreadyOnTrial is returned by SwapOnTrial for the release that the
+	// target already holds, on trial: nothing is changed, and the trial
+	// goes on with its deadline and count of starts.
+	ErrAlreadyOnTrial = errors.New("installer: release already installed and on trial")
 )
 
 // Execer replaces the running process with the program at path, passing

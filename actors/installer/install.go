@@ -38,6 +38,13 @@ import (
 // installs on restart before any restart (1.0 running, 1.1 then 1.2 swapped
 // in) leave 1.2 on trial with 1.0 as its backup.
 //
+// If the target already holds this very release, on trial (the marker
+// names the same version, manifest and file), nothing changes: it returns
+// the marker as it is and an error wrapping ErrAlreadyOnTrial. A build
+// that reports an older version than its manifest's would otherwise
+// install itself again at every start, each time restarting its own trial
+// (and, under Now, exec itself again), so its trial would never end.
+//
 // A marker that cannot be read stops the install (an error wrapping
 // ErrBadPending): without it the installer cannot tell whether the target
 // is a confirmed version worth keeping as the backup.
@@ -72,6 +79,20 @@ func swapOnTrial(stateDir, staged string, p Pending, h *hooks) (Pending, error) 
 	h.fireAfterReadPending()
 	if prev != nil && filepath.Clean(prev.Target) == filepath.Clean(p.Target) &&
 		filepath.Clean(prev.Backup) == filepath.Clean(p.Backup) {
+		if prev.SHA256 != "" && prev.SHA256 == p.SHA256 && prev.Size == p.Size &&
+			prev.Version == p.Version && prev.ManifestID == p.ManifestID {
+			// The same release again: a build that reports an older
+			// version than its manifest's installs it at each start.
+			// A new marker would restart its trial every time, and
+			// under Now it would exec itself forever.
+			holds, err := prev.targetHolds()
+			if err != nil {
+				return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)
+			}
+			if holds {
+				return *prev, fmt.Errorf("install %s: %w", p.Version, ErrAlreadyOnTrial)
+			}
+		}
 		unconfirmed := prev.ReplacedUnconfirmed
 		if !unconfirmed {
 			// Stale (the target never received prev's file): the target

@@ -512,3 +512,41 @@ func TestRollBackAfterInstallingOnRestart(t *testing.T) {
 	}
 	assertTarget(t, f.swapFixture, f.v12, "1.2")
 }
+
+// A new build that reports an older version than its manifest's (1.1
+// built still saying 1.0.0) finds its own release again at every start and
+// installs it. That must not restart its trial each time (under Now it
+// would exec itself forever and the deadline would never come): the
+// install is refused with ErrAlreadyOnTrial, nothing changes, and the trial
+// ends at its deadline.
+func TestReinstallDoesNotRestartTrial(t *testing.T) {
+	f := newSwapFixture(t)
+	installOnRestart(t, f, f.staged, onRestart(f))
+	noExec := func(string, []string, []string) error { return nil }
+	if err := ExecNew(f.stateDir, noExec, nil, nil, t0); err != nil {
+		t.Fatal(err)
+	}
+	before := markerBytes(t, f)
+	for i, now := range []time.Time{t0.Add(10 * time.Second), t0.Add(20 * time.Second)} {
+		mustBoot(t, f.stateDir, "1.0.0", now, BootWaiting) // the misversioned 1.1 starts
+		p, err := SwapOnTrial(f.stateDir, f.staged, onRestart(f))
+		if !errors.Is(err, ErrAlreadyOnTrial) {
+			t.Fatalf("reinstall %d: %v", i, err)
+		}
+		if !p.Deadline.Equal(t0.Add(30 * time.Second)) {
+			t.Fatalf("reinstall %d returned %+v", i, p)
+		}
+		if err := ExecNew(f.stateDir, noExec, nil, nil, now); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(markerBytes(t, f), before) {
+			t.Fatalf("reinstall %d changed the trial", i)
+		}
+	}
+	r := mustBoot(t, f.stateDir, "1.0.0", t0.Add(31*time.Second), BootRolledBack)
+	if !errors.Is(r.Reason, ErrHealthDeadline) {
+		t.Fatalf("reason %v", r.Reason)
+	}
+	assertTarget(t, f, f.old, "old")
+	assertFailed(t, f, "ab12")
+}
