@@ -126,11 +126,11 @@
 // that calls BeforeLaunch before each start, the deadline armed by ExecNew
 // ends the trial and the supervisor restores the backup (`rpe node --run`
 // instead runs the trial for its child itself and rolls back when the child
-// exits early). With self-exec alone and no supervisor, such a process is simply
-// gone: nothing restarts it, and the backup waits in the state directory for
-// a human (`cp <StateDir>/backup/<name> <target>`). A new version that hangs
-// without ever reaching the engine's timer is likewise only caught by a
-// supervisor that restarts it.
+// exits early). With self-exec alone and no supervisor, such a process is
+// simply gone: nothing restarts it, and the backup waits in the state
+// directory for a human (`cp <StateDir>/backup/<name> <target>`). A new
+// version that hangs without ever reaching the engine's timer is likewise
+// only caught by a supervisor that restarts it.
 //
 // One state directory belongs to one installing process. Within it, Boot,
 // Confirm, RollBack, SwapOnTrial and ExecNew each hold an flock on
@@ -147,9 +147,10 @@
 // any file it can read over any file the process can write; that is no more
 // than such a writer can do already, by replacing the backup that a
 // rollback restores over the target. Keep the state directory writable by
-// the updating user only. The deadline
-// is wall-clock time, so a large clock step at boot can end a trial early.
-// This package targets Unix: on systems without exec (Windows) ExecSelf
-// returns ErrExecUnsupported, and renaming over a running executable is
-// refused there anyway.
+// the updating user only.
+//
+// The deadline is wall-clock time, so a large clock step at boot can end a
+// trial early. This package targets Unix: on systems without exec
+// (Windows) ExecSelf returns ErrExecUnsupported, and renaming over a
+// running executable is refused there anyway.
 package installer
