@@ -398,9 +398,19 @@ type proc struct {
 	stopping atomic.Bool // stopped by rpe node, not by itself
 }
 
+// start starts the child unless it is running already: rpe node's own
+// first start and a restart by the engine (a rollback found at boot) may
+// come in either order, and only one child may run.
 func (c *child) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.cur != nil {
+		select {
+		case <-c.cur.done:
+		default:
+			return nil
+		}
+	}
 	cmd := exec.Command(c.argv[0], c.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
 	if err := cmd.Start(); err != nil {
