@@ -38,12 +38,17 @@ type Handler interface {
 }
 
 // ChunkSentHandler is a Handler that is told when the answer to a Chunk
-// call that returned no error has been written to the stream (or failed to
-// be), so it can cap the chunk uploads in flight: a QUIC stream write
+// call that returned no error is done with, so it can cap the chunk uploads
+// in flight and count only what reached the peer: a QUIC stream write
 // returns once its data has gone out at the connection's pace.
 type ChunkSentHandler interface {
 	Handler
-	ChunkSent(id release.ManifestID, index uint32)
+	// ChunkSent is called once per Chunk call that returned no error. err
+	// is nil when the whole answer was written to the stream and the stream
+	// ended; otherwise it says why the answer was not sent in full (the
+	// chunk was over MaxChunk, the peer cancelled the request, the write
+	// took longer than AnswerTimeout, the connection closed).
+	ChunkSent(id release.ManifestID, index uint32, err error)
 }
 
 // Conn is one rpe peer connection, dialled or accepted; both ends are alike.
@@ -684,18 +689,20 @@ func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
 			bp = new([]byte)
 		}
 		data, err := h.Chunk(m.ID, m.Index, (*bp)[:0])
+		var sent error // the answer's outcome, for ChunkSent
 		if cs, ok := h.(ChunkSentHandler); ok && err == nil {
-			defer cs.ChunkSent(m.ID, m.Index)
+			defer func() { cs.ChunkSent(m.ID, m.Index, sent) }()
 		}
 		if err == nil && len(data) > c.lim.MaxChunk {
 			err = fmt.Errorf("%w: chunk of %d bytes over the limit", ErrInternal, len(data))
+			sent = err
 		}
 		if errors.Is(err, ErrBadIndex) {
 			c.fail(fmt.Errorf("chunk %d of %s: %w", m.Index, m.ID.Short(), err))
 		} else if err != nil {
 			c.answerError(s, err)
-		} else {
-			c.answer(s, TypeChunk, data)
+		} else if err = c.answer(s, TypeChunk, data); err != nil {
+			sent = fmt.Errorf("send chunk %d of %s to peer %s: %w", m.Index, m.ID.Short(), c.remote, err)
 		}
 		if cap(data) > cap(*bp) && cap(data) <= c.lim.MaxChunk {
 			*bp = data[:0]
@@ -704,8 +711,9 @@ func (c *Conn) serveRequest(s *quic.Stream, h Handler) {
 	}
 }
 
-// answer writes a frame of type t carrying data, and ends the stream.
-func (c *Conn) answer(s *quic.Stream, t Type, data []byte) {
+// answer writes a frame of type t carrying data, and ends the stream. It
+// returns why the answer was not written in full, if it was not.
+func (c *Conn) answer(s *quic.Stream, t Type, data []byte) error {
 	// An answer the peer does not take in time is abandoned, so that a
 	// stuck stream cannot hold the handler's resources (its upload slot)
 	// for the connection's lifetime.
@@ -713,13 +721,13 @@ func (c *Conn) answer(s *quic.Stream, t Type, data []byte) {
 	var h [HeaderSize]byte
 	if _, err := s.Write(AppendHeader(h[:0], t, len(data))); err != nil {
 		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
-		return
+		return err
 	}
 	if _, err := s.Write(data); err != nil {
 		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
-		return
+		return err
 	}
-	s.Close()
+	return s.Close()
 }
 
 // answerError writes an Error answer for a handler's error. Only the code

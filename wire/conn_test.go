@@ -314,3 +314,67 @@ func TestSendHonoursContext(t *testing.T) {
 		// Nothing was written: the stream is intact and usable.
 	}
 }
+
+// sentHandler records every ChunkSent call.
+type sentHandler struct {
+	*testHandler
+	sent chan sentCall
+}
+
+type sentCall struct {
+	index uint32
+	err   error
+}
+
+func (h sentHandler) ChunkSent(id release.ManifestID, index uint32, err error) {
+	h.sent <- sentCall{index, err}
+}
+
+// TestChunkSentReportsOutcome: ChunkSent says whether the answer went out in
+// full: nil for an answer written, an error for one cut off by the
+// connection closing and for a chunk over MaxChunk, so a handler can count
+// what reached the peer.
+func TestChunkSentReportsOutcome(t *testing.T) {
+	lim := Limits{MaxChunk: 1 << 10}
+	a, b := newNode(t, lim), newNode(t, lim)
+	id := mid(3)
+	cut := make(chan [2]*Conn, 1) // both ends, for chunk 1 to close
+	hb := sentHandler{newTestHandler(), make(chan sentCall, 4)}
+	hb.chunkFunc = func(_ release.ManifestID, index uint32, buf []byte) ([]byte, error) {
+		switch index {
+		case 1: // the requester goes away before the answer is written
+			ends := <-cut
+			ends[0].Close(CodeNone, "gone")
+			waitDone(t, ends[1])
+		case 2:
+			return append(buf, make([]byte, 2<<10)...), nil // over MaxChunk
+		}
+		return append(buf, pattern(100, byte(index))...), nil
+	}
+	ac, bc := connect(t, a, b, lim, newTestHandler(), hb)
+	ctx := testCtx(t)
+	want := func(index uint32, ok bool) {
+		t.Helper()
+		select {
+		case c := <-hb.sent:
+			if c.index != index || (c.err == nil) != ok {
+				t.Fatalf("ChunkSent(%d, %v), want chunk %d sent %v", c.index, c.err, index, ok)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no ChunkSent for chunk %d", index)
+		}
+	}
+	if err := ac.GetChunk(ctx, id, 0, make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	want(0, true)
+	if err := ac.GetChunk(ctx, id, 2, make([]byte, 100)); err == nil {
+		t.Fatal("chunk over MaxChunk was answered")
+	}
+	want(2, false)
+	cut <- [2]*Conn{ac.Conn, bc.Conn}
+	if err := ac.GetChunk(ctx, id, 1, make([]byte, 100)); err == nil {
+		t.Fatal("chunk 1 arrived on a closed connection")
+	}
+	want(1, false)
+}

@@ -14,9 +14,13 @@
 //
 // Each request (GetManifest, GetChunk) travels on its own bidirectional QUIC
 // stream, so many are in flight at once and one slow answer blocks nothing; a
-// chunk answer is streamed straight into the caller's buffer. One-way messages
-// (Hello, Have, Record, Peers) travel in order on one unidirectional control
-// stream per direction. docs/FORMATS.md describes the bytes.
+// chunk answer is streamed straight into the caller's buffer. A Handler
+// that also implements ChunkSentHandler is told, for every chunk it handed
+// over, whether the answer was written in full or why not, so it can free
+// an upload slot and count only the copies that reached the peer. One-way
+// messages (Hello, Have, Record, Peers) travel in order on one
+// unidirectional control stream per direction. docs/FORMATS.md describes the
+// bytes.
 //
 // The package knows nothing of manifests or actors: what to answer is up to a
 // Handler, and which peers to talk to is up to the caller. It owns no

@@ -25,8 +25,8 @@
 // the chunk (Hello bitfields and Have messages) and the answers this node
 // is sending or sent in the last few seconds (before the receiver's Have
 // can arrive). An answer counts as sent only once the wire layer reports it
-// written (ChunkSent) on a connection still open, and Served goes to the
-// parent only then: an answer cut off by a stop or a lost peer reached
+// written in full (ChunkSent with no error), and Served goes to the parent
+// only then: an answer cut off by a stop or a lost peer reached
 // nobody, and one that no Have confirms soon after (the receiver stopped
 // before checking it) stops counting as a copy.
 //

@@ -170,15 +170,15 @@ func (h *handler) Chunk(id release.ManifestID, index uint32, buf []byte) (b []by
 	return b, nil
 }
 
-// ChunkSent frees the upload slot taken by Chunk and, when the answer went
-// out on a connection still open, counts it as served. wire calls it also
-// when the write failed, and does not say which; a connection closed by
-// then (this node stopping, the peer gone) is taken as failure, so the
-// chunk is not counted as put into the swarm.
-func (h *handler) ChunkSent(id release.ManifestID, index uint32) {
-	sent := h.cfg.conn.Err() == nil
+// ChunkSent frees the upload slot taken by Chunk and, when wire reports the
+// answer written in full, counts it as served. An answer cut off (this node
+// stopping, the peer gone or cancelling, a stalled stream) reached nobody,
+// so the chunk is not counted as put into the swarm.
+func (h *handler) ChunkSent(id release.ManifestID, index uint32, err error) {
+	sent := err == nil
 	h.cfg.ctr.up.finish(id, int(index), sent)
 	if !sent {
+		h.cfg.logger.Debug("swarm: chunk answer not sent", "peer", h.cfg.conn.RemoteID(), "chunk", index, "err", err)
 		return
 	}
 	size := 0

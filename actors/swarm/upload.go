@@ -21,7 +21,7 @@ import (
 // jumps every queue, so a seed that has sent about one copy of a release
 // has put every chunk into the swarm once, whatever order the requests came
 // in. An answer counts as sent only when the wire layer reports it written
-// (ChunkSent) on a connection that is still open: an answer cut off when
+// in full (ChunkSent with no error): an answer cut off when
 // the node stops or the peer goes away reached nobody; and one written but
 // never announced (the receiver stopped before it checked the chunk) stops
 // counting after haveWait.
