@@ -13,6 +13,13 @@
 // peer). It sends RecordGossiped and Served (a chunk answer went out in full)
 // to its parent.
 //
+// A peer's one-way messages reach the swarm actor one at a time: the
+// connection reads the next only once the actor has taken the last, so a
+// peer that floods waits on QUIC flow control instead of filling a
+// mailbox. News of a peer's chunks goes to the subscriber only for releases
+// it joined or the store holds, and only once (a repeated Have is dropped);
+// a peer that keeps sending Hellos is dropped and banned.
+//
 // Connections are deduplicated per node ID: when two nodes dial each other at
 // once, both keep the connection dialled by the node with the smaller ID.
 //

@@ -190,6 +190,17 @@ func (h *handler) ChunkSent(id release.ManifestID, index uint32, err error) {
 	h.sys.Root.Send(h.cfg.parent, &Served{Peer: h.cfg.conn.RemoteID(), ID: id, Index: int(index), Bytes: size})
 }
 
+// Notify passes a one-way message to the swarm actor and returns once the
+// actor has taken it. wire reads no further control message from the peer
+// while Notify runs, so a peer sending at line rate waits on QUIC flow
+// control instead of filling the swarm's unbounded mailbox: each peer has at
+// most one control message queued.
 func (h *handler) Notify(from wire.NodeID, m wire.Message) {
-	h.sys.Root.Send(h.cfg.parent, &peerMsg{from: from, msg: m})
+	taken := make(chan struct{})
+	h.cfg.ctr.queue(+1)
+	h.sys.Root.Send(h.cfg.parent, &peerMsg{from: from, msg: m, taken: taken})
+	select {
+	case <-taken:
+	case <-h.ctx.Done(): // the peer actor stopped; the swarm may be gone
+	}
 }

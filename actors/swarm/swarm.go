@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -90,6 +91,21 @@ type counters struct {
 	uploaded atomic.Int64
 	served   atomic.Int64
 	up       *uploads // upload slots and per-chunk counts
+	// queued counts peer messages sent to the swarm actor and not yet
+	// taken, and queuedPeak its highest value: the bound on the mailbox
+	// that Notify's wait gives, checked by the tests.
+	queued, queuedPeak atomic.Int64
+}
+
+// queue adds d to the peer messages queued for the swarm actor.
+func (c *counters) queue(d int64) {
+	n := c.queued.Add(d)
+	for {
+		p := c.queuedPeak.Load()
+		if n <= p || c.queuedPeak.CompareAndSwap(p, n) {
+			return
+		}
+	}
 }
 
 type peer struct {
@@ -102,6 +118,12 @@ type peer struct {
 	// its Hello, and without it would look empty forever.
 	hello *wire.Hello
 	haves []wire.Have
+	// seen holds the Haves remembered in haves, so a repeated one is
+	// neither kept nor passed on again.
+	seen map[wire.Have]struct{}
+	// hellos limits the peer's Hellos (each is a full replacement, and a
+	// node sends one per connection); a peer past it is dropped.
+	hellos *rate.Limiter
 	// held has a bit per chunk the peer announced, for each release the
 	// store holds (tracked); the upload queue counts holders from it.
 	held map[release.ManifestID][]byte
@@ -109,6 +131,13 @@ type peer struct {
 
 // maxKeptHaves bounds the Have messages remembered per peer.
 const maxKeptHaves = 8192
+
+// A peer may send helloBurst Hellos at once and one per helloEvery after
+// that; an honest node sends one per connection.
+const (
+	helloBurst = 4
+	helloEvery = 10 * time.Second
+)
 
 type swarmActor struct {
 	cfg     Config
@@ -135,6 +164,13 @@ type swarmActor struct {
 
 // Props returns the props that spawn a swarm.
 func Props(cfg Config) *actor.Props {
+	props, _ := newProps(cfg)
+	return props
+}
+
+// newProps returns the props that spawn a swarm and the counters it shares
+// with its peer actors.
+func newProps(cfg Config) (*actor.Props, *counters) {
 	cfg.populate()
 	ctr := &counters{up: newUploads(cfg.MaxUploads)}
 	var lim *rate.Limiter
@@ -143,7 +179,7 @@ func Props(cfg Config) *actor.Props {
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
 		return &swarmActor{cfg: cfg, ctr: ctr, limiter: lim, self: wire.NodeIDOf(cfg.NodeKey.Public().(ed25519.PublicKey))}
-	})
+	}), ctr
 }
 
 // internal messages
@@ -161,8 +197,9 @@ type (
 	findDone struct{ id release.ManifestID }
 	tick     struct{}
 	peerMsg  struct {
-		from wire.NodeID
-		msg  wire.Message
+		from  wire.NodeID
+		msg   wire.Message
+		taken chan struct{} // closed once the swarm has handled msg
 	}
 )
 
@@ -208,7 +245,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *peerMsg:
-		s.onPeerMsg(ctx, m)
+		s.takePeerMsg(ctx, m)
 	case *Join:
 		s.sub = ctx.Sender()
 		s.joined[m.ID] = true
@@ -216,11 +253,15 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 			ctx.Send(s.sub, &PeerUp{Peer: id, Conn: p.conn})
 			if p.hello != nil {
 				for _, hs := range p.hello.Releases {
-					ctx.Send(s.sub, &PeerHas{Peer: id, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
+					if s.wanted(hs.ID) {
+						ctx.Send(s.sub, &PeerHas{Peer: id, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
+					}
 				}
 			}
 			for _, h := range p.haves {
-				ctx.Send(s.sub, &PeerHas{Peer: id, ID: h.ID, Index: int(h.Index)})
+				if s.wanted(h.ID) {
+					ctx.Send(s.sub, &PeerHas{Peer: id, ID: h.ID, Index: int(h.Index)})
+				}
 			}
 		}
 		s.announce(ctx, m.ID)
@@ -234,11 +275,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 			s.announce(ctx, m.ID)
 		}
 	case *Misbehaved:
-		s.banned[m.Peer] = true
-		if p := s.peers[m.Peer]; p != nil {
-			s.cfg.Logger.Info("swarm: dropping peer", "peer", m.Peer, "reason", m.Reason)
-			p.conn.Close(wire.CodeProtocol, "bad data")
-		}
+		s.misbehaved(m.Peer, m.Reason)
 	case *Gossip:
 		s.broadcast(ctx, &wire.Record{Relay: m.Packet.EncodeRelay()})
 	case *Stats:
@@ -464,7 +501,8 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
 	}))
-	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now()}
+	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(),
+		hellos: rate.NewLimiter(rate.Every(helloEvery), helloBurst)}
 	s.byPID[pid.Id] = id
 	if s.sub != nil {
 		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
@@ -484,31 +522,68 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	}
 }
 
+// takePeerMsg handles a peer's one-way message and then lets its Notify
+// return, so the peer's next message is read only now.
+func (s *swarmActor) takePeerMsg(ctx actor.Context, m *peerMsg) {
+	s.ctr.queue(-1)
+	defer close(m.taken) // also if handling panics: the restart drops m
+	s.onPeerMsg(ctx, m)
+}
+
+// wanted reports whether the subscriber cares about release id: it joined
+// it, or the store holds it. A peer's news of any other release is kept
+// (for a later Join) but not passed on, so one Hello naming thousands of
+// releases costs the downloader nothing.
+func (s *swarmActor) wanted(id release.ManifestID) bool {
+	return s.joined[id] || s.cfg.Store.Get(id) != nil
+}
+
 func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
+	p := s.peers[m.from]
+	if p == nil {
+		return // a connection already replaced or dropped
+	}
 	switch w := m.msg.(type) {
 	case *wire.Hello:
-		if p := s.peers[m.from]; p != nil {
-			s.dropHeld(p)
-			p.hello, p.haves = w, nil
-			for _, hs := range w.Releases {
-				if n, ok := s.track(hs.ID); ok {
-					s.addHeld(p, hs.ID, n, hs.Complete, hs.Bitfield, -1)
-				}
-			}
+		if !p.hellos.Allow() {
+			s.misbehaved(m.from, errors.New("swarm: Hello flood"))
+			return
 		}
+		s.dropHeld(p)
+		p.hello, p.haves, p.seen = w, nil, nil
 		for _, hs := range w.Releases {
-			s.toSub(ctx, &PeerHas{Peer: m.from, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
+			if n, ok := s.track(hs.ID); ok {
+				s.addHeld(p, hs.ID, n, hs.Complete, hs.Bitfield, -1)
+			}
+			if s.wanted(hs.ID) {
+				s.toSub(ctx, &PeerHas{Peer: m.from, ID: hs.ID, Bitfield: hs.Bitfield, Complete: hs.Complete, Index: -1})
+			}
 		}
 	case *wire.Have:
-		if p := s.peers[m.from]; p != nil {
-			if len(p.haves) < maxKeptHaves {
-				p.haves = append(p.haves, *w)
-			}
-			if n, ok := s.track(w.ID); ok {
-				s.addHeld(p, w.ID, n, false, nil, int(w.Index))
-			}
+		if _, dup := p.seen[*w]; dup {
+			return // said before: nothing new for anyone
 		}
-		s.toSub(ctx, &PeerHas{Peer: m.from, ID: w.ID, Index: int(w.Index)})
+		if len(p.haves) < maxKeptHaves {
+			if p.seen == nil {
+				p.seen = map[wire.Have]struct{}{}
+			}
+			p.seen[*w] = struct{}{}
+			p.haves = append(p.haves, *w)
+		} else if _, ok := s.tracked[w.ID]; !ok {
+			// Past the cap news can no longer be told apart from
+			// repeats, except for releases with a known chunk count
+			// (below): drop it rather than pass on a flood.
+			return
+		}
+		if n, ok := s.track(w.ID); ok {
+			if set := p.held[w.ID]; int(w.Index) >= n || set != nil && set[w.Index/8]&(0x80>>(w.Index%8)) != 0 {
+				return // outside the release, or already known held
+			}
+			s.addHeld(p, w.ID, n, false, nil, int(w.Index))
+		}
+		if s.wanted(w.ID) {
+			s.toSub(ctx, &PeerHas{Peer: m.from, ID: w.ID, Index: int(w.Index)})
+		}
 	case *wire.Record:
 		p, err := release.DecodeRelay(w.Relay)
 		if err != nil {
@@ -528,6 +603,15 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 				s.maybeDial(ctx, a)
 			}
 		}
+	}
+}
+
+// misbehaved drops and bans a peer.
+func (s *swarmActor) misbehaved(id wire.NodeID, reason error) {
+	s.banned[id] = true
+	if p := s.peers[id]; p != nil {
+		s.cfg.Logger.Info("swarm: dropping peer", "peer", id, "reason", reason)
+		p.conn.Close(wire.CodeProtocol, "bad data")
 	}
 }
 
