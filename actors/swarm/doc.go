@@ -20,6 +20,13 @@
 // it joined or the store holds, and only once (a repeated Have is dropped);
 // a peer that keeps sending Hellos is dropped and banned.
 //
+// Peer exchange (Peers messages) cannot aim this node's dials at a third
+// party at more than a trickle: at most 20 addresses are taken from one
+// message, 20 from one peer at once (then one per 3 s) and 64 from all
+// peers at once (then 4 per second); an address that cannot be a node's
+// (port 0, unspecified, multicast, broadcast, link-local) is never dialled,
+// whether a peer or the DHT named it.
+//
 // Connections are deduplicated per node ID: when two nodes dial each other at
 // once, both keep the connection dialled by the node with the smaller ID.
 //

@@ -95,6 +95,7 @@ type counters struct {
 	// taken, and queuedPeak its highest value: the bound on the mailbox
 	// that Notify's wait gives, checked by the tests.
 	queued, queuedPeak atomic.Int64
+	dials              atomic.Int64 // dials started
 }
 
 // queue adds d to the peer messages queued for the swarm actor.
@@ -124,6 +125,8 @@ type peer struct {
 	// hellos limits the peer's Hellos (each is a full replacement, and a
 	// node sends one per connection); a peer past it is dropped.
 	hellos *rate.Limiter
+	// pex limits the addresses taken from the peer's Peers messages.
+	pex *rate.Limiter
 	// held has a bit per chunk the peer announced, for each release the
 	// store holds (tracked); the upload queue counts holders from it.
 	held map[release.ManifestID][]byte
@@ -137,6 +140,20 @@ const maxKeptHaves = 8192
 const (
 	helloBurst = 4
 	helloEvery = 10 * time.Second
+)
+
+// Peer exchange: at most pexTake addresses are taken from one Peers
+// message (a node sends up to 20 to each new connection), at most
+// pexPeerBurst from one peer at once and one per pexPeerEvery after that,
+// and at most pexBurst from all peers together, pexRate per second after
+// that. Addresses past these are dropped, so a peer cannot aim this node's
+// dials at a third party at more than a trickle.
+const (
+	pexTake      = 20
+	pexPeerBurst = 20
+	pexPeerEvery = 3 * time.Second
+	pexBurst     = 64
+	pexRate      = 4
 )
 
 type swarmActor struct {
@@ -160,6 +177,7 @@ type swarmActor struct {
 	finding   map[release.ManifestID]bool  // a peer lookup is under way
 	lonely    int                          // ticks in a row joined with no peer
 	tracked   map[release.ManifestID]int   // releases whose holders are counted: chunk count
+	pex       *rate.Limiter                // addresses taken from all peers' Peers messages
 }
 
 // Props returns the props that spawn a swarm.
@@ -298,6 +316,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 	s.failed = map[netip.AddrPort]time.Time{}
 	s.finding = map[release.ManifestID]bool{}
 	s.tracked = map[release.ManifestID]int{}
+	s.pex = rate.NewLimiter(pexRate, pexBurst)
 	s.ctr.up.clearHolders() // a restarted swarm starts without peers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
@@ -424,7 +443,7 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 }
 
 func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
-	if len(s.joined) == 0 || s.dialing[a] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+	if len(s.joined) == 0 || s.dialing[a] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers || !dialable(a) {
 		return
 	}
 	if a == s.cfg.Node.QUICAddr() {
@@ -439,6 +458,7 @@ func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
 		}
 	}
 	s.dialing[a] = true
+	s.ctr.dials.Add(1)
 	sys, self, c := ctx.ActorSystem(), ctx.Self(), s.ctx
 	tr, key, lim := s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits
 	go func() {
@@ -502,7 +522,8 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
 	}))
 	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(),
-		hellos: rate.NewLimiter(rate.Every(helloEvery), helloBurst)}
+		hellos: rate.NewLimiter(rate.Every(helloEvery), helloBurst),
+		pex:    rate.NewLimiter(rate.Every(pexPeerEvery), pexPeerBurst)}
 	s.byPID[pid.Id] = id
 	if s.sub != nil {
 		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
@@ -594,16 +615,29 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 			ctx.Send(ctx.Parent(), &RecordGossiped{Packet: p, From: m.from})
 		}
 	case *wire.Peers:
-		for i, a := range w.Addrs {
-			if i == 50 {
+		taken := 0
+		for _, a := range w.Addrs {
+			a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+			if !dialable(a) || s.known[a] || a == s.cfg.Node.QUICAddr() {
+				continue
+			}
+			if taken == pexTake || s.pex.Tokens() < 1 || !p.pex.Allow() || !s.pex.Allow() {
 				break
 			}
-			if a.Addr().IsLoopback() || a.Addr().IsPrivate() || a.Addr().IsGlobalUnicast() {
-				s.learn(a)
-				s.maybeDial(ctx, a)
-			}
+			taken++
+			s.learn(a)
+			s.maybeDial(ctx, a)
 		}
 	}
+}
+
+// dialable reports whether a could be another node's QUIC address: a
+// unicast address (loopback, private or global) and a port. Anything else
+// (port 0, unspecified, multicast, broadcast, link-local) is never dialled,
+// whoever named it.
+func dialable(a netip.AddrPort) bool {
+	ip := a.Addr().Unmap()
+	return a.Port() != 0 && (ip.IsLoopback() || ip.IsPrivate() || ip.IsGlobalUnicast())
 }
 
 // misbehaved drops and bans a peer.
