@@ -20,6 +20,12 @@
 // it joined or the store holds, and only once (a repeated Have is dropped);
 // a peer that keeps sending Hellos is dropped and banned.
 //
+// A gossiped record costs a signature check only when it could be news: a
+// copy of one verified or refused before (by key and seq, or by its bytes,
+// in caches of 256 entries each) is dropped unchecked, as is an echo of
+// this node's own, and a peer's records past 8 at once (then one per 5 s)
+// are dropped unread.
+//
 // Peer exchange (Peers messages) cannot aim this node's dials at a third
 // party at more than a trickle: at most 20 addresses are taken from one
 // message, 20 from one peer at once (then one per 3 s) and 64 from all

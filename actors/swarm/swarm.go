@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -96,6 +98,7 @@ type counters struct {
 	// that Notify's wait gives, checked by the tests.
 	queued, queuedPeak atomic.Int64
 	dials              atomic.Int64 // dials started
+	recordChecks       atomic.Int64 // gossiped records whose signature was checked
 }
 
 // queue adds d to the peer messages queued for the swarm actor.
@@ -127,6 +130,8 @@ type peer struct {
 	hellos *rate.Limiter
 	// pex limits the addresses taken from the peer's Peers messages.
 	pex *rate.Limiter
+	// records limits the peer's Record messages.
+	records *rate.Limiter
 	// held has a bit per chunk the peer announced, for each release the
 	// store holds (tracked); the upload queue counts holders from it.
 	held map[release.ManifestID][]byte
@@ -141,6 +146,19 @@ const (
 	helloBurst = 4
 	helloEvery = 10 * time.Second
 )
+
+// A peer may send recordBurst Record messages at once and one per
+// recordEvery after that; the rest are dropped unread. An honest node
+// passes on a record once, when it learns it, and records change seldom.
+const (
+	recordBurst = 8
+	recordEvery = 5 * time.Second
+)
+
+// recordCacheSize bounds each of the two caches that spare the signature
+// check of a gossiped record seen before: the key and seq of records
+// verified, and the hashes of records refused. A full cache is emptied.
+const recordCacheSize = 256
 
 // Peer exchange: at most pexTake addresses are taken from one Peers
 // message (a node sends up to 20 to each new connection), at most
@@ -178,6 +196,11 @@ type swarmActor struct {
 	lonely    int                          // ticks in a row joined with no peer
 	tracked   map[release.ManifestID]int   // releases whose holders are counted: chunk count
 	pex       *rate.Limiter                // addresses taken from all peers' Peers messages
+	// seen holds the key and seq of records verified (or gossiped by this
+	// node), refused the SHA-256 of records that failed to decode: a record
+	// matching either is dropped without a signature check.
+	seen    map[recordKey]struct{}
+	refused map[[32]byte]struct{}
 }
 
 // Props returns the props that spawn a swarm.
@@ -295,6 +318,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *Misbehaved:
 		s.misbehaved(m.Peer, m.Reason)
 	case *Gossip:
+		s.sawRecord(m.Packet) // its echoes from peers need no check
 		s.broadcast(ctx, &wire.Record{Relay: m.Packet.EncodeRelay()})
 	case *Stats:
 		ctx.Respond(&StatsReply{Peers: len(s.peers), UploadedBytes: s.ctr.uploaded.Load(), ChunksServed: s.ctr.served.Load()})
@@ -317,6 +341,8 @@ func (s *swarmActor) start(ctx actor.Context) {
 	s.finding = map[release.ManifestID]bool{}
 	s.tracked = map[release.ManifestID]int{}
 	s.pex = rate.NewLimiter(pexRate, pexBurst)
+	s.seen = map[recordKey]struct{}{}
+	s.refused = map[[32]byte]struct{}{}
 	s.ctr.up.clearHolders() // a restarted swarm starts without peers
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
@@ -522,8 +548,9 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
 	}))
 	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(),
-		hellos: rate.NewLimiter(rate.Every(helloEvery), helloBurst),
-		pex:    rate.NewLimiter(rate.Every(pexPeerEvery), pexPeerBurst)}
+		hellos:  rate.NewLimiter(rate.Every(helloEvery), helloBurst),
+		pex:     rate.NewLimiter(rate.Every(pexPeerEvery), pexPeerBurst),
+		records: rate.NewLimiter(rate.Every(recordEvery), recordBurst)}
 	s.byPID[pid.Id] = id
 	if s.sub != nil {
 		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
@@ -606,13 +633,22 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 			s.toSub(ctx, &PeerHas{Peer: m.from, ID: w.ID, Index: int(w.Index)})
 		}
 	case *wire.Record:
-		p, err := release.DecodeRelay(w.Relay)
+		if !p.records.Allow() || s.knownRecord(w.Relay) {
+			return
+		}
+		s.ctr.recordChecks.Add(1)
+		sp, err := release.DecodeRelay(w.Relay)
 		if err != nil {
+			if len(s.refused) >= recordCacheSize {
+				clear(s.refused)
+			}
+			s.refused[sha256.Sum256(w.Relay)] = struct{}{}
 			s.cfg.Logger.Debug("swarm: bad gossiped record", "peer", m.from, "err", err)
 			return
 		}
+		s.sawRecord(sp)
 		if ctx.Parent() != nil {
-			ctx.Send(ctx.Parent(), &RecordGossiped{Packet: p, From: m.from})
+			ctx.Send(ctx.Parent(), &RecordGossiped{Packet: sp, From: m.from})
 		}
 	case *wire.Peers:
 		taken := 0
@@ -629,6 +665,38 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 			s.maybeDial(ctx, a)
 		}
 	}
+}
+
+// recordKey names a signed record: a key publishes at most one per seq.
+type recordKey struct {
+	key release.PublicKey
+	seq int64
+}
+
+// knownRecord reports whether a gossiped record in relay form is one seen
+// before: refused already, or with the key and seq of one verified already.
+// It reads only the header, so no signature is checked.
+func (s *swarmActor) knownRecord(relay []byte) bool {
+	if _, ok := s.refused[sha256.Sum256(relay)]; ok {
+		return true
+	}
+	if len(relay) < release.RelayHeaderSize {
+		return false // malformed: DecodeRelay says why
+	}
+	var k recordKey
+	copy(k.key[:], relay)
+	k.seq = int64(binary.BigEndian.Uint64(relay[release.RelayHeaderSize-8:]))
+	_, ok := s.seen[k]
+	return ok
+}
+
+// sawRecord notes a verified record, so that copies of it (and forgeries
+// with its key and seq) are not checked again.
+func (s *swarmActor) sawRecord(p *release.SignedPacket) {
+	if len(s.seen) >= recordCacheSize {
+		clear(s.seen)
+	}
+	s.seen[recordKey{p.PublicKey, p.Seq}] = struct{}{}
 }
 
 // dialable reports whether a could be another node's QUIC address: a
