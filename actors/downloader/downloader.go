@@ -29,6 +29,10 @@ import (
 // manifest the record names.
 var ErrManifestMismatch = errors.New("manifest bytes do not hash to the manifest ID")
 
+// ErrFalseClaims means a peer announced chunks and then refused to give
+// them, again and again; it is reported to the swarm as misbehaving.
+var ErrFalseClaims = errors.New("peer refuses chunks it announced")
+
 // Config configures the downloader stage.
 type Config struct {
 	Store    *store.Store
@@ -83,9 +87,20 @@ type dpeer struct {
 	noMan     time.Time // when it last failed to give the manifest
 	busyUntil time.Time // it answered busy: not asked before then
 	fails     int
+	// refuted holds the chunks of release refutedID that the peer claimed
+	// (in its Hello, as complete, or in a Have) and then refused to give:
+	// they count as not held until it announces them again with a Have, so
+	// a peer claiming everything cannot make a chunk look less rare than it
+	// is and keep the seeds from being asked for it.
+	refuted     map[int]bool
+	refutedID   release.ManifestID
+	falseClaims int // chunks of refutedID it claimed and refused
 }
 
 func (p *dpeer) holds(id release.ManifestID, i int) (known, ok bool) {
+	if p.refutedID == id && p.refuted[i] {
+		return true, false
+	}
 	if p.complete[id] {
 		return true, true
 	}
@@ -101,6 +116,26 @@ type request struct {
 	peers   map[wire.NodeID]bool
 	started time.Time
 }
+
+// refute records that the peer refused chunk i of id, which it claimed,
+// and reports how many claims on id it has now been caught out on.
+func (p *dpeer) refute(id release.ManifestID, i int) int {
+	if p.refutedID != id || p.refuted == nil {
+		p.refuted, p.refutedID, p.falseClaims = map[int]bool{}, id, 0
+	}
+	if !p.refuted[i] {
+		p.refuted[i] = true
+		p.falseClaims++
+	}
+	return p.falseClaims
+}
+
+// falseClaimLimit is how many chunks a peer may claim and then refuse
+// (with a Have each time in between) before it is reported as misbehaving
+// and dropped. An honest peer refuses a chunk it announced only when it
+// has lost the release (it moved to a newer one, or its copy failed the
+// whole-file check), so a few refusals are forgiven.
+const falseClaimLimit = 4
 
 // rateBurst is the download limiter's bucket size.
 const rateBurst = 64 << 10
@@ -398,6 +433,11 @@ func (d *downloaderActor) onHas(ctx actor.Context, m *swarm.PeerHas) {
 		bf[m.Index/8] |= 0x80 >> (m.Index % 8)
 		p.has[m.ID] = bf
 		delete(p.lacks, m.Index)
+		if p.refutedID == m.ID {
+			// A new announcement of this chunk is believed again (the
+			// count of false claims stays).
+			delete(p.refuted, m.Index)
+		}
 	}
 	d.schedule(ctx)
 }
@@ -648,8 +688,21 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 		}
 	}
 	if m.err != nil {
+		refused := errors.Is(m.err, wire.ErrNotFound) || errors.Is(m.err, wire.ErrBadIndex) || errors.Is(m.err, wire.ErrInternal)
+		if p != nil && refused {
+			if _, claimed := p.holds(m.id, m.index); claimed {
+				n := p.refute(m.id, m.index)
+				d.cfg.Logger.Debug("downloader: peer refused a chunk it claimed", "chunk", m.index, "peer", m.peer, "false_claims", n, "err", m.err)
+				if n >= falseClaimLimit {
+					d.cfg.Logger.Info("downloader: dropping peer for false claims", "peer", m.peer, "false_claims", n)
+					ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.peer, Reason: fmt.Errorf("%w: refused %d chunks it claimed", ErrFalseClaims, n)})
+					delete(d.peers, m.peer)
+					p = nil
+				}
+			}
+		}
 		if p != nil {
-			if errors.Is(m.err, wire.ErrNotFound) {
+			if refused {
 				p.lacks[m.index] = time.Now()
 				if _, known := p.has[m.id]; !known && !p.complete[m.id] {
 					// A peer whose holdings were unknown (it had nothing

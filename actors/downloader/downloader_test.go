@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -55,10 +57,15 @@ func (f *fakeVerifier) Receive(ctx actor.Context) {
 	}
 }
 
-// sink swallows what the downloader tells the swarm.
-type sink struct{}
+// sink swallows what the downloader tells the swarm, passing Misbehaved
+// reports to the test when it listens.
+type sink struct{ misbehaved chan *swarm.Misbehaved }
 
-func (sink) Receive(actor.Context) {}
+func (s sink) Receive(ctx actor.Context) {
+	if m, ok := ctx.Message().(*swarm.Misbehaved); ok && s.misbehaved != nil {
+		s.misbehaved <- m
+	}
+}
 
 type rig struct {
 	t      *testing.T
@@ -72,6 +79,15 @@ type rig struct {
 	data   []byte
 	panic  atomic.Bool  // the next *Stats sent with Send panics
 	starts atomic.Int32 // how many times the downloader started (1 + restarts)
+	// retry, when set before the downloader starts, is its Config.Retry.
+	retry time.Duration
+	// ticks receives a value (when there is room) at every scheduling tick.
+	ticks chan struct{}
+	// answers receives (when there is room) every answer to a chunk
+	// request as the downloader starts handling it.
+	answers chan *chunkArrived
+	// misbehaved receives what the downloader reports to the swarm.
+	misbehaved chan *swarm.Misbehaved
 }
 
 // newRig starts a downloader; with fetch it is fetching the rig's release.
@@ -84,7 +100,8 @@ func newRigWith(t *testing.T, fetch bool, prepare func(r *rig)) *rig {
 	s := make([]byte, ed25519.SeedSize)
 	s[0] = 7
 	sk := ed25519.NewKeyFromSeed(s)
-	r := &rig{t: t, checks: make(chan checkReq, 16), others: make(chan any, 16)}
+	r := &rig{t: t, checks: make(chan checkReq, 16), others: make(chan any, 16),
+		ticks: make(chan struct{}, 1), answers: make(chan *chunkArrived, 1024), misbehaved: make(chan *swarm.Misbehaved, 16)}
 	r.data = make([]byte, 3*release.MinChunkSize)
 	rand.NewChaCha8([32]byte{1}).Read(r.data)
 	m, err := release.BuildManifest(bytes.NewReader(r.data), release.BuildOptions{
@@ -111,12 +128,23 @@ func newRigWith(t *testing.T, fetch bool, prepare func(r *rig)) *rig {
 		return slog.New(slog.DiscardHandler)
 	}))
 	ver := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fakeVerifier{checks: r.checks, others: r.others, sm: r.sm} }))
-	sw := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return sink{} }))
+	sw := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return sink{misbehaved: r.misbehaved} }))
 	r.pid = r.sys.Root.Spawn(Props(Config{
-		Store: r.st, Swarm: sw, Verifier: ver, StateDir: dir,
+		Store: r.st, Swarm: sw, Verifier: ver, StateDir: dir, Retry: r.retry,
 		FaultHook: func(msg any) {
-			if _, ok := msg.(*actor.Started); ok {
+			switch msg.(type) {
+			case *actor.Started:
 				r.starts.Add(1)
+			case *tick:
+				select {
+				case r.ticks <- struct{}{}:
+				default:
+				}
+			case *chunkArrived:
+				select {
+				case r.answers <- msg.(*chunkArrived):
+				default:
+				}
 			}
 			if _, ok := msg.(*Stats); ok && r.panic.CompareAndSwap(true, false) {
 				panic("injected fault")
@@ -300,6 +328,7 @@ type peerHandler struct {
 	lacking bool
 	mu      sync.Mutex
 	asked   []uint32
+	askedCh chan uint32 // when set, receives every index asked for
 }
 
 func (h *peerHandler) Manifest(id release.ManifestID) ([]byte, error) {
@@ -312,6 +341,9 @@ func (h *peerHandler) Manifest(id release.ManifestID) ([]byte, error) {
 func (h *peerHandler) Chunk(id release.ManifestID, index uint32, buf []byte) ([]byte, error) {
 	h.mu.Lock()
 	h.asked = append(h.asked, index)
+	if h.askedCh != nil {
+		h.askedCh <- index
+	}
 	h.mu.Unlock()
 	switch {
 	case h.lacking || id != h.r.sm.ID:
@@ -446,5 +478,153 @@ func TestPeerHasOutOfRange(t *testing.T) {
 	}
 	if len(honest.askedFor()) == 0 {
 		t.Error("the honest peer was never asked")
+	}
+}
+
+// answerChecks answers every chunk check as the real verifier would until
+// the downloader sends Finish, and fails the test if that does not happen.
+func (r *rig) answerChecks() {
+	r.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case c := <-r.checks:
+			m := c.msg
+			if err := r.sm.Manifest.VerifyChunk(m.Index, m.Data); err != nil {
+				r.sys.Root.Send(c.from, &verifier.ChunkRejected{ID: m.Manifest.ID, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Err: err, Token: m.Token})
+				continue
+			}
+			r.sys.Root.Send(c.from, &verifier.ChunkVerified{ID: m.Manifest.ID, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Token: m.Token})
+		case m := <-r.others:
+			if _, done := m.(*verifier.Finish); done {
+				return
+			}
+		case <-deadline:
+			r.t.Fatalf("download not finished: %d of %d chunks verified", r.rel.Count(), r.sm.Manifest.NumChunks())
+		}
+	}
+}
+
+// waitAsked waits until h has been asked for every chunk in want (in any
+// order, each at least once).
+func waitAsked(t *testing.T, h *peerHandler, want ...uint32) {
+	t.Helper()
+	left := map[uint32]bool{}
+	for _, i := range want {
+		left[i] = true
+	}
+	deadline := time.After(10 * time.Second)
+	for len(left) > 0 {
+		select {
+		case i := <-h.askedCh:
+			delete(left, i)
+		case <-deadline:
+			t.Fatalf("peer not asked for chunks %v; asked for %v", slices.Collect(maps.Keys(left)), h.askedFor())
+		}
+	}
+}
+
+// waitRefusals waits until the downloader has handled n refusals from
+// peer.
+func (r *rig) waitRefusals(peer wire.NodeID, n int) {
+	r.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for n > 0 {
+		select {
+		case a := <-r.answers:
+			if a.peer == peer && errors.Is(a.err, wire.ErrNotFound) {
+				n--
+			}
+		case <-deadline:
+			r.t.Fatalf("%d refusals from %s not handled", n, peer)
+		}
+	}
+	r.sync()
+}
+
+// waitTicks lets the downloader run n scheduling rounds.
+func (r *rig) waitTicks(n int) {
+	r.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for range n {
+		select {
+		case <-r.ticks:
+		case <-deadline:
+			r.t.Fatal("the downloader stopped ticking")
+		}
+	}
+	r.sync()
+}
+
+// TestLiarLosesItsClaims: a peer that claims every chunk over a real QUIC
+// connection and answers not-found for each is asked for each chunk once
+// and then no more, however long the downloader goes on (its claims no
+// longer count), so the chunks look as rare as they are and the honest
+// seed that comes later is asked for all of them and the download ends.
+func TestLiarLosesItsClaims(t *testing.T) {
+	r := newRigWith(t, true, func(r *rig) { r.retry = 5 * time.Millisecond })
+	n := r.sm.Manifest.NumChunks()
+	liar := &peerHandler{r: r, lacking: true, askedCh: make(chan uint32, 1024)}
+	liarID := r.connectPeer(liar, 1)
+	r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: liarID, ID: r.sm.ID, Bitfield: []byte{0xe0}, Index: -1})
+	waitAsked(t, liar, 0, 1, 2)
+	// Many retry periods later it has still been asked for each chunk once.
+	r.waitTicks(20)
+	if got := liar.askedFor(); len(got) != n {
+		t.Fatalf("the lying peer was asked for %v, want each of the %d chunks once", got, n)
+	}
+
+	seed := &peerHandler{r: r}
+	seedID := r.connectPeer(seed, 2)
+	r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: seedID, ID: r.sm.ID, Complete: true, Index: -1})
+	r.answerChecks()
+	r.sync()
+	if !r.rel.Complete() {
+		t.Fatalf("Finish sent with %d of %d chunks verified", r.rel.Count(), n)
+	}
+	if got := liar.askedFor(); len(got) != n {
+		t.Errorf("the lying peer was asked for %v, want each of the %d chunks once", got, n)
+	}
+	if got := seed.askedFor(); len(got) < n {
+		t.Errorf("the seed was asked for %v only", got)
+	}
+	select {
+	case m := <-r.misbehaved:
+		t.Errorf("peer %s reported for %v after %d false claims", m.Peer, m.Reason, n)
+	default:
+	}
+}
+
+// TestRepeatedFalseClaimsDropPeer: a peer that announces a chunk again
+// after refusing it is believed and asked again, but one that keeps
+// refusing what it announced is reported to the swarm as misbehaving and
+// asked for nothing more.
+func TestRepeatedFalseClaimsDropPeer(t *testing.T) {
+	r := newRigWith(t, true, func(r *rig) { r.retry = 5 * time.Millisecond })
+	liar := &peerHandler{r: r, lacking: true, askedCh: make(chan uint32, 1024)}
+	liarID := r.connectPeer(liar, 1)
+	r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: liarID, ID: r.sm.ID, Complete: true, Index: -1})
+	waitAsked(t, liar, 0, 1, 2)
+	r.waitRefusals(liarID, 3)
+	asked := len(liar.askedFor())
+	for k := 0; asked < falseClaimLimit; k++ {
+		r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: liarID, ID: r.sm.ID, Index: k})
+		waitAsked(t, liar, uint32(k))
+		r.waitRefusals(liarID, 1)
+		asked++
+	}
+	select {
+	case m := <-r.misbehaved:
+		if m.Peer != liarID || !errors.Is(m.Reason, ErrFalseClaims) {
+			t.Fatalf("reported %s for %v, want %s for ErrFalseClaims", m.Peer, m.Reason, liarID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a peer that refused %d claimed chunks was not reported", asked)
+	}
+	// Dropped: a further announcement makes it asked for nothing.
+	r.sys.Root.Send(r.pid, &swarm.PeerHas{Peer: liarID, ID: r.sm.ID, Index: 2})
+	r.waitTicks(20)
+	if got := liar.askedFor(); len(got) != asked {
+		t.Fatalf("the dropped peer was asked for %v after its %d false claims", got, asked)
 	}
 }
