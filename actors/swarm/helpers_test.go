@@ -72,6 +72,7 @@ type rig struct {
 	key    ed25519.PrivateKey
 	ctr    *counters
 	rec    *recorder
+	syncs  int // Haves sent by settled
 }
 
 // recorder is the parent's record of what it received.
@@ -233,4 +234,35 @@ func (r *rig) dial(t testing.TB) *wire.Conn {
 		uc.Close()
 	})
 	return c
+}
+
+// hostile makes the parent the subscriber for release joined, connects a
+// peer that has sent its Hello, and returns it with a context for the
+// test's sends.
+func (r *rig) hostile(t testing.TB, joined release.ManifestID) (*wire.Conn, context.Context) {
+	t.Helper()
+	r.join(joined)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	t.Cleanup(cancel)
+	c := r.dial(t)
+	if err := c.Send(ctx, &wire.Hello{}); err != nil {
+		t.Fatal(err)
+	}
+	return c, ctx
+}
+
+// settled waits until the swarm has taken every message c sent so far. The
+// swarm takes a peer's messages in order, so it sends a Have of release
+// joined that it never sent before and waits for the news of it.
+func (r *rig) settled(ctx context.Context, c *wire.Conn, joined release.ManifestID) {
+	r.t.Helper()
+	id := c.LocalID()
+	r.rec.mu.Lock()
+	before := r.rec.peerHas[id]
+	r.rec.mu.Unlock()
+	r.syncs++
+	if err := c.Send(ctx, &wire.Have{ID: joined, Index: 1<<24 + uint32(r.syncs)}); err != nil {
+		r.t.Fatal(err)
+	}
+	r.waitUntil("the Have sent last", func(rec *recorder) bool { return rec.peerHas[id] > before })
 }

@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 
@@ -48,13 +47,7 @@ func TestDialable(t *testing.T) {
 func TestPeerExchangeRateLimited(t *testing.T) {
 	r := newRig(t, Config{MaxPeers: 1000})
 	joined := release.ManifestID{0xcc}
-	r.join(joined)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	bad := r.dial(t)
-	if err := bad.Send(ctx, &wire.Hello{}); err != nil {
-		t.Fatal(err)
-	}
+	bad, ctx := r.hostile(t, joined)
 	const msgs = 10
 	for i := range msgs {
 		var addrs []netip.AddrPort
@@ -69,13 +62,7 @@ func TestPeerExchangeRateLimited(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The swarm takes a peer's messages in order: once the news of this
-	// Have arrives, every Peers message was handled.
-	if err := bad.Send(ctx, &wire.Have{ID: joined, Index: 7}); err != nil {
-		t.Fatal(err)
-	}
-	bid := bad.LocalID()
-	r.waitUntil("the Have sent last", func(rec *recorder) bool { return rec.peerHas[bid] > 0 })
+	r.settled(ctx, bad, joined)
 	got := r.ctr.dials.Load()
 	if got == 0 || got > pexPeerBurst+1 {
 		t.Fatalf("%d dials for %d addresses in %d Peers messages, want 1 to %d", got, msgs*wire.DefaultMaxPeers, msgs, pexPeerBurst+1)

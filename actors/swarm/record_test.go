@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"context"
 	"testing"
 
 	"github.com/Masterminds/semver/v3"
@@ -32,28 +31,12 @@ func signedRecord(t testing.TB, sk []byte, seq int64) *release.SignedPacket {
 func TestRecordGossipDeduplicated(t *testing.T) {
 	r := newRig(t, Config{})
 	joined := release.ManifestID{0xdd}
-	r.join(joined)
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	bad := r.dial(t)
-	if err := bad.Send(ctx, &wire.Hello{}); err != nil {
-		t.Fatal(err)
-	}
-	bid := bad.LocalID()
+	bad, ctx := r.hostile(t, joined)
 	send := func(m wire.Message) {
 		t.Helper()
 		if err := bad.Send(ctx, m); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// sync waits until the swarm has taken every message sent so far: it
-	// takes a peer's messages in order, and passes on news of a new Have.
-	haves := 0
-	sync := func() {
-		t.Helper()
-		send(&wire.Have{ID: joined, Index: uint32(haves)})
-		haves++
-		r.waitUntil("the Have sent last", func(rec *recorder) bool { return rec.peerHas[bid] >= haves })
 	}
 
 	own := signedRecord(t, newKey(t), 500)
@@ -70,7 +53,7 @@ func TestRecordGossipDeduplicated(t *testing.T) {
 	} {
 		send(&wire.Record{Relay: relay})
 	}
-	sync()
+	r.settled(ctx, bad, joined)
 	if got := r.ctr.recordChecks.Load(); got != 3 {
 		t.Errorf("%d signature checks for 7 records, 3 of them distinct and not this node's; want 3", got)
 	}
@@ -88,7 +71,7 @@ func TestRecordGossipDeduplicated(t *testing.T) {
 	for seq := range int64(20) {
 		send(&wire.Record{Relay: signedRecord(t, newKey(t), 2000+seq).EncodeRelay()})
 	}
-	sync()
+	r.settled(ctx, bad, joined)
 	// One more token may have come in while the test ran.
 	if got := r.ctr.recordChecks.Load(); got < 4 || got > 5 {
 		t.Errorf("%d signature checks after 20 more records, want 4 (5 if the limiter refilled)", got)
