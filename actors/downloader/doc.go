@@ -5,9 +5,14 @@
 // and has the verifier check it, then schedules chunk requests over every
 // connected peer: several in flight per peer, rarest chunk first among the
 // peers whose holdings it knows, a timeout and a retry elsewhere for slow or
-// lacking peers. Each chunk is written to the release's data file in the
-// store, checked by the verifier, and only then marked verified on disk and
-// announced to the swarm, so other nodes can fetch it from here at once.
+// lacking peers. A peer that claimed a chunk (in its Hello, as complete, or
+// in a Have) and then refuses it loses that claim until it announces the
+// chunk again, so a liar cannot make a chunk look less rare than it is and
+// keep the seeds from being asked for it; one that refuses several claimed
+// chunks is reported to the swarm as misbehaving. Each chunk is written to
+// the release's data file in the store, checked by the verifier, and only
+// then marked verified on disk and announced to the swarm, so other nodes
+// can fetch it from here at once.
 //
 // What it is fetching is kept on disk (download.json in the state directory)
 // and the chunk set lives in the store, so a restarted downloader resumes
