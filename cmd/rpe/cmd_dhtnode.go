@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/rpe-project/engine/network"
 )
@@ -51,6 +52,28 @@ func runDHTNode(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	fmt.Fprintf(e.stdout, "dht node on %s (Ctrl-C to stop)\n", n.DHTAddr())
-	<-ctx.Done()
-	return nil
+	if boot != nil {
+		<-ctx.Done()
+		return nil
+	}
+	// The first node of a network has nobody to bootstrap from, but it must
+	// still ping the nodes that query it: until then they are not "good"
+	// and it hands none of them out, and a node known only to it stays
+	// isolated. Bootstrap (which also starts the table maintainer) whenever
+	// the table holds nodes.
+	t := time.NewTicker(dhtNodeRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n.TableSize() > 0 {
+				n.Bootstrap(ctx)
+			}
+		}
+	}
 }
+
+// dhtNodeRefresh is how often a first node bootstraps from its own table.
+const dhtNodeRefresh = 10 * time.Second
