@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rpe-project/engine/network"
@@ -33,6 +34,8 @@ type hostile struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ln     *wire.Listener
+
+	corrupt atomic.Int64 // corrupt chunk answers handed over
 }
 
 // release is what a hostile peer knows of the release it attacks.
@@ -84,7 +87,7 @@ func (h *hostile) handle(c *wire.Conn, rel *hostileRelease) {
 			c.Send(sctx, &wire.Record{Relay: rel.stale.EncodeRelay()})
 		}
 	}()
-	c.Serve(ctx, &hostileHandler{kind: h.kind, rel: rel, ctx: ctx})
+	c.Serve(ctx, &hostileHandler{kind: h.kind, rel: rel, ctx: ctx, corrupt: &h.corrupt})
 }
 
 func (h *hostile) stop() {
@@ -101,9 +104,10 @@ func (h *hostile) stop() {
 
 // hostileHandler answers requests the way its kind misbehaves.
 type hostileHandler struct {
-	kind HostileKind
-	rel  *hostileRelease
-	ctx  context.Context
+	kind    HostileKind
+	rel     *hostileRelease
+	ctx     context.Context
+	corrupt *atomic.Int64
 }
 
 func (h *hostileHandler) wait(d time.Duration) bool {
@@ -141,6 +145,7 @@ func (h *hostileHandler) Chunk(id release.ManifestID, index uint32, buf []byte) 
 		for i := 0; i < n; i += 97 {
 			buf[i] ^= 0x5a
 		}
+		h.corrupt.Add(1)
 		return buf, nil
 	case Trickle:
 		if !h.wait(trickleDelay) {

@@ -50,6 +50,9 @@ type Report struct {
 	Restarts int `json:"restarts"`
 	// RefusedChunks counts chunks nodes refused (bad hash).
 	RefusedChunks int64 `json:"refused_chunks"`
+	// CorruptServed counts corrupt chunk answers hostile peers handed over
+	// (the attack's attempts; how many reached a node depends on timing).
+	CorruptServed int64 `json:"corrupt_served"`
 	// PublisherLeftS is when the publisher stopped, if it did.
 	PublisherLeftS *float64 `json:"publisher_left_s"`
 	// StartupS is the time from the start of the run until publishing
@@ -195,8 +198,8 @@ func (r *Report) Summary() string {
 	if r.SizeBytes > 0 {
 		copies = float64(r.PublisherUploadBytes) / float64(r.SizeBytes)
 	}
-	fmt.Fprintf(&b, "upload: publisher %s (%.2f copies)  total %s  wasted %s  refused chunks %d\n",
-		bytesStr(r.PublisherUploadBytes), copies, bytesStr(r.TotalUploadBytes), bytesStr(r.WastedBytes), r.RefusedChunks)
+	fmt.Fprintf(&b, "upload: publisher %s (%.2f copies)  total %s  wasted %s  refused chunks %d (corrupt served %d)\n",
+		bytesStr(r.PublisherUploadBytes), copies, bytesStr(r.TotalUploadBytes), bytesStr(r.WastedBytes), r.RefusedChunks, r.CorruptServed)
 	perNode := int64(0)
 	if r.Nodes > 0 {
 		perNode = r.PeakRSSBytes / int64(r.Nodes)

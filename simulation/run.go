@@ -778,6 +778,9 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		rep.RefusedChunks += n.refused
 		n.mu.Unlock()
 	}
+	for _, h := range r.hostile {
+		rep.CorruptServed += h.corrupt.Load()
+	}
 	rep.Failed = rep.Nodes - rep.Completed
 	rep.SetTimes(verified, aware)
 	rep.NetBytesSent = r.net.Counters().BytesSent

@@ -44,8 +44,14 @@ func check20(t *testing.T, s Scenario, rep *Report) {
 	if rep.AddrViolations != 0 {
 		t.Errorf("%d packets from or to outside 127.0.0.0/8", rep.AddrViolations)
 	}
-	if rep.Hostile != 4 || rep.Churned == 0 || rep.RefusedChunks == 0 {
-		t.Errorf("hostile %d, churned %d, refused chunks %d: the attacks did not happen", rep.Hostile, rep.Churned, rep.RefusedChunks)
+	if rep.Hostile != 4 || rep.Churned == 0 {
+		t.Errorf("hostile %d, churned %d: the attacks did not happen", rep.Hostile, rep.Churned)
+	}
+	// Whether a node asks the corrupt peer depends on timing (a fast swarm
+	// may not need it); once it answered, a node must have refused it.
+	// TestRefuseCorruptChunk (engine) makes the attack happen every time.
+	if rep.CorruptServed > 0 && rep.RefusedChunks == 0 {
+		t.Errorf("the corrupt peer answered %d times and no node refused a chunk", rep.CorruptServed)
 	}
 	if rep.TMinS == nil || rep.TAllS == nil || *rep.TAllS < *rep.TMinS {
 		t.Errorf("t_all %v below the bound %v", rep.TAllS, rep.TMinS)
