@@ -79,7 +79,6 @@ type counters struct {
 }
 
 type dpeer struct {
-	conn      *wire.Conn
 	inflight  int
 	has       map[release.ManifestID][]byte // bitfields learnt from Hello/Have
 	complete  map[release.ManifestID]bool
@@ -185,21 +184,17 @@ func Props(cfg Config) *actor.Props {
 }
 
 // internal messages
-type (
-	manifestArrived struct {
-		peer wire.NodeID
-		raw  []byte
-		err  error
-	}
-	chunkArrived struct {
-		id    release.ManifestID
-		peer  wire.NodeID
-		index int
-		data  []byte
-		err   error
-	}
-	tick struct{}
-)
+type tick struct{}
+
+// chunkArrived is the answer to a chunk request, from the swarm's
+// ChunkArrived (data) or ChunkFailed (err).
+type chunkArrived struct {
+	id    release.ManifestID
+	peer  wire.NodeID
+	index int
+	data  []byte
+	err   error
+}
 
 func (d *downloaderActor) Receive(ctx actor.Context) {
 	msg := ctx.Message()
@@ -218,16 +213,14 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		d.fetch(ctx, m.Entry)
 	case *swarm.PeerUp:
 		if _, ok := d.peers[m.Peer]; !ok {
-			d.peers[m.Peer] = &dpeer{conn: m.Conn, has: map[release.ManifestID][]byte{}, complete: map[release.ManifestID]bool{}, lacks: map[int]time.Time{}}
-		} else {
-			d.peers[m.Peer].conn = m.Conn
+			d.peers[m.Peer] = &dpeer{has: map[release.ManifestID][]byte{}, complete: map[release.ManifestID]bool{}, lacks: map[int]time.Time{}}
 		}
 		d.schedule(ctx)
 	case *swarm.PeerDown:
-		delete(d.peers, m.Peer)
+		d.peerDown(ctx, m.Peer)
 	case *swarm.PeerHas:
 		d.onHas(ctx, m)
-	case *manifestArrived:
+	case *swarm.ManifestArrived:
 		d.onManifest(ctx, m)
 	case *verifier.ManifestAccepted:
 		d.onManifestAccepted(ctx, m)
@@ -240,8 +233,10 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		d.send(ctx, &ManifestRefused{Entry: m.Entry, Err: m.Err})
 		d.send(ctx, &Failed{Entry: m.Entry, Err: m.Err})
 		d.clearJob(ctx)
-	case *chunkArrived:
-		d.onChunk(ctx, m)
+	case *swarm.ChunkArrived:
+		d.onChunk(ctx, &chunkArrived{id: m.ID, peer: m.Peer, index: m.Index, data: m.Data})
+	case *swarm.ChunkFailed:
+		d.onChunk(ctx, &chunkArrived{id: m.ID, peer: m.Peer, index: m.Index, err: m.Err})
 	case *verifier.ChunkVerified:
 		d.onVerified(ctx, m)
 	case *verifier.ChunkRejected:
@@ -477,7 +472,7 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 			return
 		}
 		j.manifestIn = true
-		d.getManifest(ctx, bestID, best.conn, id)
+		ctx.Request(d.cfg.Swarm, &swarm.GetManifest{Peer: bestID, ID: id, Timeout: d.cfg.ChunkTimeout})
 		return
 	}
 	missing := j.rel.Missing()
@@ -566,7 +561,7 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 			taken[pick] = true
 			p.inflight++
 			j.inflight[pick] = &request{peers: map[wire.NodeID]bool{pid: true}, started: now}
-			d.getChunk(ctx, pid, p.conn, j.rel, pick)
+			d.getChunk(ctx, pid, j.rel, pick)
 		}
 	}
 }
@@ -593,62 +588,71 @@ func (d *downloaderActor) endgame(ctx actor.Context, now time.Time) {
 			}
 			r.peers[pid] = true
 			p.inflight++
-			d.getChunk(ctx, pid, p.conn, j.rel, i)
+			d.getChunk(ctx, pid, j.rel, i)
 			break
 		}
 	}
 }
 
-func (d *downloaderActor) getManifest(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, id release.ManifestID) {
-	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
+// getChunk asks the swarm for chunk i from peer; the answer comes back as
+// ChunkArrived or ChunkFailed. With a download rate cap the chunk is paid
+// for first, in pieces the bucket can hold.
+func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, rel *store.Release, i int) {
+	req := &swarm.GetChunk{Peer: peer, ID: rel.ID(), Index: i, Size: rel.Manifest().Manifest.ChunkLen(i), Timeout: d.cfg.ChunkTimeout}
+	if d.lim == nil {
+		ctx.Request(d.cfg.Swarm, req)
+		return
+	}
+	sys, self, c, lim, sw := ctx.ActorSystem(), ctx.Self(), d.ctx, d.lim, d.cfg.Swarm
 	go func() {
-		rctx, cancel := context.WithTimeout(c, timeout)
-		defer cancel()
-		raw, err := conn.GetManifest(rctx, id)
-		sys.Root.Send(self, &manifestArrived{peer: peer, raw: raw, err: err})
-	}()
-}
-
-func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, rel *store.Release, i int) {
-	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
-	id, n, lim := rel.ID(), rel.Manifest().Manifest.ChunkLen(i), d.lim
-	go func() {
-		// Pay for the chunk before asking, in pieces the bucket can hold.
-		for left := n; lim != nil && left > 0; left -= rateBurst {
+		for left := req.Size; left > 0; left -= rateBurst {
 			if err := lim.WaitN(c, min(left, rateBurst)); err != nil {
-				sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, err: err})
+				sys.Root.Send(self, &swarm.ChunkFailed{Peer: peer, ID: req.ID, Index: i, Err: err})
 				return
 			}
 		}
-		rctx, cancel := context.WithTimeout(c, timeout)
-		defer cancel()
-		buf := make([]byte, n)
-		err := conn.GetChunk(rctx, id, uint32(i), buf)
-		sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, data: buf, err: err})
+		sys.Root.RequestWithCustomSender(sw, req, self)
 	}()
 }
 
-func (d *downloaderActor) onManifest(ctx actor.Context, m *manifestArrived) {
+// peerDown forgets a peer, and its requests: an answer that still comes
+// is taken, but the chunks are free to be asked of others at once.
+func (d *downloaderActor) peerDown(ctx actor.Context, peer wire.NodeID) {
+	delete(d.peers, peer)
+	if j := d.job; j != nil {
+		for i, r := range j.inflight {
+			if r.peers[peer] {
+				delete(r.peers, peer)
+				if len(r.peers) == 0 {
+					delete(j.inflight, i)
+				}
+			}
+		}
+	}
+	d.schedule(ctx)
+}
+
+func (d *downloaderActor) onManifest(ctx actor.Context, m *swarm.ManifestArrived) {
 	j := d.job
-	if j == nil || j.rel != nil {
+	if j == nil || j.rel != nil || m.ID != j.entry.ManifestID {
 		return
 	}
-	p := d.peers[m.peer]
-	if m.err != nil {
+	p := d.peers[m.Peer]
+	if m.Err != nil {
 		j.manifestIn = false
 		if p != nil {
 			p.noMan = time.Now()
 		}
-		d.cfg.Logger.Debug("downloader: manifest request", "peer", m.peer, "err", m.err)
+		d.cfg.Logger.Debug("downloader: manifest request", "peer", m.Peer, "err", m.Err)
 		return
 	}
-	if sha256.Sum256(m.raw) != j.entry.ManifestID {
+	if sha256.Sum256(m.Raw) != j.entry.ManifestID {
 		j.manifestIn = false
-		ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.peer, Reason: ErrManifestMismatch})
-		delete(d.peers, m.peer)
+		ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.Peer, Reason: ErrManifestMismatch})
+		delete(d.peers, m.Peer)
 		return
 	}
-	ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: m.raw, Entry: j.entry, Peer: m.peer})
+	ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: m.Raw, Entry: j.entry, Peer: m.Peer})
 }
 
 func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.ManifestAccepted) {
