@@ -99,6 +99,10 @@ type Config struct {
 	HealthCheck func(ctx context.Context) error
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// StaleAfter is how old (by its signing time) the newest record the node
+	// holds may grow before it emits Stale; zero means never. Set it above
+	// the interval at which the publisher re-signs its record.
+	StaleAfter time.Duration
 
 	// Tuning, mostly for tests and simulations.
 	QueryResendDelay time.Duration // DHT query resend delay; default network's
@@ -148,6 +152,7 @@ func populate(cfg Config) (*settings, error) {
 		{"PollInterval", int64(cfg.PollInterval)}, {"FindInterval", int64(cfg.FindInterval)},
 		{"ChunkTimeout", int64(cfg.ChunkTimeout)}, {"QueryResendDelay", int64(cfg.QueryResendDelay)},
 		{"UploadRate", cfg.UploadRate}, {"DownloadRate", cfg.DownloadRate},
+		{"StaleAfter", int64(cfg.StaleAfter)},
 	} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("engine: Config.%s is negative (%d); zero means the default", d.name, d.v)
@@ -253,6 +258,11 @@ type Status struct {
 	Fetched  int64 // chunk bytes received
 	Wasted   int64 // duplicate and rejected chunk bytes received
 	Restarts int
+	// RecordSigned is when the newest record held was signed (zero: none).
+	RecordSigned time.Time
+	// Stale is set while the node has seen no record signed within
+	// Config.StaleAfter (see the Stale event).
+	Stale bool
 }
 
 // Start starts a node: opens its sockets, joins the DHT and spawns the actor
