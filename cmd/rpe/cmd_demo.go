@@ -16,10 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/schollz/progressbar/v3"
 
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/units"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -53,6 +53,7 @@ type demoNode struct {
 	i      int
 	target string
 	eng    *engine.Engine
+	net    *network.Node // eng's network node
 
 	mu       sync.Mutex
 	fetched  int64
@@ -149,8 +150,8 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	pub := release.PublicKeyOf(key)
 
 	// One actor system for every node, as the simulation does.
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	defer sys.Shutdown()
+	sys := &hooks.Group{Logger: logger}
+	defer sys.Close()
 
 	// A private DHT on loopback: one bootstrap node; never the public one.
 	boot, err := network.New(ctx, network.Config{
@@ -185,11 +186,12 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 	d.t0 = time.Now()
 	d.t0Mu.Unlock()
 	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	pctx = hooks.With(pctx, &hooks.Hooks{Group: sys, QueryResendDelay: queryResendDelay})
 	p, err := engine.Publish(pctx, engine.PublishConfig{
 		Key: key, Artifact: artifact, Version: demoNewVersion, App: demoApp, ChunkSize: int(chunk),
 		StateDir: filepath.Join(dir, "publisher"), Bootstrap: d.someAddrs(bootAddrs, 8),
 		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", Logger: logger.With("node", "publisher"),
-		ActorSystem: sys, UploadRate: pubUp, QueryResendDelay: queryResendDelay,
+		UploadRate: pubUp,
 	})
 	pcancel()
 	if err != nil {
@@ -279,7 +281,7 @@ watch:
 
 // startNodes starts n engines at the old version, a few at a time; each
 // bootstraps from the bootstrap node and up to three earlier nodes.
-func (d *demo) startNodes(ctx context.Context, dir string, n int, pub release.PublicKey, boot []string, up int64, sys *actor.ActorSystem, logger *slog.Logger) error {
+func (d *demo) startNodes(ctx context.Context, dir string, n int, pub release.PublicKey, boot []string, up int64, sys *hooks.Group, logger *slog.Logger) error {
 	d.nodes = make([]*demoNode, n)
 	var mu sync.Mutex
 	var addrs []string
@@ -313,13 +315,14 @@ func (d *demo) startNodes(ctx context.Context, dir string, n int, pub release.Pu
 			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
 			Exec:      func(string, []string, []string) error { return nil },
 			Bootstrap: b, ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
-			Logger: logger.With("node", i), ActorSystem: sys, NodeKey: nodeKey, UploadRate: up,
-			PollInterval: 2 * time.Second, FindInterval: time.Second,
-			QueryResendDelay: queryResendDelay,
+			Logger: logger.With("node", i), NodeKey: nodeKey, UploadRate: up,
+			PollInterval: 2 * time.Second,
 		}
+		h := &hooks.Hooks{Group: sys, FindInterval: time.Second, QueryResendDelay: queryResendDelay,
+			Node: func(nn *network.Node) { node.net = nn }}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			eng, err := engine.Start(ctx, cfg)
+			eng, err := engine.Start(hooks.With(ctx, h), cfg)
 			if err != nil {
 				errs <- fmt.Errorf("start node %d: %w", i, err)
 				return
@@ -370,8 +373,8 @@ func (d *demo) settle(ctx context.Context, boot *network.Node) {
 	boot.Bootstrap(bctx)
 	var wg sync.WaitGroup
 	for _, n := range d.nodes {
-		e := n.eng
-		wg.Go(func() { e.Node().Bootstrap(bctx) })
+		nn := n.net
+		wg.Go(func() { nn.Bootstrap(bctx) })
 	}
 	wg.Wait()
 	want := min(8, len(d.nodes)-1)
@@ -380,7 +383,7 @@ func (d *demo) settle(ctx context.Context, boot *network.Node) {
 	for {
 		ready := 0
 		for _, n := range d.nodes {
-			if n.eng.Node().TableSize() >= want {
+			if n.net.TableSize() >= want {
 				ready++
 			}
 		}
@@ -421,7 +424,7 @@ func (d *demo) watch(n *demoNode, e *engine.Engine) {
 			n.mu.Unlock()
 			d.signal()
 		case engine.Refused:
-			if ev.What == "chunk" {
+			if ev.What == engine.RefusedChunk {
 				n.mu.Lock()
 				n.refused++
 				n.mu.Unlock()
