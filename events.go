@@ -88,6 +88,18 @@ type StageRestarted struct {
 	Reason any
 }
 
+// Stale: the node has seen no fresh record for longer than
+// Config.StaleAfter. Signed is when the newest record it holds was signed
+// (zero when it holds none) and Age how long ago. A publisher that stopped
+// re-signing looks like this, and so does an eclipse (DHT nodes and peers
+// hiding every newer record). Status.Stale stays set until a record signed
+// within the bound arrives.
+type Stale struct {
+	Signed time.Time
+	Age    time.Duration
+}
+
+func (Stale) event()          {}
 func (ReleaseFound) event()   {}
 func (Progress) event()       {}
 func (Verified) event()       {}

@@ -241,7 +241,9 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 	if prev != nil && seq <= prev.Seq {
 		seq = prev.Seq + 1
 	}
-	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size}
+	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
+		// The record vouches for the release as long as its manifest does.
+		Expires: man.Expires}
 	pkt, err := release.MergeEntry(pc.Key, prev, entry, seq)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)

@@ -101,9 +101,13 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.e.events.emit(ReleaseFound{Version: e.Version.String(), ManifestID: e.ManifestID, Size: e.Size})
 		ctx.Send(r.downloader, &downloader.Fetch{Entry: e})
 	case *resolver.RecordUpdated:
+		r.e.update(func(s *Status) { s.RecordSigned, s.Stale = m.Packet.Time(), false })
 		if r.swarm != nil {
 			ctx.Send(r.swarm, &swarm.Gossip{Packet: m.Packet})
 		}
+	case *resolver.Stale:
+		r.e.update(func(s *Status) { s.Stale = true })
+		r.e.events.emit(Stale{Signed: m.Signed, Age: m.Age})
 	case *resolver.RecordRefused:
 		r.e.events.emit(Refused{What: RefusedRecord, Peer: m.From, Reason: m.Err})
 	case *swarm.RecordGossiped:
@@ -191,6 +195,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
 		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
+		StaleAfter: s.StaleAfter, Now: s.now,
 	})), "resolver")
 }
 

@@ -88,6 +88,10 @@ type Config struct {
 	// a restart into a new version, or the next start rolls back; default: a
 	// started engine counts as healthy.
 	HealthCheck func(ctx context.Context) error
+	// StaleAfter is how old (by its signing time) the newest record the node
+	// holds may grow before it emits Stale; zero means never. Set it above
+	// the interval at which the publisher re-signs its record.
+	StaleAfter time.Duration
 }
 
 // settings is a validated, defaulted Config.
@@ -120,6 +124,7 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 	}{
 		{"PollInterval", int64(cfg.PollInterval)},
 		{"UploadRate", cfg.UploadRate}, {"DownloadRate", cfg.DownloadRate},
+		{"StaleAfter", int64(cfg.StaleAfter)},
 	} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("engine: Config.%s is negative (%d); zero means the default", d.name, d.v)
@@ -234,6 +239,11 @@ type Status struct {
 	// Stopped lists the stages stopped for good after failing too often;
 	// the node no longer does what they did.
 	Stopped []Stage
+	// RecordSigned is when the newest record held was signed (zero: none).
+	RecordSigned time.Time
+	// Stale is set while the node has seen no record signed within
+	// Config.StaleAfter (see the Stale event).
+	Stale bool
 }
 
 // Start starts a node: opens its sockets, joins the DHT and spawns the

@@ -45,6 +45,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
+	staleAfter := fs.Duration("stale-after", 0, "warn when the newest record seen was signed longer ago than this (an eclipse or a publisher that stopped re-signing); 0: never")
 	join := fs.Duration("join-timeout", 10*time.Second, "fail when no DHT node has answered after this long")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
@@ -138,6 +139,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: sup.exec,
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll,
+		StaleAfter: *staleAfter,
 	})
 	if err != nil {
 		return explain(err)
@@ -521,6 +523,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["what"], m["peer"], m["reason"] = ev.What, ev.Peer, fmt.Sprint(ev.Reason)
 		case engine.Failed:
 			m["stage"], m["err"] = ev.Stage, fmt.Sprint(ev.Err)
+		case engine.Stale:
+			m["signed"], m["age_s"] = ev.Signed, ev.Age.Seconds()
 		case engine.Served, engine.StageRestarted:
 			return
 		}
@@ -548,5 +552,11 @@ func (o *nodeOutput) event(ev engine.Event) {
 		}
 	case engine.Failed:
 		o.info("warning: %s: %v", ev.Stage, ev.Err)
+	case engine.Stale:
+		if ev.Signed.IsZero() {
+			o.info("warning: stale: no record found in %s", age(ev.Age))
+		} else {
+			o.info("warning: stale: the newest record was signed %s ago (%s)", age(ev.Age), ev.Signed.UTC().Format(time.RFC3339))
+		}
 	}
 }

@@ -117,7 +117,7 @@ func TestFetchAndStatus(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, errOut)
 	}
-	row := regexp.MustCompile(`(?m)^myapp\s+stable\s+` + regexp.QuoteMeta(release.DefaultPlatform()) + `\s+1\.0\.0\s+683\.6 KiB\s+(\d+)\s+` + p.man.ID.String() + `$`)
+	row := regexp.MustCompile(`(?m)^myapp\s+stable\s+` + regexp.QuoteMeta(release.DefaultPlatform()) + `\s+1\.0\.0\s+683\.6 KiB\s+(\d+)\s+` + p.man.Manifest.Expires.UTC().Format("2006-01-02") + `\s+` + p.man.ID.String() + `$`)
 	m := row.FindStringSubmatch(stdout)
 	if m == nil || m[1] == "0" {
 		t.Fatalf("status output lacks the release row with at least one peer:\n%s", stdout)
