@@ -40,7 +40,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	tf := addTargetFlags(fs)
 	target := fs.String("target", "", "the program `PATH` to keep up to date (must exist)")
 	version := fs.String("version", "", "the `version` PATH holds now (default: what rpe node last installed there, else 0.0.0: install the newest release)")
-	var policy installer.Policy
+	var policy engine.Policy
 	fs.Var(&policy, "apply", "when to install: now, on-restart or at=HH:MM (default now)")
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
@@ -115,7 +115,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if _, err := release.ParseVersion(current); err != nil {
 		return usageError{fmt.Errorf("--version: %w", err)}
 	}
-	if policy.Kind == installer.OnRestart && !*run {
+	if policy == engine.ApplyOnRestart && !*run {
 		// Nothing to restart: swap at once.
 		policy = engine.ApplyNow
 	}
@@ -210,7 +210,7 @@ func waitJoined(ctx context.Context, eng *engine.Engine, boot []string, d time.D
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for eng.Node().TableSize() == 0 {
+	for eng.Status().DHTNodes == 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -547,7 +547,7 @@ func (o *nodeOutput) event(ev engine.Event) {
 	case engine.Installed:
 		o.info("installed %s at %s", ev.Version, ev.Target)
 	case engine.Refused:
-		if ev.What != "chunk" {
+		if ev.What != engine.RefusedChunk {
 			o.info("refused a %s: %v", ev.What, ev.Reason)
 		}
 	case engine.Failed:
