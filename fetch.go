@@ -226,10 +226,14 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 		}
 	}()
 
+	// Without a state dir of the caller's, the state goes beside Out, on
+	// the same file system: the verified staging file then becomes Out by
+	// a rename, so the release is written once (no second copy to write,
+	// read back and hash again).
 	stateDir := fc.StateDir
 	if stateDir == "" {
-		if stateDir, err = os.MkdirTemp("", "rpe-fetch-*"); err != nil {
-			return nil, fmt.Errorf("fetch: %w", err)
+		if stateDir, err = os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".rpe-fetch-*"); err != nil {
+			return nil, fmt.Errorf("fetch: cannot write beside %s: %w", fc.Out, err)
 		}
 		defer os.RemoveAll(stateDir)
 	}
@@ -315,18 +319,25 @@ wait:
 		return nil, fmt.Errorf("fetch %s %s: verified release vanished from the store", fc.App, entry.Version)
 	}
 	man := rel.Manifest().Manifest
-	err = copyVerified(tmp, staged, man)
-	stop()
+	if fc.StateDir == "" {
+		// The state dir is ours and goes away: take the staging file, which
+		// the verifier checked whole, once the node has let go of it.
+		stop()
+		err = takeVerified(staged, out, man)
+	} else {
+		err = copyVerified(tmp, staged, man)
+		stop()
+		if err == nil {
+			err = tmp.Close()
+		}
+		if err == nil {
+			err = os.Rename(tmpName, out)
+		}
+		renamed = err == nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	if err := os.Rename(tmpName, out); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	renamed = true
 	if d, err := os.Open(filepath.Dir(out)); err == nil {
 		d.Sync()
 		d.Close()
@@ -359,6 +370,34 @@ func findEntry(ctx context.Context, node *network.Node, s *settings, fc FetchCon
 		case <-t.C:
 		}
 	}
+}
+
+// takeVerified makes the verified staging file out: executable, synced,
+// then renamed into place. Its bytes were checked as they arrived (every
+// chunk, and the whole file before the Verified event); nothing else
+// writes to it.
+func takeVerified(staged, out string, m *release.Manifest) error {
+	f, err := os.OpenFile(staged, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() != m.Size {
+		err = fmt.Errorf("staged file has %d bytes, the manifest %d", fi.Size(), m.Size)
+	}
+	if err == nil {
+		err = f.Chmod(0o755)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(staged, out)
 }
 
 // copyVerified copies the staged release into f, syncs it, and checks the

@@ -11,6 +11,12 @@
 // engines) corrupt chunks, trickle, claim chunks they lack or gossip an old
 // record. Every packet stays inside netsim's 127.0.0.0/8 subnet.
 //
+// Scenario.Net = Loopback runs the same scenario over real UDP sockets on
+// 127.0.0.1 instead (`rpe sim --net loopback`, and `rpe demo`): the engines
+// enforce the rates themselves and the kernel carries the packets, so the
+// figures include the real socket path's cost. It runs on the real clock
+// only.
+//
 // Run plays one Scenario and returns a Report: completion times measured
 // from the moment of publishing, bytes uploaded by the publisher and by
 // everyone, bytes wasted, memory, and the ratio of the time until every node
