@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -43,12 +44,10 @@ type LookupConfig struct {
 	Timeout time.Duration
 	// PeersTimeout bounds each entry's peer lookup; default 3s.
 	PeersTimeout time.Duration
-	// Bootstrap, listen addresses, Logger and QueryResendDelay are as in
-	// Config.
+	// Bootstrap, listen addresses and Logger are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
 	Logger                *slog.Logger
-	QueryResendDelay      time.Duration
 }
 
 // Listing is a publisher's current record and what it names.
@@ -77,9 +76,11 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 	if lc.PeersTimeout == 0 {
 		lc.PeersTimeout = 3 * time.Second
 	}
+	h := hooks.From(ctx)
 	node, err := network.New(ctx, network.Config{
+		DHTConn: h.DHTConn, QUICConn: h.QUICConn,
 		ListenDHT: lc.ListenDHT, ListenQUIC: lc.ListenQUIC, Bootstrap: lc.Bootstrap,
-		Logger: lc.Logger, QueryResendDelay: lc.QueryResendDelay, NoMaintainer: true,
+		Logger: lc.Logger, QueryResendDelay: h.QueryResendDelay, NoMaintainer: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lookup: %w", err)
@@ -171,14 +172,10 @@ type FetchConfig struct {
 	// OnEvent, when set, receives the node's events (Progress among them)
 	// from one goroutine.
 	OnEvent func(Event)
-	// Bootstrap, listen addresses, Logger, QueryResendDelay, FindInterval
-	// and Now are as in Config.
+	// Bootstrap, listen addresses and Logger are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
 	Logger                *slog.Logger
-	QueryResendDelay      time.Duration
-	FindInterval          time.Duration
-	Now                   func() time.Time
 }
 
 // Fetched is the release Fetch wrote.
@@ -242,21 +239,21 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 	if err := os.WriteFile(placeholder, nil, 0o644); err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	s, err := populate(Config{
+	s, err := populate(ctx, Config{
 		PublisherKey: fc.PublisherKey, App: fc.App, Channel: fc.Channel, Platform: fc.Platform,
 		CurrentVersion: fetchFloor, Target: placeholder, StateDir: stateDir, Apply: ApplyOnRestart,
 		Exec:      func(string, []string, []string) error { return nil },
 		Bootstrap: fc.Bootstrap, ListenDHT: fc.ListenDHT, ListenQUIC: fc.ListenQUIC,
-		Logger: fc.Logger, QueryResendDelay: fc.QueryResendDelay, FindInterval: fc.FindInterval,
-		PollInterval: 10 * time.Second, Now: fc.Now,
+		Logger: fc.Logger, PollInterval: 10 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 
 	node, err := network.New(ctx, network.Config{
+		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC, Bootstrap: s.Bootstrap,
-		Logger: s.Logger, QueryResendDelay: s.QueryResendDelay,
+		Logger: s.Logger, QueryResendDelay: s.hooks.QueryResendDelay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
@@ -301,12 +298,12 @@ wait:
 					break wait
 				}
 			case Refused:
-				if ev.What == "manifest" {
+				if ev.What == RefusedManifest {
 					stop()
 					return nil, fmt.Errorf("fetch %s %s: manifest refused: %w", fc.App, entry.Version, ev.Reason)
 				}
 			case Failed:
-				if ev.Stage == "downloader" {
+				if ev.Stage == StageDownloader {
 					stop()
 					return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, ev.Err)
 				}

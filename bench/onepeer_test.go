@@ -16,6 +16,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/units"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -67,10 +68,10 @@ func BenchmarkOnePeer(b *testing.B) {
 		b.Fatal(err)
 	}
 	pub := release.PublicKeyOf(key)
-	p, err := engine.Publish(ctx, engine.PublishConfig{
+	p, err := engine.Publish(hooks.With(ctx, &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond}), engine.PublishConfig{
 		Key: key, Artifact: artifact, Version: "1.0.0", App: "big",
 		StateDir: filepath.Join(dir, "publisher"), Bootstrap: []string{boot.DHTAddr().String()},
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", QueryResendDelay: 200 * time.Millisecond,
+		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
 	})
 	if err != nil {
 		b.Fatal(err)

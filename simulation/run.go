@@ -18,9 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation/netsim"
@@ -40,7 +39,7 @@ type run struct {
 	plan  plan
 	log   *slog.Logger
 	net   hostNet
-	sys   *actor.ActorSystem
+	group *hooks.Group // one actor system for every engine
 	boots []*network.Node
 	bootC []net.PacketConn
 	addrs []string // bootstrap DHT addresses
@@ -69,11 +68,13 @@ type simNode struct {
 	i      int
 	host   host
 	cfg    engine.Config
+	hooks  hooks.Hooks // without conns
 	target string
 	churn  churnPlan
 
 	mu        sync.Mutex
 	eng       *engine.Engine
+	net       *network.Node // eng's network node
 	conns     []net.PacketConn
 	closing   bool
 	killed    bool  // churn has stopped it once
@@ -120,7 +121,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		r.net = netsimNet{ns}
 	}
 	logger := s.Logger
-	r.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	r.group = &hooks.Group{Logger: logger}
 	defer r.teardown()
 
 	report := r.report()
@@ -154,11 +155,13 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	r.t0 = time.Now()
 	r.t0Mu.Unlock()
 	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	pctx = hooks.With(pctx, &hooks.Hooks{
+		DHTConn: pubConns[0], QUICConn: pubConns[1], Group: r.group, QueryResendDelay: s.QueryResendDelay,
+	})
 	p, err := engine.Publish(pctx, engine.PublishConfig{
 		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
 		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.someNodes(8), LookupTimeout: time.Minute,
-		DHTConn: pubConns[0], QUICConn: pubConns[1], Logger: logger.With("node", "publisher"),
-		ActorSystem: r.sys, QueryResendDelay: s.QueryResendDelay, UploadRate: r.engineRate(s.PublisherUp),
+		Logger: logger.With("node", "publisher"), UploadRate: r.engineRate(s.PublisherUp),
 	})
 	pcancel()
 	if err != nil {
@@ -380,9 +383,11 @@ func (r *run) addHosts(dir string) error {
 			PublisherKey: r.pub.String(), App: app, CurrentVersion: oldVersion,
 			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
 			Bootstrap: boot, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
-			ActorSystem: r.sys, Exec: func(string, []string, []string) error { return nil },
-			QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
+			Exec:       func(string, []string, []string) error { return nil },
 			UploadRate: r.engineRate(r.plan.up[i]), DownloadRate: r.engineRate(r.plan.down[i]),
+		}
+		n.hooks = hooks.Hooks{
+			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
 		}
 		r.nodes = append(r.nodes, n)
 	}
@@ -421,9 +426,10 @@ func (r *run) startNode(ctx context.Context, n *simNode) error {
 	if err != nil {
 		return err
 	}
-	cfg := n.cfg
-	cfg.DHTConn, cfg.QUICConn = cs[0], cs[1]
-	e, err := engine.Start(ctx, cfg)
+	h := n.hooks
+	h.DHTConn, h.QUICConn = cs[0], cs[1]
+	h.Node = func(nn *network.Node) { n.net = nn } // under n.mu, held here
+	e, err := engine.Start(hooks.With(ctx, &h), n.cfg)
 	if err != nil {
 		closeAll(cs)
 		return fmt.Errorf("simulation: node %d: %w", n.i, err)
@@ -482,7 +488,7 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 			}
 			r.signal()
 		case engine.Refused:
-			if ev.What == "chunk" {
+			if ev.What == engine.RefusedChunk {
 				n.mu.Lock()
 				n.refused++
 				n.mu.Unlock()
@@ -556,7 +562,7 @@ func (r *run) settle(ctx context.Context) {
 	for lo := 0; lo < len(r.nodes); lo += wave {
 		for _, n := range r.nodes[lo:min(lo+wave, len(r.nodes))] {
 			n.mu.Lock()
-			e := n.eng
+			e, nn := n.eng, n.net
 			n.mu.Unlock()
 			if e != nil {
 				wg.Go(func() {
@@ -565,7 +571,7 @@ func (r *run) settle(ctx context.Context) {
 					case <-bctx.Done():
 						return
 					}
-					e.Node().Bootstrap(bctx)
+					nn.Bootstrap(bctx)
 				})
 			}
 		}
@@ -587,8 +593,8 @@ func (r *run) waitTables(ctx context.Context) {
 		for _, n := range r.nodes {
 			n.mu.Lock()
 			if n.eng != nil {
-				sizes = append(sizes, n.eng.Node().TableSize())
-				if n.eng.Node().TableSize() >= want {
+				sizes = append(sizes, n.net.TableSize())
+				if n.net.TableSize() >= want {
 					ready++
 				}
 			}
@@ -725,7 +731,7 @@ func (r *run) allInstalled() bool {
 		n.mu.Lock()
 		e := n.eng
 		n.mu.Unlock()
-		if e == nil || e.Status().Phase != "installed" {
+		if e == nil || e.Status().Phase != engine.PhaseInstalled {
 			return false
 		}
 	}
@@ -861,7 +867,7 @@ func (r *run) teardown() {
 		b.Close()
 	}
 	closeAll(r.bootC)
-	r.sys.Shutdown()
+	r.group.Close()
 	if err := r.net.close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		r.log.Warn("simulation: close network", "err", err)
 	}
