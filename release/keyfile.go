@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 )
 
 // A secret key file holds the 32-byte ed25519 seed as 64 lower-case hex
@@ -99,6 +101,64 @@ func WriteSecretKeyFile(path string, sk ed25519.PrivateKey) error {
 	return nil
 }
 
+// readPrivateFile reads at most maxKeyFileSize bytes of a file that only its
+// owner may read or write. The mode is checked on the open file, so a file
+// swapped in between the check and the read is still checked. what names
+// the operation in errors ("key", "secret"), kind the contents.
+func readPrivateFile(path, what, kind string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	if err := checkPrivateMode(path, kind, fi.Mode()); err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	if len(b) > maxKeyFileSize {
+		return nil, fmt.Errorf("read %s %s: %w %s: file larger than %d bytes", what, path, ErrMalformed, kind, maxKeyFileSize)
+	}
+	return b, nil
+}
+
+// checkPrivateMode refuses a file mode that lets group or others read or
+// write the file, as ssh refuses an unprotected private key. Windows has no
+// such mode bits (os reports 0666 or 0444 for every file), so it is not
+// checked there.
+func checkPrivateMode(path, kind string, mode fs.FileMode) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if perm := mode.Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s: %w: mode %04o lets group or others access it; run: chmod 600 %s",
+			kind, path, ErrKeyPermissions, perm, shellQuote(path))
+	}
+	return nil
+}
+
+// shellQuote quotes p for a POSIX shell when it holds anything but plain
+// path characters, so the chmod in an error can be pasted as it is.
+func shellQuote(p string) string {
+	plain := p != ""
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._-+,:@%=", c)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return p
+	}
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
+}
+
 // syncDir makes a new directory entry durable; failures are ignored because
 // some systems cannot sync directories and the file itself is complete.
 func syncDir(dir string) {
@@ -108,19 +168,13 @@ func syncDir(dir string) {
 	}
 }
 
-// ReadSecretKeyFile reads a key written by WriteSecretKeyFile.
+// ReadSecretKeyFile reads a key written by WriteSecretKeyFile. Like ssh
+// with its keys, it refuses a file that group or others may read or write
+// (ErrKeyPermissions, with the chmod to run).
 func ReadSecretKeyFile(path string) (ed25519.PrivateKey, error) {
-	f, err := os.Open(path)
+	b, err := readPrivateFile(path, "key", "secret key")
 	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read key %s: %w", path, err)
-	}
-	if len(b) > maxKeyFileSize {
-		return nil, fmt.Errorf("read key %s: %w secret key: file larger than %d bytes", path, ErrMalformed, maxKeyFileSize)
+		return nil, err
 	}
 	sk, err := DecodeSecretKey(b)
 	if err != nil {
