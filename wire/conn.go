@@ -58,6 +58,7 @@ type Conn struct {
 	lim    Limits
 	local  NodeID
 	remote NodeID
+	dialed bool // this end dialled (the proof of a secret needs the roles)
 
 	sendSem   chan struct{} // held while writing the control stream
 	ctrl      *quic.SendStream
@@ -103,6 +104,7 @@ func Dial(ctx context.Context, tr *quic.Transport, addr net.Addr, key ed25519.Pr
 	if err != nil {
 		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
 	}
+	c.dialed = true
 	return c, nil
 }
 
