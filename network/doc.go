@@ -10,8 +10,8 @@
 // DHT message starts with 'd').
 //
 // The package works around what anacrolix/dht v2.24.0 was measured to do with
-// hundreds of nodes in one process (docs: DESIGN.md §5). Each item below has a
-// regression test in this package:
+// hundreds of nodes in one process (docs/ARCHITECTURE.md places the package
+// among the others). Each item below has a regression test in this package:
 //
 //   - Without a peer store no announce token is handed out, and the bundled
 //     in-memory store keys peers by IP only: Node runs its own bounded,

@@ -622,8 +622,7 @@ func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, conn *wi
 		}
 		rctx, cancel := context.WithTimeout(c, timeout)
 		defer cancel()
-		buf := make([]byte, n)
-		err := conn.GetChunk(rctx, id, uint32(i), buf)
+		buf, err := conn.FetchChunk(rctx, id, uint32(i), n) // allocates only for a chunk
 		sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, data: buf, err: err})
 	}()
 }

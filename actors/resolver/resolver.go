@@ -44,6 +44,11 @@ type Config struct {
 	// RePutInterval is how often the held record is put again even when the
 	// DHT has it; zero or negative means the default, 30m.
 	RePutInterval time.Duration
+	// StaleAfter is how old the newest record held may grow (by its signing
+	// time) before the stage reports Stale; zero or negative means never.
+	StaleAfter time.Duration
+	// Now is the clock for record expiry and staleness; nil means time.Now.
+	Now func() time.Time
 	// Logger receives the stage's logs; nil is silent.
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
@@ -65,6 +70,9 @@ func (c *Config) populate() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 type resolverActor struct {
@@ -80,12 +88,16 @@ type resolverActor struct {
 	// target, so that one record is refused once, not at every lookup.
 	refused refusal
 	lastPut time.Time
+	started time.Time // by cfg.Now, for Stale before any record
+	// staleSeq is the seq of the held record last reported Stale (-1: none
+	// held), so that one record is reported once.
+	staleSeq int64
 }
 
 // Props returns the props that spawn a resolver.
 func Props(cfg Config) *actor.Props {
 	cfg.populate()
-	return actor.PropsFromProducer(func() actor.Actor { return &resolverActor{cfg: cfg} })
+	return actor.PropsFromProducer(func() actor.Actor { return &resolverActor{cfg: cfg, staleSeq: -2} })
 }
 
 type refusal struct {
@@ -113,6 +125,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 	switch m := msg.(type) {
 	case *actor.Started:
 		r.ctx, r.cancel = context.WithCancel(context.Background())
+		r.started = r.now()
 		if p, err := state.Record(r.cfg.StateDir); err != nil {
 			r.cfg.Logger.Warn("resolver: ignoring held record", "err", err)
 		} else if p != nil && p.PublicKey == r.cfg.PublisherKey {
@@ -130,6 +143,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 	case *pollResult:
 		r.polling = false
 		r.onPollResult(ctx, m)
+		r.checkStale(ctx)
 		if !r.armed {
 			r.after(ctx, r.jitter(r.cfg.PollInterval))
 		}
@@ -139,6 +153,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 		}
 	case *Offer:
 		r.offer(ctx, m.Packet, m.From)
+		r.checkStale(ctx)
 	case *Accepted:
 		if err := state.RaiseHighest(r.cfg.StateDir, m.Version); err != nil {
 			r.cfg.Logger.Error("resolver: raise version floor", "err", err)
@@ -262,6 +277,9 @@ func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, fro
 		return
 	}
 	if r.cfg.Current != nil && !e.Version.GreaterThan(r.cfg.Current) {
+		return
+	}
+	if r.expired(ctx, p, e, from) {
 		return
 	}
 	floor, err := state.Highest(r.cfg.StateDir)

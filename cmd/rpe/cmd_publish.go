@@ -193,8 +193,8 @@ loop:
 			switch ev := ev.(type) {
 			case engine.Served:
 				total += int64(ev.Bytes)
-				if !peers[ev.Peer.String()] {
-					peers[ev.Peer.String()] = true
+				if !peers[ev.Peer] {
+					peers[ev.Peer] = true
 					if !*of.quiet && !*of.json {
 						fmt.Fprintf(e.stdout, "serving peer %s\n", ev.Peer)
 					}
