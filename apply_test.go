@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/release"
 )
 
@@ -25,14 +26,14 @@ func TestApplyAtAcrossMidnight(t *testing.T) {
 	y, m, d := real0.In(loc).Date()
 	midnight := time.Date(y, m, d+1, 0, 0, 0, 0, loc)
 	start := midnight.Add(-3 * time.Second)
-	cfg.Now = func() time.Time { return start.Add(time.Since(real0)) }
+	now := func() time.Time { return start.Add(time.Since(real0)) }
 	execs := make(chan string, 4)
 	cfg.Exec = func(path string, argv, env []string) error {
 		execs <- path
 		return nil
 	}
 	testPublish(t, key, boot, artifact, "1.1.0", nil)
-	e := startEngine(t, cfg)
+	e := startEngineWith(t, cfg, func(h *hooks.Hooks) { h.Now = now })
 	log := collect(e)
 	ev := log.wait(t, 30*time.Second, "Scheduled", func(ev Event) bool { _, ok := ev.(Scheduled); return ok })
 	at := ev.(Scheduled).At
@@ -43,7 +44,7 @@ func TestApplyAtAcrossMidnight(t *testing.T) {
 		t.Fatal("target swapped before its time")
 	}
 	log.wait(t, 30*time.Second, "Installed", isInstalled)
-	if now := cfg.Now(); now.Before(at) {
+	if now := now(); now.Before(at) {
 		t.Fatalf("installed at %v, before %v", now, at)
 	}
 	got, _ := os.ReadFile(cfg.Target)

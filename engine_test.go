@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 )
@@ -89,7 +90,6 @@ func testConfig(t *testing.T, pub release.PublicKey, boot []string, version stri
 		StateDir: filepath.Join(dir, "state"), Bootstrap: boot,
 		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
 		PollInterval: 300 * time.Millisecond, Exec: rec.exec,
-		QueryResendDelay: 200 * time.Millisecond, FindInterval: 300 * time.Millisecond,
 		Logger: testLogger("node"),
 	}
 }
@@ -99,14 +99,14 @@ func testPublish(t *testing.T, key ed25519.PrivateKey, boot []string, artifact, 
 	pc := PublishConfig{
 		Key: key, Artifact: artifact, Version: version, App: "app", Bootstrap: boot,
 		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", StateDir: t.TempDir(),
-		QueryResendDelay: 200 * time.Millisecond, Logger: testLogger("publisher"),
+		Logger: testLogger("publisher"),
 	}
 	if mod != nil {
 		mod(&pc)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := Publish(ctx, pc)
+	p, err := Publish(testCtx(ctx, nil), pc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,9 +114,25 @@ func testPublish(t *testing.T, key ed25519.PrivateKey, boot []string, artifact, 
 	return p
 }
 
+// testCtx carries the tests' hooks: loopback-fast DHT resends and peer
+// lookups, changed by mod.
+func testCtx(ctx context.Context, mod func(*hooks.Hooks)) context.Context {
+	h := &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond, FindInterval: 300 * time.Millisecond}
+	if mod != nil {
+		mod(h)
+	}
+	return hooks.With(ctx, h)
+}
+
 func startEngine(t *testing.T, cfg Config) *Engine {
 	t.Helper()
-	e, err := Start(context.Background(), cfg)
+	return startEngineWith(t, cfg, nil)
+}
+
+// startEngineWith starts an engine with the tests' hooks changed by mod.
+func startEngineWith(t *testing.T, cfg Config, mod func(*hooks.Hooks)) *Engine {
+	t.Helper()
+	e, err := Start(testCtx(context.Background(), mod), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +240,7 @@ func TestUpdateInProcess(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("node %d: target differs from the published artifact", i)
 		}
-		if st := e.Status(); st.Phase != "installed" || st.Latest != "1.1.0" {
+		if st := e.Status(); st.Phase != PhaseInstalled || st.Latest != "1.1.0" {
 			t.Errorf("node %d: status %+v", i, st)
 		}
 		info, err := os.Stat(e.cfg.Target)
@@ -271,7 +287,7 @@ func TestPublisherDoesNotFollowNewerReleases(t *testing.T) {
 	// The first publisher polls too; give it a lookup of its own.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, _, err := p1.Node().GetRecord(ctx, pub); err != nil {
+	if _, _, err := p1.node.GetRecord(ctx, pub); err != nil {
 		t.Fatal(err)
 	}
 	if n := p1log.count(func(ev Event) bool { _, ok := ev.(ReleaseFound); return ok }); n != 0 {
@@ -296,7 +312,6 @@ func TestStartRefusesBadConfig(t *testing.T) {
 		{"not semver", func(c *Config) { c.CurrentVersion = "one" }, "CurrentVersion"},
 		{"negative poll", func(c *Config) { c.PollInterval = -time.Second }, "PollInterval is negative"},
 		{"negative upload rate", func(c *Config) { c.UploadRate = -1 }, "UploadRate is negative"},
-		{"negative chunk timeout", func(c *Config) { c.ChunkTimeout = -1 }, "ChunkTimeout is negative"},
 	} {
 		cfg := good
 		tc.edit(&cfg)

@@ -1,11 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/rpe-project/engine/release"
-	"github.com/rpe-project/engine/wire"
 )
 
 // Event is something the engine did or saw. The concrete types below are
@@ -59,20 +59,24 @@ type Installed struct {
 // unreadable), a manifest (wrong app or platform, expired, not newer), a
 // chunk (bad hash) or a release (rolled back here before).
 type Refused struct {
-	What   string // "record", "manifest", "chunk" or "release"
+	What   Refusal
 	Peer   string // who sent it, if known
 	Reason error
 }
 
+// ErrStageStopped is the Failed.Err (wrapped) of a stage stopped for good
+// after failing too often; Status.Stopped lists it from then on.
+var ErrStageStopped = errors.New("stage stopped for good")
+
 // Failed: a stage could not go on (disk full, install failed, ...).
 type Failed struct {
-	Stage string
+	Stage Stage
 	Err   error
 }
 
 // Served: a chunk was uploaded to a peer.
 type Served struct {
-	Peer       wire.NodeID
+	Peer       string // the peer's node ID
 	ManifestID release.ManifestID
 	Index      int
 	Bytes      int
@@ -80,10 +84,22 @@ type Served struct {
 
 // StageRestarted: a stage crashed and its supervisor restarted it.
 type StageRestarted struct {
-	Stage  string
+	Stage  Stage
 	Reason any
 }
 
+// Stale: the node has seen no fresh record for longer than
+// Config.StaleAfter. Signed is when the newest record it holds was signed
+// (zero when it holds none) and Age how long ago. A publisher that stopped
+// re-signing looks like this, and so does an eclipse (DHT nodes and peers
+// hiding every newer record). Status.Stale stays set until a record signed
+// within the bound arrives.
+type Stale struct {
+	Signed time.Time
+	Age    time.Duration
+}
+
+func (Stale) event()          {}
 func (ReleaseFound) event()   {}
 func (Progress) event()       {}
 func (Verified) event()       {}

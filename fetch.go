@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -20,10 +21,14 @@ import (
 
 // Errors of Lookup and Fetch, for errors.Is.
 var (
-	// ErrUnreachable means no DHT starting node answered in time.
+	// ErrUnreachable means no DHT node answered at all in time.
 	ErrUnreachable = errors.New("no DHT node answered")
-	// ErrNoRecord means the DHT holds no record signed by the key.
+	// ErrNoRecord means DHT nodes answered but none holds a record signed
+	// by the key.
 	ErrNoRecord = errors.New("no record signed by this key was found in the DHT")
+	// ErrDHTTimedOut means the time ran out while DHT nodes were still
+	// answering: the DHT is slow or churning, and trying again may succeed.
+	ErrDHTTimedOut = network.ErrTimedOut
 	// ErrUnknownApp means the record names no release for the app, channel
 	// and platform asked for.
 	ErrUnknownApp = errors.New("the record names no release for this app")
@@ -39,12 +44,10 @@ type LookupConfig struct {
 	Timeout time.Duration
 	// PeersTimeout bounds each entry's peer lookup; default 3s.
 	PeersTimeout time.Duration
-	// Bootstrap, listen addresses, Logger and QueryResendDelay are as in
-	// Config.
+	// Bootstrap, listen addresses and Logger are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
 	Logger                *slog.Logger
-	QueryResendDelay      time.Duration
 }
 
 // Listing is a publisher's current record and what it names.
@@ -73,9 +76,11 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 	if lc.PeersTimeout == 0 {
 		lc.PeersTimeout = 3 * time.Second
 	}
+	h := hooks.From(ctx)
 	node, err := network.New(ctx, network.Config{
+		DHTConn: h.DHTConn, QUICConn: h.QUICConn,
 		ListenDHT: lc.ListenDHT, ListenQUIC: lc.ListenQUIC, Bootstrap: lc.Bootstrap,
-		Logger: lc.Logger, QueryResendDelay: lc.QueryResendDelay, NoMaintainer: true,
+		Logger: lc.Logger, QueryResendDelay: h.QueryResendDelay, NoMaintainer: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lookup: %w", err)
@@ -116,35 +121,31 @@ func countPeers(ctx context.Context, node *network.Node, s release.SwarmID, d ti
 	return n
 }
 
-// joinAndGet bootstraps node and reads pub's record, telling apart a DHT
-// that does not answer from a record that is not there.
+// joinAndGet joins the DHT (in the background: the lookup does not wait for
+// it) and reads pub's record, telling apart a DHT that does not answer, a
+// record that is not there, and time running out while nodes answer.
 func joinAndGet(ctx context.Context, node *network.Node, pub release.PublicKey, boot []string, d time.Duration) (*release.SignedPacket, error) {
 	jctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	berr := node.Bootstrap(jctx)
-	if node.TableSize() == 0 {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	node.Join()
+	pkt, _, err := node.GetRecord(jctx, pub)
+	switch {
+	case err == nil:
+		return pkt, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, network.ErrNoAnswer), errors.Is(err, network.ErrNoNodes):
 		where := "the public Mainline routers"
 		if len(boot) > 0 {
 			where = strings.Join(boot, ", ")
 		}
-		if berr != nil && !errors.Is(berr, network.ErrNoNodes) && jctx.Err() == nil {
-			return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, berr)
-		}
-		return nil, fmt.Errorf("%w at %s", ErrUnreachable, where)
-	}
-	pkt, _, err := node.GetRecord(jctx, pub)
-	switch {
+		return nil, fmt.Errorf("%w at %s within %v", ErrUnreachable, where, d)
 	case errors.Is(err, network.ErrNotFound):
 		return nil, fmt.Errorf("%w (key %s)", ErrNoRecord, pub)
-	case err != nil && ctx.Err() == nil && jctx.Err() != nil:
-		return nil, fmt.Errorf("%w (key %s, looked for %v)", ErrNoRecord, pub, d)
-	case err != nil:
-		return nil, err
+	case errors.Is(err, network.ErrTimedOut):
+		return nil, fmt.Errorf("%w (key %s, looked for %v)", ErrDHTTimedOut, pub, d)
 	}
-	return pkt, nil
+	return nil, err
 }
 
 // FetchConfig configures Fetch. PublisherKey, App and Out are required.
@@ -171,14 +172,10 @@ type FetchConfig struct {
 	// OnEvent, when set, receives the node's events (Progress among them)
 	// from one goroutine.
 	OnEvent func(Event)
-	// Bootstrap, listen addresses, Logger, QueryResendDelay, FindInterval
-	// and Now are as in Config.
+	// Bootstrap, listen addresses and Logger are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
 	Logger                *slog.Logger
-	QueryResendDelay      time.Duration
-	FindInterval          time.Duration
-	Now                   func() time.Time
 }
 
 // Fetched is the release Fetch wrote.
@@ -226,10 +223,14 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 		}
 	}()
 
+	// Without a state dir of the caller's, the state goes beside Out, on
+	// the same file system: the verified staging file then becomes Out by
+	// a rename, so the release is written once (no second copy to write,
+	// read back and hash again).
 	stateDir := fc.StateDir
 	if stateDir == "" {
-		if stateDir, err = os.MkdirTemp("", "rpe-fetch-*"); err != nil {
-			return nil, fmt.Errorf("fetch: %w", err)
+		if stateDir, err = os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".rpe-fetch-*"); err != nil {
+			return nil, fmt.Errorf("fetch: cannot write beside %s: %w", fc.Out, err)
 		}
 		defer os.RemoveAll(stateDir)
 	}
@@ -238,21 +239,21 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 	if err := os.WriteFile(placeholder, nil, 0o644); err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	s, err := populate(Config{
+	s, err := populate(ctx, Config{
 		PublisherKey: fc.PublisherKey, App: fc.App, Channel: fc.Channel, Platform: fc.Platform,
 		CurrentVersion: fetchFloor, Target: placeholder, StateDir: stateDir, Apply: ApplyOnRestart,
 		Exec:      func(string, []string, []string) error { return nil },
 		Bootstrap: fc.Bootstrap, ListenDHT: fc.ListenDHT, ListenQUIC: fc.ListenQUIC,
-		Logger: fc.Logger, QueryResendDelay: fc.QueryResendDelay, FindInterval: fc.FindInterval,
-		PollInterval: 10 * time.Second, Now: fc.Now,
+		Logger: fc.Logger, PollInterval: 10 * time.Second,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 
 	node, err := network.New(ctx, network.Config{
+		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC, Bootstrap: s.Bootstrap,
-		Logger: s.Logger, QueryResendDelay: s.QueryResendDelay,
+		Logger: s.Logger, QueryResendDelay: s.hooks.QueryResendDelay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
@@ -297,12 +298,12 @@ wait:
 					break wait
 				}
 			case Refused:
-				if ev.What == "manifest" {
+				if ev.What == RefusedManifest {
 					stop()
 					return nil, fmt.Errorf("fetch %s %s: manifest refused: %w", fc.App, entry.Version, ev.Reason)
 				}
 			case Failed:
-				if ev.Stage == "downloader" {
+				if ev.Stage == StageDownloader {
 					stop()
 					return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, ev.Err)
 				}
@@ -315,18 +316,25 @@ wait:
 		return nil, fmt.Errorf("fetch %s %s: verified release vanished from the store", fc.App, entry.Version)
 	}
 	man := rel.Manifest().Manifest
-	err = copyVerified(tmp, staged, man)
-	stop()
+	if fc.StateDir == "" {
+		// The state dir is ours and goes away: take the staging file, which
+		// the verifier checked whole, once the node has let go of it.
+		stop()
+		err = takeVerified(staged, out, man)
+	} else {
+		err = copyVerified(tmp, staged, man)
+		stop()
+		if err == nil {
+			err = tmp.Close()
+		}
+		if err == nil {
+			err = os.Rename(tmpName, out)
+		}
+		renamed = err == nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s %s: %w", fc.App, entry.Version, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	if err := os.Rename(tmpName, out); err != nil {
-		return nil, fmt.Errorf("fetch: %w", err)
-	}
-	renamed = true
 	if d, err := os.Open(filepath.Dir(out)); err == nil {
 		d.Sync()
 		d.Close()
@@ -347,7 +355,7 @@ func findEntry(ctx context.Context, node *network.Node, s *settings, fc FetchCon
 			}
 			err = unknownApp(pkt, s.target)
 		}
-		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoRecord) || errors.Is(err, ErrUnknownApp)
+		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoRecord) || errors.Is(err, ErrUnknownApp) || errors.Is(err, ErrDHTTimedOut)
 		if !retry || time.Now().After(until) {
 			return nil, release.Entry{}, err
 		}
@@ -359,6 +367,34 @@ func findEntry(ctx context.Context, node *network.Node, s *settings, fc FetchCon
 		case <-t.C:
 		}
 	}
+}
+
+// takeVerified makes the verified staging file out: executable, synced,
+// then renamed into place. Its bytes were checked as they arrived (every
+// chunk, and the whole file before the Verified event); nothing else
+// writes to it.
+func takeVerified(staged, out string, m *release.Manifest) error {
+	f, err := os.OpenFile(staged, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Size() != m.Size {
+		err = fmt.Errorf("staged file has %d bytes, the manifest %d", fi.Size(), m.Size)
+	}
+	if err == nil {
+		err = f.Chmod(0o755)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(staged, out)
 }
 
 // copyVerified copies the staged release into f, syncs it, and checks the

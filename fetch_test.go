@@ -58,6 +58,9 @@ func TestFetchAndLookup(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("fetched file differs (%v)", err)
 	}
+	if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("fetched file mode: %v, %v; want 0755", fi.Mode(), err)
+	}
 	if f.Version != "1.2.0" || f.ManifestID != p.Manifest.ID || f.Size != int64(len(want)) || progress == 0 {
 		t.Fatalf("fetched %+v, %d progress events", f, progress)
 	}

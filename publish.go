@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -43,23 +41,22 @@ type PublishConfig struct {
 	Expires time.Duration
 	// Force publishes even when the record names the same or a newer version.
 	Force bool
+	// SharedSecret, in z-base-32, publishes into the private swarm of that
+	// secret (see Config.SharedSecret): the record's entry is encrypted and
+	// the release is seeded only to peers that prove they know the secret.
+	// The record's public entries, and private ones of other targets, stay.
+	SharedSecret string
 
 	// StateDir keeps the seeded copy and the node key; default a new
 	// temporary directory removed by Stop.
 	StateDir string
-	// Bootstrap, listen addresses, conns, Logger, ActorSystem, UploadRate
-	// and QueryResendDelay are as in Config.
+	// Bootstrap, listen addresses, Logger and UploadRate are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
-	DHTConn, QUICConn     net.PacketConn
 	Logger                *slog.Logger
-	ActorSystem           *actor.ActorSystem
 	UploadRate            int64
-	QueryResendDelay      time.Duration
 	// LookupTimeout bounds the read of the current record; default 10s.
 	LookupTimeout time.Duration
-	// Now is the clock; default time.Now.
-	Now func() time.Time
 }
 
 // Publisher seeds a published release until stopped.
@@ -81,14 +78,20 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	if pc.Artifact == "" {
 		return nil, errors.New("publish: no artifact")
 	}
-	if pc.Now == nil {
-		pc.Now = time.Now
+	h := hooks.From(ctx)
+	now := h.Now
+	if now == nil {
+		now = time.Now
 	}
 	if pc.LookupTimeout == 0 {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
-	sm, err := publishManifest(pc, pub)
+	priv, err := privateSwarm(pc.SharedSecret, pub)
+	if err != nil {
+		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
+	}
+	sm, err := publishManifest(pc, pub, now())
 	if err != nil {
 		return nil, err
 	}
@@ -115,13 +118,11 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 			PublisherKey: pub.String(), App: man.App, Channel: man.Channel, Platform: man.Platform,
 			CurrentVersion: man.Version.String(), Target: pc.Artifact, StateDir: stateDir,
 			Bootstrap: pc.Bootstrap, ListenDHT: pc.ListenDHT, ListenQUIC: pc.ListenQUIC,
-			DHTConn: pc.DHTConn, QUICConn: pc.QUICConn, Logger: pc.Logger, ActorSystem: pc.ActorSystem,
-			UploadRate: pc.UploadRate, QueryResendDelay: pc.QueryResendDelay, Now: pc.Now,
-			PollInterval: 5 * time.Minute,
+			Logger: pc.Logger, UploadRate: pc.UploadRate, PollInterval: 5 * time.Minute,
 			// Never used (seedOnly), but never the running process either.
 			Exec: func(string, []string, []string) error { return nil },
 		},
-		pub: pub, version: man.Version, seedOnly: true,
+		hooks: h, now: now, pub: pub, version: man.Version, seedOnly: true, private: priv,
 		target: release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform},
 	}
 	if s.Logger == nil {
@@ -143,14 +144,14 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	st.Close()
 	// The record: merge into the current one, so other apps' entries stay.
 	netNode, err := network.New(ctx, network.Config{
-		DHTConn: s.DHTConn, QUICConn: s.QUICConn, ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
-		Bootstrap: s.Bootstrap, Logger: s.Logger, QueryResendDelay: s.QueryResendDelay,
+		DHTConn: h.DHTConn, QUICConn: h.QUICConn, ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
+		Bootstrap: s.Bootstrap, Logger: s.Logger, QueryResendDelay: h.QueryResendDelay,
 	})
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	pkt, err := publishRecord(ctx, pc, netNode, sm)
+	pkt, err := publishRecord(ctx, pc, netNode, sm, now(), priv)
 	if err != nil {
 		netNode.Close()
 		cleanup()
@@ -181,7 +182,7 @@ func (p *Publisher) Stop(ctx context.Context) error {
 	return err
 }
 
-func publishManifest(pc PublishConfig, pub release.PublicKey) (*release.SignedManifest, error) {
+func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*release.SignedManifest, error) {
 	if pc.Manifest != nil {
 		sm, err := release.ParseManifest(pc.Manifest, pub, release.Limits{})
 		if err != nil {
@@ -205,7 +206,6 @@ func publishManifest(pc PublishConfig, pub release.PublicKey) (*release.SignedMa
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	defer f.Close()
-	now := pc.Now()
 	opts := release.BuildOptions{
 		App: pc.App, Channel: pc.Channel, Platform: pc.Platform, Version: pc.Version,
 		ChunkSize: pc.ChunkSize, Created: now,
@@ -227,12 +227,11 @@ func publishManifest(pc PublishConfig, pub release.PublicKey) (*release.SignedMa
 	return sm, nil
 }
 
-func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm *release.SignedManifest) (*release.SignedPacket, error) {
+func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm *release.SignedManifest, now time.Time, priv *release.Private) (*release.SignedPacket, error) {
 	bctx, cancel := context.WithTimeout(ctx, pc.LookupTimeout)
 	defer cancel()
-	if err := node.Bootstrap(bctx); err != nil {
-		return nil, fmt.Errorf("publish: bootstrap: %w", err)
-	}
+	// Join in the background: the record operations do not wait for it.
+	node.Join()
 	pub := release.PublicKeyOf(pc.Key)
 	prev, _, err := node.GetRecord(bctx, pub)
 	if err != nil && !errors.Is(err, network.ErrNotFound) {
@@ -241,17 +240,28 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 	man := sm.Manifest
 	target := release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform}
 	if prev != nil && !pc.Force {
-		if e, err := prev.Lookup(target); err == nil && !man.Version.GreaterThan(e.Version) {
+		lookup := prev.Lookup
+		if priv != nil {
+			lookup = func(t release.Target) (release.Entry, error) { return prev.LookupSealed(t, priv) }
+		}
+		if e, err := lookup(target); err == nil && !man.Version.GreaterThan(e.Version) {
 			return nil, fmt.Errorf("publish: %w: the record names %s for %s/%s/%s, this is %s (use --force)",
 				ErrNotNewer, e.Version, man.App, man.Channel, man.Platform, man.Version)
 		}
 	}
-	seq := release.SeqNow(pc.Now())
+	seq := release.SeqNow(now)
 	if prev != nil && seq <= prev.Seq {
 		seq = prev.Seq + 1
 	}
-	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size}
-	pkt, err := release.MergeEntry(pc.Key, prev, entry, seq)
+	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
+		// The record vouches for the release as long as its manifest does.
+		Expires: man.Expires}
+	var pkt *release.SignedPacket
+	if priv != nil {
+		pkt, err = release.MergeSealedEntry(pc.Key, prev, entry, seq, priv, nil)
+	} else {
+		pkt, err = release.MergeEntry(pc.Key, prev, entry, seq)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

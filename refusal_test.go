@@ -66,7 +66,7 @@ func TestRefuseRecordFromOtherKey(t *testing.T) {
 	gossip(t, boot, e, pkt)
 	ev := log.wait(t, 20*time.Second, "Refused record", func(ev Event) bool {
 		r, ok := ev.(Refused)
-		return ok && r.What == "record"
+		return ok && r.What == RefusedRecord
 	})
 	if !errors.Is(ev.(Refused).Reason, resolver.ErrWrongKey) {
 		t.Fatalf("refused for %v, want ErrWrongKey", ev.(Refused).Reason)
@@ -95,14 +95,14 @@ func TestRefuseManifestForOtherApp(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := p.Node().PutRecord(ctx, pkt); err != nil {
+	if err := p.node.PutRecord(ctx, pkt); err != nil {
 		t.Fatal(err)
 	}
 	e := startEngine(t, cfg)
 	log := collect(e)
 	ev := log.wait(t, 60*time.Second, "Refused manifest", func(ev Event) bool {
 		r, ok := ev.(Refused)
-		return ok && r.What == "manifest"
+		return ok && r.What == RefusedManifest
 	})
 	if !errors.Is(ev.(Refused).Reason, release.ErrWrongTarget) {
 		t.Fatalf("refused for %v, want ErrWrongTarget", ev.(Refused).Reason)
@@ -128,7 +128,7 @@ func TestRefuseBelowVersionFloor(t *testing.T) {
 	log := collect(e)
 	ev := log.wait(t, 30*time.Second, "Refused record", func(ev Event) bool {
 		r, ok := ev.(Refused)
-		return ok && r.What == "record"
+		return ok && r.What == RefusedRecord
 	})
 	if !errors.Is(ev.(Refused).Reason, resolver.ErrBelowFloor) {
 		t.Fatalf("refused for %v, want ErrBelowFloor", ev.(Refused).Reason)
@@ -202,7 +202,7 @@ func TestRefuseCorruptChunk(t *testing.T) {
 	log := collect(e)
 	ev := log.wait(t, 60*time.Second, "Refused chunk", func(ev Event) bool {
 		r, ok := ev.(Refused)
-		return ok && r.What == "chunk"
+		return ok && r.What == RefusedChunk
 	})
 	if !errors.Is(ev.(Refused).Reason, release.ErrChunkMismatch) {
 		t.Fatalf("refused for %v, want ErrChunkMismatch", ev.(Refused).Reason)
@@ -259,7 +259,7 @@ func TestRefuseReplayedRecord(t *testing.T) {
 	gossip(t, boot, e, oldPacket)
 	ev := log.wait(t, 20*time.Second, "Refused record", func(ev Event) bool {
 		r, ok := ev.(Refused)
-		return ok && r.What == "record"
+		return ok && r.What == RefusedRecord
 	})
 	if !errors.Is(ev.(Refused).Reason, resolver.ErrOlderSeq) {
 		t.Fatalf("refused for %v, want ErrOlderSeq", ev.(Refused).Reason)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/release"
 )
 
@@ -52,7 +53,7 @@ func TestStageRestart(t *testing.T) {
 		}
 		panic(fmt.Sprintf("injected fault in %s", stage))
 	}
-	cfg.faultHook = func(stage string, msg any) {
+	fault := func(stage string, msg any) {
 		name := fmt.Sprintf("%T", msg)
 		switch {
 		case stage == "resolver" && name == "*resolver.pollResult":
@@ -78,7 +79,7 @@ func TestStageRestart(t *testing.T) {
 	mu.Unlock()
 	plog := collect(p.Engine)
 
-	e := startEngine(t, cfg)
+	e := startEngineWith(t, cfg, func(h *hooks.Hooks) { h.Fault = fault })
 	log := collect(e)
 	log.wait(t, 90*time.Second, "Installed", isInstalled)
 
@@ -89,8 +90,7 @@ func TestStageRestart(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("target differs from the published artifact")
 	}
-	for _, stage := range []string{"resolver", "swarm", "downloader", "verifier", "installer"} {
-		stage := stage
+	for _, stage := range []Stage{StageResolver, StageSwarm, StageDownloader, StageVerifier, StageInstaller} {
 		if log.count(func(ev Event) bool { r, ok := ev.(StageRestarted); return ok && r.Stage == stage }) == 0 {
 			t.Errorf("no StageRestarted event for %s", stage)
 		}

@@ -64,7 +64,7 @@ func newRoot(e *Engine, nodeKey ed25519.PrivateKey) *rootActor {
 }
 
 func (r *rootActor) hook(stage string) func(any) {
-	h := r.e.cfg.faultHook
+	h := r.e.cfg.hooks.Fault
 	if h == nil {
 		return nil
 	}
@@ -88,7 +88,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			return
 		}
 		if failed, _ := installer.IsFailed(r.e.cfg.StateDir, e.ManifestID.String()); failed {
-			r.e.events.emit(Refused{What: "release", Reason: fmt.Errorf("%s (%s) was rolled back here before", e.Version, e.ManifestID.Short())})
+			r.e.events.emit(Refused{What: RefusedRelease, Reason: fmt.Errorf("%s (%s) was rolled back here before", e.Version, e.ManifestID.Short())})
 			return
 		}
 		r.found = e
@@ -96,23 +96,27 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.e.update(func(s *Status) {
 			s.Latest = e.Version.String()
 			s.ManifestID = e.ManifestID.String()
-			s.Phase = "downloading"
+			s.Phase = PhaseDownloading
 		})
 		r.e.events.emit(ReleaseFound{Version: e.Version.String(), ManifestID: e.ManifestID, Size: e.Size})
 		ctx.Send(r.downloader, &downloader.Fetch{Entry: e})
 	case *resolver.RecordUpdated:
+		r.e.update(func(s *Status) { s.RecordSigned, s.Stale = m.Packet.Time(), false })
 		if r.swarm != nil {
 			ctx.Send(r.swarm, &swarm.Gossip{Packet: m.Packet})
 		}
+	case *resolver.Stale:
+		r.e.update(func(s *Status) { s.Stale = true })
+		r.e.events.emit(Stale{Signed: m.Signed, Age: m.Age})
 	case *resolver.RecordRefused:
-		r.e.events.emit(Refused{What: "record", Peer: m.From, Reason: m.Err})
+		r.e.events.emit(Refused{What: RefusedRecord, Peer: m.From, Reason: m.Err})
 	case *swarm.RecordGossiped:
 		if r.resolver != nil {
 			ctx.Send(r.resolver, &resolver.Offer{Packet: m.Packet, From: m.From.String()})
 		}
 	case *swarm.Served:
 		r.e.update(func(s *Status) { s.Uploaded += int64(m.Bytes); s.Served++ })
-		r.e.events.emit(Served{Peer: m.Peer, ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes})
+		r.e.events.emit(Served{Peer: m.Peer.String(), ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes})
 	case *downloader.Progress:
 		r.e.update(func(s *Status) {
 			s.Verified, s.Total, s.Peers, s.Fetched, s.Wasted = m.Verified, m.Total, m.Peers, m.Fetched, m.Wasted
@@ -123,12 +127,12 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.e.update(func(s *Status) { s.Total = m.Manifest.Manifest.NumChunks() })
 	case *downloader.ManifestRefused:
 		r.downloading = false
-		r.e.update(func(s *Status) { s.Phase = "idle" })
-		r.e.events.emit(Refused{What: "manifest", Reason: m.Err})
+		r.e.update(func(s *Status) { s.Phase = PhaseIdle })
+		r.e.events.emit(Refused{What: RefusedManifest, Reason: m.Err})
 	case *downloader.ChunkRefused:
-		r.e.events.emit(Refused{What: "chunk", Peer: m.Peer.String(), Reason: m.Err})
+		r.e.events.emit(Refused{What: RefusedChunk, Peer: m.Peer.String(), Reason: m.Err})
 	case *downloader.Failed:
-		r.e.events.emit(Failed{Stage: "downloader", Err: m.Err})
+		r.e.events.emit(Failed{Stage: StageDownloader, Err: m.Err})
 	case *downloader.Completed:
 		r.downloading = false
 		if m.Manifest.ID == r.done {
@@ -137,22 +141,22 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.done = m.Manifest.ID
 		r.pending = &installer.Install{Manifest: m.Manifest, Path: m.Path}
 		man := m.Manifest.Manifest
-		r.e.update(func(s *Status) { s.Phase = "verified" })
+		r.e.update(func(s *Status) { s.Phase = PhaseVerified })
 		r.e.events.emit(Verified{Version: man.Version.String(), ManifestID: m.Manifest.ID, Path: m.Path})
 		ctx.Send(r.resolver, &resolver.Accepted{Version: man.Version})
 		ctx.Send(r.installer, &installer.Install{Manifest: m.Manifest, Path: m.Path})
 	case *stageRestarted:
 		r.onStageRestarted(ctx, m.stage)
 	case *installer.Scheduled:
-		r.e.update(func(s *Status) { s.Phase = "scheduled" })
+		r.e.update(func(s *Status) { s.Phase = PhaseScheduled })
 		r.e.events.emit(Scheduled{Version: m.Manifest.Manifest.Version.String(), At: m.At})
 	case *installer.Installed:
 		r.pending = nil
-		r.e.update(func(s *Status) { s.Phase = "installed" })
+		r.e.update(func(s *Status) { s.Phase = PhaseInstalled })
 		r.e.events.emit(Installed{Version: m.Manifest.Manifest.Version.String(), ManifestID: m.Manifest.ID, Target: m.Target, Restarting: m.Restarting})
 	case *installer.InstallFailed:
 		r.pending = nil
-		r.e.events.emit(Failed{Stage: "installer", Err: m.Err})
+		r.e.events.emit(Failed{Stage: StageInstaller, Err: m.Err})
 	}
 }
 
@@ -172,25 +176,27 @@ func (r *rootActor) spawn(ctx actor.Context) {
 			PublisherKey: s.pub, Target: s.target, Current: s.version,
 			Floor: func() (*semver.Version, error) { return state.Highest(s.StateDir) },
 		},
-		Now: s.Now, Logger: log, FaultHook: r.hook("verifier"),
+		Now: s.now, Logger: log, FaultHook: r.hook("verifier"),
 	})), "verifier")
 	r.installer = name((installer.Props(installer.Config{
-		Target: s.Target, StateDir: s.StateDir, Policy: s.Apply, Exec: s.Exec, PreviousVersion: s.version.String(),
-		Now: s.Now, Logger: log, FaultHook: r.hook("installer"),
+		Target: s.Target, StateDir: s.StateDir, Policy: s.Apply.installer(), Exec: installer.Execer(s.Exec), PreviousVersion: s.version.String(),
+		Now: s.now, Logger: log, FaultHook: r.hook("installer"),
 	})), "installer")
 	r.swarm = name((swarm.Props(swarm.Config{
 		Node: r.e.node, Store: r.e.store, NodeKey: r.nodeKey, UploadRate: s.UploadRate,
 		// Chunks and manifests as large as a manifest may declare.
 		Limits:       wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
-		FindInterval: s.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
+		FindInterval: s.hooks.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
+		Private: s.private,
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
-		ChunkTimeout: s.ChunkTimeout, DownloadRate: s.DownloadRate, Logger: log, FaultHook: r.hook("downloader"),
+		ChunkTimeout: s.hooks.ChunkTimeout, DownloadRate: s.DownloadRate, Logger: log, FaultHook: r.hook("downloader"),
 	})), "downloader")
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
 		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
+		StaleAfter: s.StaleAfter, Now: s.now, Private: s.private,
 	})), "resolver")
 }
 
@@ -227,21 +233,23 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 	n := len(recent)
 	s.mu.Unlock()
 
-	stage := stageName(child.Id)
+	name := stageName(child.Id)
+	stage, _ := stageOf(name)
 	if n > maxRestarts {
-		s.e.cfg.Logger.Error("engine: stage failed too often; stopped", "stage", stage, "reason", reason)
-		s.e.events.emit(Failed{Stage: stage, Err: fmt.Errorf("stopped after %d failures in %s: %v", n-1, restartWindow, reason)})
+		s.e.cfg.Logger.Error("engine: stage failed too often; stopped", "stage", name, "reason", reason)
+		s.e.update(func(st *Status) { st.Stopped = append(st.Stopped, stage) })
+		s.e.events.emit(Failed{Stage: stage, Err: fmt.Errorf("%w: %s after %d failures in %s: %v", ErrStageStopped, name, n-1, restartWindow, reason)})
 		sup.StopChildren(child)
 		return
 	}
-	s.e.cfg.Logger.Warn("engine: stage restarted", "stage", stage, "reason", reason)
+	s.e.cfg.Logger.Warn("engine: stage restarted", "stage", name, "reason", reason)
 	s.e.update(func(st *Status) { st.Restarts++ })
 	s.e.events.emit(StageRestarted{Stage: stage, Reason: reason})
 	backoff := initialBackoff << (n - 1)
 	time.AfterFunc(backoff, func() {
 		sup.RestartChildren(child)
 		if root := s.e.rootPID.Load(); root != nil {
-			sys.Root.Send(root, &stageRestarted{stage: stage})
+			sys.Root.Send(root, &stageRestarted{stage: name})
 		}
 	})
 }

@@ -1,20 +1,15 @@
 // Package engine is rpe's library API: Start runs a node that keeps one
-// program up to date, Publish signs and seeds a release.
+// program up to date, Publish signs a release and seeds it, Fetch downloads
+// and verifies a release without installing it, and Lookup lists what a
+// publisher's record names.
 //
-// A node is one actor tree (github.com/asynkron/protoactor-go) under its own
-// root, which supervises five stages one-for-one with backoff and a restart
-// limit:
-//
-//	resolver ──ReleaseFound──▶ root ──Fetch──▶ downloader ◀──peers── swarm
-//	                                              │  ▲
-//	                                     chunk ──▶ verifier
-//	                                              │
-//	                            Completed ──▶ installer ──Installed──▶ root
-//
-// A stage that panics is restarted alone and reloads what it needs from the
-// state directory, so a restart loses no verified chunk. Outcomes go out as
-// typed events on Events. See ../shared/DESIGN.md for the architecture and
-// docs/SECURITY.md for what each check defends against.
+// A node runs five stages (resolver, swarm, downloader, verifier,
+// installer), each restarted alone when it fails; a stage that fails too
+// often is stopped for good, reported by a Failed event (ErrStageStopped)
+// and listed in Status.Stopped. Outcomes go out as typed events on Events.
+// docs/ARCHITECTURE.md in the repository shows the stages, the messages
+// between them, who owns which state and the threads of control;
+// docs/SECURITY.md says what each check defends against.
 package engine
 
 import (
@@ -24,10 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +31,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/rpe-project/engine/actors/installer"
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/store"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -64,24 +60,18 @@ type Config struct {
 	StateDir string
 	// Apply says when a verified release is installed; the zero value is
 	// ApplyNow (swap and re-exec at once).
-	Apply installer.Policy
+	Apply Policy
 	// Bootstrap lists DHT starting nodes (host:port); nil means the public
-	// Mainline routers. Tests and simulations always set it.
+	// Mainline routers.
 	Bootstrap []string
-	// ListenDHT and ListenQUIC are UDP addresses; default ":0". Ignored when
-	// the matching conn is set.
+	// ListenDHT and ListenQUIC are UDP addresses; default ":0".
 	ListenDHT, ListenQUIC string
-	// DHTConn and QUICConn, when set, are used instead of new UDP sockets
-	// (the simulation passes in-memory conns).
-	DHTConn, QUICConn net.PacketConn
 	// Logger receives the node's logs; nil is silent.
 	Logger *slog.Logger
 	// PollInterval is the mean time between DHT lookups of the record;
-	// default 5m.
+	// default 5m. A node also learns of a release at once from any peer
+	// that gossips a newer signed record.
 	PollInterval time.Duration
-	// ActorSystem, when set, hosts the node's actor tree (the simulation runs
-	// hundreds of nodes in one system); default a new system per node.
-	ActorSystem *actor.ActorSystem
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
 	// DownloadRate caps chunk downloads in bytes per second; 0 means
@@ -90,38 +80,31 @@ type Config struct {
 	// NodeKey is the node's own ed25519 key for QUIC; default a key kept in
 	// StateDir/node.key (made on first start).
 	NodeKey ed25519.PrivateKey
-	// Exec replaces the process after an install under ApplyNow or ApplyAt;
-	// default installer.ExecSelf (syscall.Exec with the same argv and env).
-	Exec installer.Execer
+	// Exec replaces the process with the program at path after an install
+	// under ApplyNow or ApplyAt; default syscall.Exec with the same argv and
+	// env. A supervisor that restarts the program itself sets it.
+	Exec func(path string, argv, env []string) error
 	// HealthCheck, when set, must return nil within the health deadline after
 	// a restart into a new version, or the next start rolls back; default: a
 	// started engine counts as healthy.
 	HealthCheck func(ctx context.Context) error
-	// Now is the clock; default time.Now.
-	Now func() time.Time
-
-	// Tuning, mostly for tests and simulations.
-	QueryResendDelay time.Duration // DHT query resend delay; default network's
-	ChunkTimeout     time.Duration // one chunk request; default 20s
-	FindInterval     time.Duration // peer lookups while downloading; default 2s
-
-	faultHook func(stage string, msg any)
-}
-
-// ApplyNow installs at once and re-executes into the new version.
-var ApplyNow = installer.Policy{Kind: installer.Now}
-
-// ApplyOnRestart swaps the file and lets the next start run it.
-var ApplyOnRestart = installer.Policy{Kind: installer.OnRestart}
-
-// ApplyAt installs at the next local hh:mm.
-func ApplyAt(hour, minute int) installer.Policy {
-	return installer.Policy{Kind: installer.At, Hour: hour, Minute: minute}
+	// SharedSecret, in z-base-32 (52 characters, from `rpe init
+	// --private`), makes the node a member of the publisher's private
+	// swarm: it reads only the record's private entries (encrypted with a
+	// key derived from the secret), finds peers under swarm IDs derived from
+	// it, and talks only to peers that prove they know it. Empty: public.
+	SharedSecret string
+	// StaleAfter is how old (by its signing time) the newest record the node
+	// holds may grow before it emits Stale; zero means never. Set it above
+	// the interval at which the publisher re-signs its record.
+	StaleAfter time.Duration
 }
 
 // settings is a validated, defaulted Config.
 type settings struct {
 	Config
+	hooks   hooks.Hooks
+	now     func() time.Time
 	pub     release.PublicKey
 	version *semver.Version
 	target  release.Target
@@ -129,10 +112,12 @@ type settings struct {
 	// fetch or install: a publisher must not replace its own artifact, or
 	// itself, with a newer release someone else published.
 	seedOnly bool
+	// private is the private swarm of SharedSecret; nil when public.
+	private *release.Private
 }
 
-func populate(cfg Config) (*settings, error) {
-	s := &settings{Config: cfg}
+func populate(ctx context.Context, cfg Config) (*settings, error) {
+	s := &settings{Config: cfg, hooks: hooks.From(ctx)}
 	if cfg.PublisherKey == "" {
 		return nil, errors.New("engine: Config.PublisherKey is required")
 	}
@@ -141,13 +126,16 @@ func populate(cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("engine: Config.PublisherKey: %w", err)
 	}
 	s.pub = pub
+	if s.private, err = privateSwarm(cfg.SharedSecret, pub); err != nil {
+		return nil, fmt.Errorf("engine: Config.SharedSecret: %w", err)
+	}
 	for _, d := range []struct {
 		name string
 		v    int64
 	}{
-		{"PollInterval", int64(cfg.PollInterval)}, {"FindInterval", int64(cfg.FindInterval)},
-		{"ChunkTimeout", int64(cfg.ChunkTimeout)}, {"QueryResendDelay", int64(cfg.QueryResendDelay)},
+		{"PollInterval", int64(cfg.PollInterval)},
 		{"UploadRate", cfg.UploadRate}, {"DownloadRate", cfg.DownloadRate},
+		{"StaleAfter", int64(cfg.StaleAfter)},
 	} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("engine: Config.%s is negative (%d); zero means the default", d.name, d.v)
@@ -205,8 +193,9 @@ func populate(cfg Config) (*settings, error) {
 	if s.PollInterval == 0 {
 		s.PollInterval = 5 * time.Minute
 	}
-	if s.Now == nil {
-		s.Now = time.Now
+	s.now = s.hooks.Now
+	if s.now == nil {
+		s.now = time.Now
 	}
 	return s, nil
 }
@@ -243,30 +232,44 @@ type Status struct {
 	// Latest is the newest version the record names for this target, if any.
 	Latest     string
 	ManifestID string
-	// Phase is one of idle, downloading, verified, scheduled, installed.
-	Phase    string
+	// Phase is what the node is doing with the Latest release.
+	Phase Phase
+	// Verified and Total count the chunks of the release being fetched.
 	Verified int
 	Total    int
-	Peers    int
+	// Peers is how many peers the download has.
+	Peers int
+	// DHTNodes is how many nodes the DHT routing table holds now; 0 means
+	// the node has not joined the DHT (yet).
+	DHTNodes int
 	Uploaded int64 // chunk bytes served to peers
 	Served   int64 // chunks served to peers
 	Fetched  int64 // chunk bytes received
 	Wasted   int64 // duplicate and rejected chunk bytes received
-	Restarts int
+	Restarts int   // stage restarts since Start
+	// Stopped lists the stages stopped for good after failing too often;
+	// the node no longer does what they did.
+	Stopped []Stage
+	// RecordSigned is when the newest record held was signed (zero: none).
+	RecordSigned time.Time
+	// Stale is set while the node has seen no record signed within
+	// Config.StaleAfter (see the Stale event).
+	Stale bool
 }
 
-// Start starts a node: opens its sockets, joins the DHT and spawns the actor
-// tree. It returns once the node runs; bootstrapping continues in the
-// background. Stop it with Stop.
+// Start starts a node: opens its sockets, joins the DHT and spawns the
+// stages. It returns once the node runs; joining the DHT continues in the
+// background. ctx bounds starting only: once Start has returned, cancelling
+// ctx does not stop the node (as with net.Dialer.DialContext); Stop does.
 func Start(ctx context.Context, cfg Config) (*Engine, error) {
-	s, err := populate(cfg)
+	s, err := populate(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(s.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: state dir: %w", err)
 	}
-	boot, err := installer.Boot(s.StateDir, s.version.String(), s.Now())
+	boot, err := installer.Boot(s.StateDir, s.version.String(), s.now())
 	if err != nil {
 		s.Logger.Warn("engine: pending install check", "err", err)
 	}
@@ -280,12 +283,18 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 
 // startNode opens the node's sockets and starts it.
 func startNode(ctx context.Context, s *settings) (*Engine, error) {
-	node, err := network.New(ctx, network.Config{
-		DHTConn: s.DHTConn, QUICConn: s.QUICConn,
+	nc := network.Config{
+		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
-		QueryResendDelay: s.QueryResendDelay,
-	})
+		QueryResendDelay: s.hooks.QueryResendDelay,
+	}
+	if nc.DHTConn == nil && nc.QUICConn == nil {
+		// A restarted node listens on its old ports when it can, so its
+		// announced address stays true.
+		nc.PortFile = filepath.Join(s.StateDir, "ports")
+	}
+	node, err := network.New(ctx, nc)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -299,6 +308,9 @@ func startNode(ctx context.Context, s *settings) (*Engine, error) {
 
 // startNodeOn starts a node on an open network node, which it then owns.
 func startNodeOn(ctx context.Context, s *settings, node *network.Node) (*Engine, error) {
+	if f := s.hooks.Node; f != nil {
+		f(node)
+	}
 	nodeKey := s.NodeKey
 	if nodeKey == nil {
 		var err error
@@ -314,10 +326,14 @@ func startNodeOn(ctx context.Context, s *settings, node *network.Node) (*Engine,
 	e.status = Status{
 		PublicKey: s.pub.String(), App: s.App, Channel: s.Channel, Platform: s.Platform,
 		CurrentVersion: s.version.String(), DHTAddr: node.DHTAddr().String(), QUICAddr: node.QUICAddr().String(),
-		Phase: "idle",
+		Phase: PhaseIdle,
 	}
-	e.sys = s.ActorSystem
-	if e.sys == nil {
+	if g := s.hooks.Group; g != nil {
+		e.sys = g.Get(func(log *slog.Logger) (any, func()) {
+			sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+			return sys, sys.Shutdown
+		}).(*actor.ActorSystem)
+	} else {
 		logger := s.Logger
 		e.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 		e.ownSys = true
@@ -361,6 +377,19 @@ func openStoreWith(s *settings, sm *release.SignedManifest, path string) (*store
 // appFromPath is the default app name: the artifact's base name.
 func appFromPath(p string) string { return filepath.Base(p) }
 
+// privateSwarm derives the private swarm of a secret in text form; an empty
+// text is a public swarm (nil).
+func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error) {
+	if secret == "" {
+		return nil, nil
+	}
+	sec, err := release.ParseSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	return release.NewPrivate(sec, pub)
+}
+
 func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dir, "node.key")
 	k, err := release.ReadSecretKeyFile(path)
@@ -385,7 +414,7 @@ func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
 func (e *Engine) confirmHealth(b installer.BootResult) {
 	switch b.State {
 	case installer.BootRolledBack:
-		e.events.emit(Failed{Stage: "installer", Err: fmt.Errorf("version %s rolled back: %w", b.Pending.Version, b.Reason)})
+		e.events.emit(Failed{Stage: StageInstaller, Err: fmt.Errorf("version %s rolled back: %w", b.Pending.Version, b.Reason)})
 		if b.Restart && e.cfg.Exec != nil {
 			go e.cfg.Exec(b.Pending.Target, os.Args, os.Environ())
 		}
@@ -394,7 +423,7 @@ func (e *Engine) confirmHealth(b installer.BootResult) {
 	default:
 		return
 	}
-	check, exec, now := e.cfg.HealthCheck, e.cfg.Exec, e.cfg.Now
+	check, exec, now := e.cfg.HealthCheck, installer.Execer(e.cfg.Exec), e.cfg.now
 	if exec == nil {
 		exec = installer.ExecSelf
 	}
@@ -408,7 +437,7 @@ func (e *Engine) confirmHealth(b installer.BootResult) {
 					e.cfg.Logger.Error("engine: roll back", "err", rerr)
 					return
 				}
-				e.events.emit(Failed{Stage: "installer", Err: fmt.Errorf("version %s failed its health check and was rolled back: %w", b.Pending.Version, err)})
+				e.events.emit(Failed{Stage: StageInstaller, Err: fmt.Errorf("version %s failed its health check and was rolled back: %w", b.Pending.Version, err)})
 				exec(b.Pending.Target, os.Args, os.Environ())
 				return
 			}
@@ -419,14 +448,21 @@ func (e *Engine) confirmHealth(b installer.BootResult) {
 	}()
 }
 
+// Bootstrapped is closed when the node's first DHT bootstrap, started by
+// Start in the background, has ended, whether or not it found nodes.
+func (e *Engine) Bootstrapped() <-chan struct{} { return e.bootstrapDone }
+
 // Events returns the node's events, in order. The channel is closed by Stop.
 func (e *Engine) Events() <-chan Event { return e.events.out }
 
 // Status returns a snapshot of the node's state.
 func (e *Engine) Status() Status {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.status
+	s := e.status
+	s.Stopped = slices.Clone(s.Stopped)
+	e.mu.Unlock()
+	s.DHTNodes = e.node.TableSize()
+	return s
 }
 
 func (e *Engine) update(f func(*Status)) {
@@ -434,9 +470,6 @@ func (e *Engine) update(f func(*Status)) {
 	f(&e.status)
 	e.mu.Unlock()
 }
-
-// Node returns the node's network (DHT and QUIC); for tools and tests.
-func (e *Engine) Node() *network.Node { return e.node }
 
 // Stop stops the actor tree, closes the sockets and the store, and waits for
 // every goroutine the node started.

@@ -58,6 +58,10 @@ var (
 	// ErrNoEntry means a signed packet has no entry for the target asked for.
 	ErrNoEntry = errors.New("no entry for target")
 
+	// ErrKeyPermissions means a secret key or shared secret file may be
+	// read or written by group or others; the error names the chmod to run.
+	ErrKeyPermissions = errors.New("accessible by group or others")
+
 	// ErrStaleSeq means a new signed packet would not have a larger sequence
 	// number than the one it replaces, so DHT nodes would refuse it.
 	ErrStaleSeq = errors.New("sequence number not newer")

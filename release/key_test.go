@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -173,6 +174,55 @@ func TestValidateName(t *testing.T) {
 	for _, bad := range []string{"", "-a", "_a", "My", "a.b", "a b", strings.Repeat("a", 64), "é"} {
 		if err := ValidateName("app", bad); !errors.Is(err, ErrBadName) {
 			t.Errorf("%q: %v, want ErrBadName", bad, err)
+		}
+	}
+}
+
+func TestSecretKeyFilePermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no POSIX mode bits on Windows")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "my key")
+	if err := os.WriteFile(path, EncodeSecretKey(testKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode fs.FileMode
+		ok   bool
+	}{
+		{0o644, false}, {0o666, false}, {0o640, false}, {0o604, false}, {0o620, false},
+		{0o600, true}, {0o400, true}, {0o700, true},
+	} {
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		sk, err := ReadSecretKeyFile(path)
+		if tc.ok {
+			if err != nil || !sk.Equal(testKey()) {
+				t.Errorf("mode %04o: %v, want the key", tc.mode, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrKeyPermissions) {
+			t.Errorf("mode %04o: %v, want ErrKeyPermissions", tc.mode, err)
+			continue
+		}
+		if want := "chmod 600 '" + path + "'"; !strings.Contains(err.Error(), want) {
+			t.Errorf("mode %04o: %q does not say %q", tc.mode, err, want)
+		}
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for in, want := range map[string]string{
+		"/home/a/pub.key": "/home/a/pub.key",
+		"a b":             "'a b'",
+		"it's":            `'it'\''s'`,
+		"$(rm)":           "'$(rm)'",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 )
 
 // A secret key file holds the 32-byte ed25519 seed as 64 lower-case hex
@@ -63,40 +65,107 @@ func WriteSecretKeyFile(path string, sk ed25519.PrivateKey) error {
 	if len(sk) != ed25519.PrivateKeySize {
 		return fmt.Errorf("write key %s: secret key has %d bytes, want %d", path, len(sk), ed25519.PrivateKeySize)
 	}
+	return writePrivateFile(path, "key", EncodeSecretKey(sk))
+}
+
+// writePrivateFile writes data to a new file at path with mode 0600: to a
+// temporary file in the same directory, synced, then linked to path, so a
+// crash leaves either no file or the whole of it, and an existing file is
+// never replaced (an error wrapping fs.ErrExist). what names the file in
+// errors.
+func writePrivateFile(path, what string, data []byte) error {
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("write key %s: %w (refusing to overwrite a key)", path, fs.ErrExist)
+		return fmt.Errorf("write %s %s: %w (refusing to overwrite a %s)", what, path, fs.ErrExist, what)
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	tmpName := tmp.Name()
 	defer os.Remove(tmpName)
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
-	if _, err := tmp.Write(EncodeSecretKey(sk)); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
-	// os.Link fails if path exists, so a key that appeared meanwhile is kept.
+	// os.Link fails if path exists, so a file that appeared meanwhile is kept.
 	if err := os.Link(tmpName, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("write key %s: %w (refusing to overwrite a key)", path, fs.ErrExist)
+			return fmt.Errorf("write %s %s: %w (refusing to overwrite a %s)", what, path, fs.ErrExist, what)
 		}
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	syncDir(dir)
 	return nil
+}
+
+// readPrivateFile reads at most maxKeyFileSize bytes of a file that only its
+// owner may read or write. The mode is checked on the open file, so a file
+// swapped in between the check and the read is still checked. what names
+// the operation in errors ("key", "secret"), kind the contents.
+func readPrivateFile(path, what, kind string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	if err := checkPrivateMode(path, kind, fi.Mode()); err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s: %w", what, path, err)
+	}
+	if len(b) > maxKeyFileSize {
+		return nil, fmt.Errorf("read %s %s: %w %s: file larger than %d bytes", what, path, ErrMalformed, kind, maxKeyFileSize)
+	}
+	return b, nil
+}
+
+// checkPrivateMode refuses a file mode that lets group or others read or
+// write the file, as ssh refuses an unprotected private key. Windows has no
+// such mode bits (os reports 0666 or 0444 for every file), so it is not
+// checked there.
+func checkPrivateMode(path, kind string, mode fs.FileMode) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if perm := mode.Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%s %s: %w (mode %04o); run: chmod 600 %s",
+			kind, path, ErrKeyPermissions, perm, shellQuote(path))
+	}
+	return nil
+}
+
+// shellQuote quotes p for a POSIX shell when it holds anything but plain
+// path characters, so the chmod in an error can be pasted as it is.
+func shellQuote(p string) string {
+	plain := p != ""
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("/._-+,:@%=", c)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return p
+	}
+	return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
 }
 
 // syncDir makes a new directory entry durable; failures are ignored because
@@ -108,19 +177,13 @@ func syncDir(dir string) {
 	}
 }
 
-// ReadSecretKeyFile reads a key written by WriteSecretKeyFile.
+// ReadSecretKeyFile reads a key written by WriteSecretKeyFile. Like ssh
+// with its keys, it refuses a file that group or others may read or write
+// (ErrKeyPermissions, with the chmod to run).
 func ReadSecretKeyFile(path string) (ed25519.PrivateKey, error) {
-	f, err := os.Open(path)
+	b, err := readPrivateFile(path, "key", "secret key")
 	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read key %s: %w", path, err)
-	}
-	if len(b) > maxKeyFileSize {
-		return nil, fmt.Errorf("read key %s: %w secret key: file larger than %d bytes", path, ErrMalformed, maxKeyFileSize)
+		return nil, err
 	}
 	sk, err := DecodeSecretKey(b)
 	if err != nil {

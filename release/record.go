@@ -34,6 +34,15 @@ type Entry struct {
 	Version                *semver.Version
 	ManifestID             ManifestID
 	Size                   int64 // artifact size in bytes
+	// Expires is when the publisher stops vouching for the entry (whole
+	// seconds); a node refuses an entry at or after it. Zero means the entry
+	// carries no expiry (records made before rpe wrote one).
+	Expires time.Time
+}
+
+// Expired reports whether the entry has an expiry and now is at or after it.
+func (e Entry) Expired(now time.Time) bool {
+	return !e.Expires.IsZero() && !now.Before(e.Expires)
 }
 
 // Target returns the app, channel and platform of the entry.
@@ -52,6 +61,9 @@ func (e Entry) validate() error {
 	if e.Size <= 0 {
 		return fmt.Errorf("size %d: %w", e.Size, ErrEmpty)
 	}
+	if !e.Expires.IsZero() && e.Expires.Unix() <= 0 {
+		return fmt.Errorf("%w entry: expiry %v before 1970", ErrMalformed, e.Expires)
+	}
 	return nil
 }
 
@@ -60,10 +72,19 @@ func (e Entry) name(pub PublicKey) string {
 	return e.Platform + "." + e.Channel + "." + e.App + "." + RecordLabel + "." + pub.String() + "."
 }
 
-// txt returns the TXT value: "v=<version> id=<manifest ID hex> size=<bytes>".
+// txt returns the TXT value: "v=<version> id=<manifest ID hex> size=<bytes>",
+// then " exp=<Unix seconds>" when the entry expires.
 func (e Entry) txt() string {
-	return "v=" + e.Version.String() + " id=" + e.ManifestID.String() + " size=" + strconv.FormatInt(e.Size, 10)
+	s := "v=" + e.Version.String() + " id=" + e.ManifestID.String() + " size=" + strconv.FormatInt(e.Size, 10)
+	if !e.Expires.IsZero() {
+		s += " exp=" + strconv.FormatInt(e.Expires.Unix(), 10)
+	}
+	return s
 }
+
+// maxUnixSeconds bounds an entry's expiry to the year 9999, so that every
+// accepted value formats back to the same text.
+const maxUnixSeconds = 253402300799
 
 // SeqNow returns the sequence number for a packet signed at now: Unix time in
 // microseconds, as pkarr uses.
@@ -173,6 +194,9 @@ func (p *SignedPacket) Lookup(t Target) (Entry, error) {
 			return e, nil
 		}
 	}
+	if n := p.sealedCount(); n > 0 {
+		return Entry{}, fmt.Errorf("signed packet of %s: %w %s; it has %d private entries: %w", p.PublicKey, ErrNoEntry, t, n, ErrNeedSecret)
+	}
 	return Entry{}, fmt.Errorf("signed packet of %s: %w %s", p.PublicKey, ErrNoEntry, t)
 }
 
@@ -224,7 +248,7 @@ func parseEntry(labels string, txt []string) (Entry, error) {
 	}
 	// Like SPF and DKIM, the character-strings of one record form one value.
 	value := strings.Join(txt, "")
-	var haveV, haveID, haveSize bool
+	var haveV, haveID, haveSize, haveExp bool
 	for _, f := range strings.Split(value, " ") {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
@@ -256,6 +280,13 @@ func parseEntry(labels string, txt []string) (Entry, error) {
 				return e, fmt.Errorf("size %q: want a positive decimal integer", v)
 			}
 			e.Size = n
+		case "exp":
+			dup, haveExp = haveExp, true
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 || n > maxUnixSeconds || strconv.FormatInt(n, 10) != v {
+				return e, fmt.Errorf("exp %q: want Unix seconds, a positive decimal integer", v)
+			}
+			e.Expires = time.Unix(n, 0).UTC()
 		default:
 			// Unknown keys are left for later versions of the format.
 		}

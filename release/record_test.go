@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anacrolix/dht/v2/bep44"
 	"github.com/anacrolix/torrent/bencode"
@@ -310,6 +311,11 @@ func TestEntriesMalformed(t *testing.T) {
 		{"size leading zero", "linux.stable.myapp._rpe", "v=1.0.0 id=" + id + " size=01"},
 		{"double space", "linux.stable.myapp._rpe", "v=1.0.0  id=" + id + " size=1"},
 		{"dup key", "linux.stable.myapp._rpe", "v=1.0.0 v=1.0.0 id=" + id + " size=1"},
+		{"exp zero", "linux.stable.myapp._rpe", "v=1.0.0 id=" + id + " size=1 exp=0"},
+		{"exp leading zero", "linux.stable.myapp._rpe", "v=1.0.0 id=" + id + " size=1 exp=01"},
+		{"exp not a number", "linux.stable.myapp._rpe", "v=1.0.0 id=" + id + " size=1 exp=soon"},
+		{"exp past 9999", "linux.stable.myapp._rpe", "v=1.0.0 id=" + id + " size=1 exp=253402300800"},
+		{"exp twice", "linux.stable.myapp._rpe", "v=1.0.0 id=" + id + " size=1 exp=5 exp=5"},
 	} {
 		msg := dnsmessage.Message{Header: dnsmessage.Header{Response: true}, Answers: []dnsmessage.Resource{{
 			Header: dnsmessage.ResourceHeader{Name: dnsmessage.MustNewName(tc.rrname + "." + key.String() + "."), Type: dnsmessage.TypeTXT, Class: dnsmessage.ClassINET},
@@ -366,5 +372,29 @@ func TestDecodeRelayErrors(t *testing.T) {
 	copy(q.Sig[:], ed25519.Sign(testKey(), SignableBytes(1, nil)))
 	if _, err := DecodeRelay(q.EncodeRelay()); err != nil {
 		t.Errorf("empty packet: %v", err)
+	}
+}
+
+func TestEntryExpiry(t *testing.T) {
+	e := testEntry("myapp", "linux-amd64", "1.2.3")
+	e.Expires = testTime.Add(90 * 24 * time.Hour)
+	p, err := NewSignedPacket(testKey(), []Entry{e, testEntry("old", "linux-amd64", "1.0.0")}, testSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Lookup(e.Target())
+	if err != nil || !got.Expires.Equal(e.Expires) {
+		t.Fatalf("lookup: %v, %v; want expiry %v", got.Expires, err, e.Expires)
+	}
+	if got.Expired(e.Expires.Add(-time.Second)) || !got.Expired(e.Expires) {
+		t.Error("Expired is wrong around the expiry")
+	}
+	// An entry without exp= (as written before rpe had it) never expires.
+	old, err := p.Lookup(Target{"old", "stable", "linux-amd64"})
+	if err != nil || !old.Expires.IsZero() || old.Expired(time.Unix(1<<40, 0)) {
+		t.Fatalf("entry without exp: %v, %v", old.Expires, err)
+	}
+	if !strings.Contains(got.txt(), " exp=1775099045") {
+		t.Errorf("txt %q lacks exp=<Unix seconds>", got.txt())
 	}
 }

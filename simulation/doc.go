@@ -5,11 +5,17 @@
 // real DHT and the real QUIC stack) on its own netsim host, whose link has the
 // node's upload and download rates, latency and loss. All nodes share one
 // protoactor actor system, because one system per node costs about 3 MiB and
-// 10 ms each (../../shared/DESIGN.md §5). A few plain DHT nodes serve as the
-// bootstrap nodes, a publisher (engine.Publish) on its own host signs and
+// 10 ms each (docs/ARCHITECTURE.md, "Threads of control"). A few plain DHT
+// nodes serve as the bootstrap nodes, a publisher (engine.Publish) on its own host signs and
 // seeds the release, and optional hostile peers (plain wire peers, not
 // engines) corrupt chunks, trickle, claim chunks they lack or gossip an old
 // record. Every packet stays inside netsim's 127.0.0.0/8 subnet.
+//
+// Scenario.Net = Loopback runs the same scenario over real UDP sockets on
+// 127.0.0.1 instead (`rpe sim --net loopback`, and `rpe demo`): the engines
+// enforce the rates themselves and the kernel carries the packets, so the
+// figures include the real socket path's cost. It runs on the real clock
+// only.
 //
 // Run plays one Scenario and returns a Report: completion times measured
 // from the moment of publishing, bytes uploaded by the publisher and by

@@ -38,11 +38,17 @@ type Report struct {
 	TAwareP99S   *float64 `json:"t_aware_p99_s"`
 	PeakRSSBytes int64    `json:"peak_rss_bytes"` // process high-water mark
 	WallS        float64  `json:"wall_s"`         // the whole run, start-up included
+	// CPUS is the CPU time (user and system) the whole process used
+	// during the run, start-up included; null where the system does not
+	// say. With two cores, it can reach twice WallS.
+	CPUS *float64 `json:"cpu_s"`
 
 	// Clock is "real" or "virtual" (a testing/synctest bubble).
-	Clock     string `json:"clock"`
-	Seed      int64  `json:"seed"`
-	ChunkSize int    `json:"chunk_size"`
+	Clock string `json:"clock"`
+	// Net is the network the nodes used: "netsim" or "loopback".
+	Net       Net   `json:"net"`
+	Seed      int64 `json:"seed"`
+	ChunkSize int   `json:"chunk_size"`
 	// Hostile, Churned and Restarts count hostile peers, nodes that were
 	// stopped mid-download, and those that were started again.
 	Hostile  int `json:"hostile"`
@@ -53,6 +59,9 @@ type Report struct {
 	// CorruptServed counts corrupt chunk answers hostile peers handed over
 	// (the attack's attempts; how many reached a node depends on timing).
 	CorruptServed int64 `json:"corrupt_served"`
+	// Outsider is what the outsiders of a private scenario learned; nil
+	// for a public one.
+	Outsider *OutsiderReport `json:"outsider,omitempty"`
 	// PublisherLeftS is when the publisher stopped, if it did.
 	PublisherLeftS *float64 `json:"publisher_left_s"`
 	// StartupS is the time from the start of the run until publishing
@@ -61,7 +70,8 @@ type Report struct {
 	StartupS float64 `json:"startup_s"`
 	PublishS float64 `json:"publish_s"`
 	// NetBytesSent is every UDP payload byte sent on the simulated network
-	// (DHT, QUIC headers and retransmissions included).
+	// (DHT, QUIC headers and retransmissions included); 0 on loopback,
+	// where the kernel carries them.
 	NetBytesSent int64 `json:"net_bytes_sent"`
 	// AddrViolations counts packets from or to an address outside
 	// 127.0.0.0/8 (must be 0; netsim would refuse to send them anyway).
@@ -190,8 +200,8 @@ func (r *Report) Summary() string {
 		ratio = strconv.FormatFloat(*r.RatioToBound, 'f', 2, 64)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "nodes %d  completed %d  failed %d  bad installs %d  (hostile %d, churned %d, %s clock, seed %d)\n",
-		r.Nodes, r.Completed, r.Failed, r.BadInstalls, r.Hostile, r.Churned, r.Clock, r.Seed)
+	fmt.Fprintf(&b, "nodes %d  completed %d  failed %d  bad installs %d  (hostile %d, churned %d, %s clock, %s, seed %d)\n",
+		r.Nodes, r.Completed, r.Failed, r.BadInstalls, r.Hostile, r.Churned, r.Clock, r.Net, r.Seed)
 	fmt.Fprintf(&b, "size %s  verified p50 %s  p90 %s  p99 %s  all %s  bound %s  ratio %s  aware p99 %s\n",
 		bytesStr(r.SizeBytes), f(r.TP50S), f(r.TP90S), f(r.TP99S), f(r.TAllS), f(r.TMinS), ratio, f(r.TAwareP99S))
 	copies := 0.0
@@ -204,8 +214,8 @@ func (r *Report) Summary() string {
 	if r.Nodes > 0 {
 		perNode = r.PeakRSSBytes / int64(r.Nodes)
 	}
-	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)\n",
-		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS)
+	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)  CPU %s\n",
+		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS, f(r.CPUS))
 	return b.String()
 }
 

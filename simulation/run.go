@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,18 +18,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation/netsim"
-)
-
-// Ports every simulated host uses; each host has its own address.
-const (
-	dhtPort  = 6881
-	quicPort = 4433
 )
 
 const (
@@ -46,8 +38,8 @@ type run struct {
 	s     Scenario
 	plan  plan
 	log   *slog.Logger
-	net   *netsim.Network
-	sys   *actor.ActorSystem
+	net   hostNet
+	group *hooks.Group // one actor system for every engine
 	boots []*network.Node
 	bootC []net.PacketConn
 	addrs []string // bootstrap DHT addresses
@@ -61,7 +53,9 @@ type run struct {
 
 	nodes   []*simNode
 	hostile []*hostile
+	out     *outsiders   // a private scenario's outsiders; nil otherwise
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
+	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
 
 	t0      time.Time     // the moment of publishing; zero before
 	t0Mu    sync.RWMutex  // guards t0 and manifest
@@ -73,16 +67,19 @@ type run struct {
 // simNode is one honest node across its incarnations.
 type simNode struct {
 	i      int
-	host   *netsim.Host
+	host   host
 	cfg    engine.Config
+	hooks  hooks.Hooks // without conns
 	target string
 	churn  churnPlan
 
 	mu        sync.Mutex
 	eng       *engine.Engine
+	net       *network.Node // eng's network node
 	conns     []net.PacketConn
 	closing   bool
-	killed    bool // churn has stopped it once
+	killed    bool  // churn has stopped it once
+	fetched   int64 // chunk bytes received by this incarnation
 	restarted bool
 	aware     time.Duration // since t0; valid when isAware
 	verified  time.Duration
@@ -91,7 +88,7 @@ type simNode struct {
 	badEvent  bool          // Installed or Verified for another release
 	last      engine.Status // at the last stop
 	// Counters of stopped incarnations.
-	uploaded, wasted, refused int64
+	uploaded, wasted, refused, received int64
 }
 
 // Run plays a scenario and reports what it measured. It fails only when
@@ -99,6 +96,7 @@ type simNode struct {
 // counted in Report.Failed.
 func Run(ctx context.Context, s Scenario) (Report, error) {
 	start := time.Now()
+	cpu0 := cpuTime()
 	s, err := s.populate()
 	if err != nil {
 		return Report{}, err
@@ -114,11 +112,20 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	if err := r.makeArtifact(dir); err != nil {
 		return Report{}, err
 	}
-	if r.net, err = netsim.New(netsim.Config{Seed: s.Seed, Logger: s.Logger}); err != nil {
-		return Report{}, fmt.Errorf("simulation: %w", err)
+	if err := r.setupPrivate(); err != nil {
+		return Report{}, err
+	}
+	if s.Net == Loopback {
+		r.net = &loopbackNet{}
+	} else {
+		ns, err := netsim.New(netsim.Config{Seed: s.Seed, Logger: s.Logger})
+		if err != nil {
+			return Report{}, fmt.Errorf("simulation: %w", err)
+		}
+		r.net = netsimNet{ns}
 	}
 	logger := s.Logger
-	r.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	r.group = &hooks.Group{Logger: logger}
 	defer r.teardown()
 
 	report := r.report()
@@ -135,11 +142,14 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	if err := r.startHostile(ctx); err != nil {
 		return Report{}, err
 	}
+	if err := r.startOutsiders(ctx, dir); err != nil {
+		return Report{}, err
+	}
 	r.settle(ctx)
 	report.StartupS = seconds(time.Since(start))
 
 	r.progress("publishing", 0)
-	pubHost, err := r.net.AddHost(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss})
+	pubHost, err := r.net.addHost(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss})
 	if err != nil {
 		return Report{}, fmt.Errorf("simulation: publisher host: %w", err)
 	}
@@ -152,11 +162,14 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	r.t0 = time.Now()
 	r.t0Mu.Unlock()
 	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	pctx = hooks.With(pctx, &hooks.Hooks{
+		DHTConn: pubConns[0], QUICConn: pubConns[1], Group: r.group, QueryResendDelay: s.QueryResendDelay,
+	})
 	p, err := engine.Publish(pctx, engine.PublishConfig{
 		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
 		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.someNodes(8), LookupTimeout: time.Minute,
-		DHTConn: pubConns[0], QUICConn: pubConns[1], Logger: logger.With("node", "publisher"),
-		ActorSystem: r.sys, QueryResendDelay: s.QueryResendDelay,
+		Logger: logger.With("node", "publisher"), UploadRate: r.engineRate(s.PublisherUp),
+		SharedSecret: r.sharedSecret(),
 	})
 	pcancel()
 	if err != nil {
@@ -172,6 +185,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		return Report{}, err
 	}
 	pubDone := drain(p.Events())
+	if r.out != nil {
+		r.wg.Go(func() { r.probeOutsider(ctx, p.Manifest) })
+	}
 
 	// Watch until every node has verified and installed, or the timeout.
 	deadline := time.NewTimer(s.Timeout)
@@ -203,6 +219,9 @@ watch:
 		case <-tick.C:
 		}
 		elapsed := r.since()
+		if publisherUp {
+			r.pubSent.Store(p.Status().Uploaded)
+		}
 		// Uploaded counts chunk answers written in full (swarm.Served); the
 		// stop cuts off the answers still going out.
 		if publisherUp && s.PublisherLeavesAfter > 0 && p.Status().Uploaded >= int64(s.PublisherLeavesAfter)*s.Size {
@@ -226,10 +245,15 @@ watch:
 	}
 	stopPublisher()
 	report.PublisherUploadBytes = pubUploaded
+	r.pubSent.Store(pubUploaded)
 	report.PublisherLeftS = leftAt
 	r.stopNodes()
+	r.stopOutsiders(report)
 	r.finish(report, pubUploaded)
 	report.WallS = seconds(time.Since(start))
+	if cpu0 >= 0 {
+		report.CPUS = ptr(seconds(cpuTime() - cpu0))
+	}
 	report.PeakRSSBytes = PeakRSS()
 	r.progress("done", elapsed)
 	return *report, nil
@@ -237,7 +261,7 @@ watch:
 
 // report starts the report with what the scenario fixes.
 func (r *run) report() *Report {
-	rep := &Report{Nodes: r.s.Nodes, SizeBytes: r.s.Size, Seed: r.s.Seed, Clock: r.s.clock(), Hostile: len(r.plan.hostile)}
+	rep := &Report{Nodes: r.s.Nodes, SizeBytes: r.s.Size, Seed: r.s.Seed, Clock: r.s.clock(), Net: r.s.Net, Hostile: len(r.plan.hostile)}
 	if t, ok := Bound(r.s.Size, r.s.PublisherUp, r.plan.up, r.plan.down); ok {
 		rep.TMinS = ptr(t)
 	}
@@ -268,17 +292,29 @@ func seedBytes(seed int64, label string) [32]byte {
 }
 
 // listen opens a host's DHT and QUIC conns, wrapped to check addresses.
-func (r *run) listen(h *netsim.Host) ([]net.PacketConn, error) {
-	d, err := h.ListenPacket(dhtPort)
+// On loopback quic-go gets the UDP socket itself, so it measures the
+// engine on its real send and receive path (batches, GSO); the kernel
+// refuses to send from 127.0.0.1 to any address outside 127.0.0.0/8, and
+// every address a node learns comes through the checked DHT conn.
+func (r *run) listen(h host) ([]net.PacketConn, error) {
+	d, q, err := h.listen()
 	if err != nil {
 		return nil, fmt.Errorf("simulation: %s: %w", h, err)
 	}
-	q, err := h.ListenPacket(quicPort)
-	if err != nil {
-		d.Close()
-		return nil, fmt.Errorf("simulation: %s: %w", h, err)
+	if r.s.Net == Loopback {
+		return []net.PacketConn{checked(d, &r.bad), q}, nil
 	}
 	return []net.PacketConn{checked(d, &r.bad), checked(q, &r.bad)}, nil
+}
+
+// engineRate is the rate limit an engine enforces itself: on loopback the
+// link's, as nothing else shapes the traffic; on netsim none, as the link
+// does.
+func (r *run) engineRate(link int64) int64 {
+	if r.s.Net == Loopback {
+		return link
+	}
+	return 0
 }
 
 func closeAll(cs []net.PacketConn) {
@@ -290,7 +326,7 @@ func closeAll(cs []net.PacketConn) {
 // startBootstraps starts the plain DHT nodes every node starts from.
 func (r *run) startBootstraps(ctx context.Context) error {
 	for i := range r.s.Bootstraps {
-		h, err := r.net.AddHost(netsim.Link{Latency: r.s.Latency})
+		h, err := r.net.addHost(netsim.Link{Latency: r.s.Latency})
 		if err != nil {
 			return fmt.Errorf("simulation: bootstrap host: %w", err)
 		}
@@ -327,8 +363,7 @@ func (r *run) startBootstraps(ctx context.Context) error {
 func (r *run) someNodes(n int) []string {
 	addrs := slices.Clone(r.addrs)
 	for k := range min(n, len(r.nodes)) {
-		h := r.nodes[k*len(r.nodes)/min(n, len(r.nodes))].host
-		addrs = append(addrs, netip.AddrPortFrom(h.Addr(), dhtPort).String())
+		addrs = append(addrs, r.nodes[k*len(r.nodes)/min(n, len(r.nodes))].host.dhtAddr())
 	}
 	return addrs
 }
@@ -337,7 +372,7 @@ func (r *run) someNodes(n int) []string {
 // the same addresses.
 func (r *run) addHosts(dir string) error {
 	for i := range r.s.Nodes {
-		h, err := r.net.AddHost(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss})
+		h, err := r.net.addHost(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss})
 		if err != nil {
 			return fmt.Errorf("simulation: node host: %w", err)
 		}
@@ -354,14 +389,18 @@ func (r *run) addHosts(dir string) error {
 		// in a network that grows.
 		boot := slices.Clone(r.addrs)
 		for _, j := range r.plan.boot[i] {
-			boot = append(boot, netip.AddrPortFrom(r.nodes[j].host.Addr(), dhtPort).String())
+			boot = append(boot, r.nodes[j].host.dhtAddr())
 		}
 		n.cfg = engine.Config{
 			PublisherKey: r.pub.String(), App: app, CurrentVersion: oldVersion,
 			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
 			Bootstrap: boot, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
-			ActorSystem: r.sys, Exec: func(string, []string, []string) error { return nil },
-			QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
+			Exec:       func(string, []string, []string) error { return nil },
+			UploadRate: r.engineRate(r.plan.up[i]), DownloadRate: r.engineRate(r.plan.down[i]),
+			SharedSecret: r.sharedSecret(),
+		}
+		n.hooks = hooks.Hooks{
+			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
 		}
 		r.nodes = append(r.nodes, n)
 	}
@@ -400,9 +439,10 @@ func (r *run) startNode(ctx context.Context, n *simNode) error {
 	if err != nil {
 		return err
 	}
-	cfg := n.cfg
-	cfg.DHTConn, cfg.QUICConn = cs[0], cs[1]
-	e, err := engine.Start(ctx, cfg)
+	h := n.hooks
+	h.DHTConn, h.QUICConn = cs[0], cs[1]
+	h.Node = func(nn *network.Node) { n.net = nn } // under n.mu, held here
+	e, err := engine.Start(hooks.With(ctx, &h), n.cfg)
 	if err != nil {
 		closeAll(cs)
 		return fmt.Errorf("simulation: node %d: %w", n.i, err)
@@ -431,6 +471,7 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 			n.mu.Unlock()
 		case engine.Progress:
 			n.mu.Lock()
+			n.fetched = ev.Fetched
 			kill := n.churn.at > 0 && !n.killed && !n.closing && ev.Total > 0 &&
 				float64(ev.Verified) >= n.churn.at*float64(ev.Total) && ev.Verified < ev.Total
 			if kill {
@@ -460,7 +501,7 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 			}
 			r.signal()
 		case engine.Refused:
-			if ev.What == "chunk" {
+			if ev.What == engine.RefusedChunk {
 				n.mu.Lock()
 				n.refused++
 				n.mu.Unlock()
@@ -506,6 +547,8 @@ func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
 	n.mu.Lock()
 	n.uploaded += st.Uploaded
 	n.wasted += st.Wasted
+	n.received += st.Fetched
+	n.fetched = 0
 	n.last = st
 	cs := n.conns
 	if n.eng == e {
@@ -532,7 +575,7 @@ func (r *run) settle(ctx context.Context) {
 	for lo := 0; lo < len(r.nodes); lo += wave {
 		for _, n := range r.nodes[lo:min(lo+wave, len(r.nodes))] {
 			n.mu.Lock()
-			e := n.eng
+			e, nn := n.eng, n.net
 			n.mu.Unlock()
 			if e != nil {
 				wg.Go(func() {
@@ -541,7 +584,7 @@ func (r *run) settle(ctx context.Context) {
 					case <-bctx.Done():
 						return
 					}
-					e.Node().Bootstrap(bctx)
+					nn.Bootstrap(bctx)
 				})
 			}
 		}
@@ -563,8 +606,8 @@ func (r *run) waitTables(ctx context.Context) {
 		for _, n := range r.nodes {
 			n.mu.Lock()
 			if n.eng != nil {
-				sizes = append(sizes, n.eng.Node().TableSize())
-				if n.eng.Node().TableSize() >= want {
+				sizes = append(sizes, n.net.TableSize())
+				if n.net.TableSize() >= want {
 					ready++
 				}
 			}
@@ -590,7 +633,7 @@ func (r *run) waitTables(ctx context.Context) {
 // release is published.
 func (r *run) startHostile(ctx context.Context) error {
 	for i, kind := range r.plan.hostile {
-		h, err := r.net.AddHost(netsim.Link{Up: r.s.Up, Down: r.s.Down, Latency: r.s.Latency, Loss: r.s.Loss})
+		h, err := r.net.addHost(netsim.Link{Up: r.s.Up, Down: r.s.Down, Latency: r.s.Latency, Loss: r.s.Loss})
 		if err != nil {
 			return fmt.Errorf("simulation: hostile host: %w", err)
 		}
@@ -674,6 +717,12 @@ func (r *run) signal() {
 }
 
 func (r *run) counts() (aware, verified int) {
+	aware, verified, _ = r.countsMoved()
+	return aware, verified
+}
+
+// countsMoved also returns the chunk bytes every node received so far.
+func (r *run) countsMoved() (aware, verified int, moved int64) {
 	for _, n := range r.nodes {
 		n.mu.Lock()
 		if n.isAware {
@@ -682,9 +731,10 @@ func (r *run) counts() (aware, verified int) {
 		if n.isVerif {
 			verified++
 		}
+		moved += n.received + n.fetched
 		n.mu.Unlock()
 	}
-	return aware, verified
+	return aware, verified, moved
 }
 
 // allInstalled reports whether every node's target holds the published
@@ -694,7 +744,7 @@ func (r *run) allInstalled() bool {
 		n.mu.Lock()
 		e := n.eng
 		n.mu.Unlock()
-		if e == nil || e.Status().Phase != "installed" {
+		if e == nil || e.Status().Phase != engine.PhaseInstalled {
 			return false
 		}
 	}
@@ -711,7 +761,7 @@ func (r *run) progress(phase string, elapsed time.Duration) {
 	if r.s.OnProgress == nil {
 		return
 	}
-	aware, verified := r.counts()
+	aware, verified, moved := r.countsMoved()
 	started := 0
 	for _, n := range r.nodes {
 		n.mu.Lock()
@@ -720,7 +770,8 @@ func (r *run) progress(phase string, elapsed time.Duration) {
 		}
 		n.mu.Unlock()
 	}
-	r.s.OnProgress(Progress{Elapsed: elapsed, Phase: phase, Started: started, Aware: aware, Verified: verified, Total: r.s.Nodes})
+	r.s.OnProgress(Progress{Elapsed: elapsed, Phase: phase, Started: started, Aware: aware, Verified: verified, Total: r.s.Nodes,
+		Moved: moved, PublisherSent: r.pubSent.Load(), Size: r.s.Size})
 }
 
 // stopNodes stops every engine, a few at a time.
@@ -783,7 +834,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 	}
 	rep.Failed = rep.Nodes - rep.Completed
 	rep.SetTimes(verified, aware)
-	rep.NetBytesSent = r.net.Counters().BytesSent
+	rep.NetBytesSent = max(0, r.net.bytesSent())
 	rep.AddrViolations = r.bad.Load()
 }
 
@@ -812,6 +863,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 
 // teardown stops what is left, in reverse order of starting.
 func (r *run) teardown() {
+	r.stopOutsiders(&Report{}) // when Run failed before stopping them
 	for _, n := range r.nodes {
 		n.mu.Lock()
 		n.closing = true
@@ -829,8 +881,8 @@ func (r *run) teardown() {
 		b.Close()
 	}
 	closeAll(r.bootC)
-	r.sys.Shutdown()
-	if err := r.net.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+	r.group.Close()
+	if err := r.net.close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		r.log.Warn("simulation: close network", "err", err)
 	}
 }

@@ -58,6 +58,7 @@ type Conn struct {
 	lim    Limits
 	local  NodeID
 	remote NodeID
+	dialed bool // this end dialled (the proof of a secret needs the roles)
 
 	sendSem   chan struct{} // held while writing the control stream
 	ctrl      *quic.SendStream
@@ -103,6 +104,7 @@ func Dial(ctx context.Context, tr *quic.Transport, addr net.Addr, key ed25519.Pr
 	if err != nil {
 		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
 	}
+	c.dialed = true
 	return c, nil
 }
 
@@ -499,29 +501,46 @@ func readGrowing(r io.Reader, n int) ([]byte, error) {
 // (ErrFrameTooLarge if longer, ErrProtocol if shorter); no other buffer is
 // allocated. On error dst may hold part of an answer.
 func (c *Conn) GetChunk(ctx context.Context, id release.ManifestID, index uint32, dst []byte) error {
+	_, err := c.getChunk(ctx, id, index, len(dst), func(int) []byte { return dst })
+	return err
+}
+
+// FetchChunk is GetChunk into a new buffer of n bytes, allocated only once
+// the peer has answered with the chunk: a refusal (busy, not found) costs
+// no chunk-sized allocation. This matters in a swarm, where most requests
+// to a busy peer are refused.
+func (c *Conn) FetchChunk(ctx context.Context, id release.ManifestID, index uint32, n int) ([]byte, error) {
+	return c.getChunk(ctx, id, index, n, func(n int) []byte { return make([]byte, n) })
+}
+
+func (c *Conn) getChunk(ctx context.Context, id release.ManifestID, index uint32, size int, alloc func(int) []byte) ([]byte, error) {
 	what := op{kind: TypeGetChunk, id: id, index: index, peer: c.remote}
-	if len(dst) == 0 || len(dst) > c.lim.MaxChunk {
-		return fmt.Errorf("%s: %w: buffer of %d bytes, limit %d", what, ErrFrameTooLarge, len(dst), c.lim.MaxChunk)
+	if size <= 0 || size > c.lim.MaxChunk {
+		return nil, fmt.Errorf("%s: %w: buffer of %d bytes, limit %d", what, ErrFrameTooLarge, size, c.lim.MaxChunk)
 	}
 	s, stop, err := c.request(ctx, what, &GetChunk{ID: id, Index: index})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer stop()
-	t, n, err := readHeader(s, answerLimit(TypeChunk, len(dst)))
+	t, n, err := readHeader(s, answerLimit(TypeChunk, size))
 	if err != nil {
-		return c.streamErr(ctx, what, noEOF(err))
+		return nil, c.streamErr(ctx, what, noEOF(err))
 	}
 	if t == TypeError {
-		return c.readError(ctx, what, s, n)
+		return nil, c.readError(ctx, what, s, n)
 	}
-	if n != len(dst) {
-		return fmt.Errorf("%s: %w", what, c.fail(fmt.Errorf("%w: chunk of %d bytes, want %d", ErrProtocol, n, len(dst))))
+	if n != size {
+		return nil, fmt.Errorf("%s: %w", what, c.fail(fmt.Errorf("%w: chunk of %d bytes, want %d", ErrProtocol, n, size)))
 	}
+	dst := alloc(n)
 	if _, err := io.ReadFull(s, dst); err != nil {
-		return c.streamErr(ctx, what, noEOF(err))
+		return nil, c.streamErr(ctx, what, noEOF(err))
 	}
-	return c.expectEnd(ctx, what, s)
+	if err := c.expectEnd(ctx, what, s); err != nil {
+		return nil, err
+	}
+	return dst, nil
 }
 
 // --- serving ---

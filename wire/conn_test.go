@@ -57,6 +57,13 @@ func TestManifestAndChunks(t *testing.T) {
 	if err := ac.GetChunk(ctx, id, 2, make([]byte, 17)); err != nil {
 		t.Fatalf("connection unusable after errors: %v", err)
 	}
+	// FetchChunk: the same answers, into a buffer of its own.
+	if got, err := ac.FetchChunk(ctx, id, 1, 1000); err != nil || !bytes.Equal(got, hb.chunks[id][1]) {
+		t.Fatalf("FetchChunk: %d bytes, %v", len(got), err)
+	}
+	if got, err := ac.FetchChunk(ctx, mid(9), 0, 10); !errors.Is(err, ErrNotFound) || got != nil {
+		t.Fatalf("FetchChunk of an unknown chunk: %d bytes, %v; want nil, ErrNotFound", len(got), err)
+	}
 
 	// An orderly close ends both Serve calls with nil.
 	ac.Close(CodeNone, "bye")

@@ -145,3 +145,14 @@ func (l Limits) quicConfig() *quic.Config {
 		MaxIncomingUniStreams: 1,
 	}
 }
+
+// QUICConfig is the quic-go configuration wire uses for these limits (zero
+// fields take their defaults). Benchmarks use it to compare wire with a
+// bare quic-go stream configured alike.
+func (l Limits) QUICConfig() (*quic.Config, error) {
+	l, err := l.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return l.quicConfig(), nil
+}

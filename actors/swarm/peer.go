@@ -140,8 +140,9 @@ func (p *peerActor) getChunk(ctx actor.Context, m *fetchChunk) {
 		if r.Size <= 0 || r.Index < 0 {
 			answer = &ChunkFailed{Peer: r.Peer, ID: r.ID, Index: r.Index, Err: fmt.Errorf("chunk %d of %d bytes: %w", r.Index, r.Size, wire.ErrBadIndex)}
 		} else {
-			buf := make([]byte, r.Size)
-			if err := conn.GetChunk(rctx, r.ID, uint32(r.Index), buf); err != nil {
+			// FetchChunk allocates only once the peer answers with the chunk.
+			buf, err := conn.FetchChunk(rctx, r.ID, uint32(r.Index), r.Size)
+			if err != nil {
 				answer = &ChunkFailed{Peer: r.Peer, ID: r.ID, Index: r.Index, Err: err}
 			} else {
 				answer = &ChunkArrived{Peer: r.Peer, ID: r.ID, Index: r.Index, Data: buf}

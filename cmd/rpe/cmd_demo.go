@@ -1,27 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	mrand "math/rand/v2"
-	"os"
-	"path/filepath"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"github.com/schollz/progressbar/v3"
 
-	engine "github.com/rpe-project/engine"
 	"github.com/rpe-project/engine/internal/units"
-	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation"
 )
@@ -36,64 +24,18 @@ func init() {
 	})
 }
 
-// The demo's release.
+// The demo's tuning: loopback answers a DHT query in well under a
+// millisecond, so a node resends one after 200ms (measured with 50 nodes on
+// two busy cores, 200ms did better than 1s) and looks for more peers every
+// second while it downloads.
 const (
-	demoApp        = "demo"
-	demoOldVersion = "1.0.0"
-	demoNewVersion = "1.1.0"
+	demoQueryResendDelay = 200 * time.Millisecond
+	demoFindInterval     = time.Second
+	demoPollInterval     = 2 * time.Second
 )
 
-// queryResendDelay is how long a DHT query waits for its answer before it
-// is sent again (loopback answers in well under a millisecond; measured
-// with 50 nodes on two busy cores, 200ms did better than 1s).
-const queryResendDelay = 200 * time.Millisecond
-
-// demoNode is one node of the demo and what it saw.
-type demoNode struct {
-	i      int
-	target string
-	eng    *engine.Engine
-
-	mu       sync.Mutex
-	fetched  int64
-	aware    time.Duration
-	verified time.Duration
-	isAware  bool
-	isVerif  bool
-	good     bool // installed the published bytes
-	bad      bool // installed anything else
-	wasted   int64
-	refused  int64
-	uploaded int64
-}
-
-// demo is one run of `rpe demo`.
-type demo struct {
-	nodes    []*demoNode
-	data     []byte
-	manifest release.ManifestID
-	changed  chan struct{}
-
-	t0Mu sync.Mutex
-	t0   time.Time
-}
-
-func (d *demo) since() time.Duration {
-	d.t0Mu.Lock()
-	defer d.t0Mu.Unlock()
-	if d.t0.IsZero() {
-		return 0
-	}
-	return time.Since(d.t0)
-}
-
-func (d *demo) signal() {
-	select {
-	case d.changed <- struct{}{}:
-	default:
-	}
-}
-
+// runDemo is `rpe sim --net loopback` with the demo's defaults and output:
+// the nodes are complete engines on real UDP sockets on 127.0.0.1.
 func runDemo(ctx context.Context, e *env, args []string) error {
 	c := commands["demo"]
 	fs := newFlags(e, c)
@@ -124,399 +66,45 @@ func runDemo(ctx context.Context, e *env, args []string) error {
 		return usagef("--chunk-size %s: want 16KiB to 16MiB", units.FormatSize(chunk))
 	}
 	logger := of.logger(e)
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	start := time.Now()
-
-	dir, err := os.MkdirTemp("", "rpe-demo-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-
-	// The release: random bytes, a fresh publisher key.
-	d := &demo{data: make([]byte, size), changed: make(chan struct{}, 1)}
-	mrand.NewChaCha8([32]byte{'r', 'p', 'e'}).Read(d.data)
-	artifact := filepath.Join(dir, "demo-1.1.0")
-	if err := os.WriteFile(artifact, d.data, 0o755); err != nil {
-		return err
-	}
-	key, err := release.GenerateSecretKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	pub := release.PublicKeyOf(key)
-
-	// One actor system for every node, as the simulation does.
-	sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	defer sys.Shutdown()
-
-	// A private DHT on loopback: one bootstrap node; never the public one.
-	boot, err := network.New(ctx, network.Config{
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", NoBootstrap: true,
-		QueryResendDelay: queryResendDelay, SendRate: 5000, SendBurst: 1000,
-		Logger: logger.With("node", "bootstrap"),
-	})
-	if err != nil {
-		return fmt.Errorf("start bootstrap node: %w", err)
-	}
-	defer boot.Close()
-	bootAddrs := []string{boot.DHTAddr().String()}
-
 	pw := e.stdout
 	if *of.json {
 		pw = e.stderr
 	}
 	prog := newDemoProgress(pw, *nodes, size, *of.quiet)
-	prog.line("starting %d nodes on 127.0.0.1 (publisher key %s)", *nodes, pub)
-
-	if err := d.startNodes(ctx, dir, *nodes, pub, bootAddrs, up, sys, logger); err != nil {
-		d.stopNodes()
+	s := simulation.Scenario{
+		Net: simulation.Loopback, Nodes: *nodes, Size: size, ChunkSize: int(chunk),
+		Up: up, PublisherUp: pubUp, Timeout: *timeout, Bootstraps: 1,
+		QueryResendDelay: demoQueryResendDelay, FindInterval: demoFindInterval, PollInterval: demoPollInterval,
+		Seed: time.Now().UnixNano(), Logger: logger, OnProgress: prog.update,
+	}
+	rep, err := simulation.Run(ctx, s)
+	prog.finish()
+	if err != nil {
 		return err
 	}
-	defer d.stopNodes()
-	d.settle(ctx, boot)
-	startup := time.Since(start)
-
-	// Publish.
-	prog.line("publishing %s %s (%s) to a DHT of %d nodes", demoApp, demoNewVersion, units.FormatSize(size), *nodes+1)
-	d.t0Mu.Lock()
-	d.t0 = time.Now()
-	d.t0Mu.Unlock()
-	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
-	p, err := engine.Publish(pctx, engine.PublishConfig{
-		Key: key, Artifact: artifact, Version: demoNewVersion, App: demoApp, ChunkSize: int(chunk),
-		StateDir: filepath.Join(dir, "publisher"), Bootstrap: d.someAddrs(bootAddrs, 8),
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", Logger: logger.With("node", "publisher"),
-		ActorSystem: sys, UploadRate: pubUp, QueryResendDelay: queryResendDelay,
-	})
-	pcancel()
-	if err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	publishTook := d.since()
-	d.manifest = p.Manifest.ID
-	var pubServed atomic.Int64
-	pubDone := make(chan struct{})
-	go func() {
-		defer close(pubDone)
-		for ev := range p.Events() {
-			if s, ok := ev.(engine.Served); ok {
-				pubServed.Add(int64(s.Bytes))
-			}
-		}
-	}()
-	stopPublisher := sync.OnceFunc(func() {
-		p.Stop(context.Background())
-		<-pubDone
-	})
-	defer stopPublisher()
-
-	deadline := time.NewTimer(*timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var timedOut, interrupted bool
-watch:
-	for {
-		select {
-		case <-ctx.Done():
-			interrupted = true
-			break watch
-		case <-deadline.C:
-			timedOut = true
-			break watch
-		case <-d.changed:
-		case <-tick.C:
-		}
-		verified, installed, moved := d.counts()
-		prog.update(d.since(), verified, moved, pubServed.Load())
-		if installed == *nodes {
-			break
-		}
-	}
-	verified, _, moved := d.counts()
-	elapsed := d.since()
-	prog.update(elapsed, verified, moved, pubServed.Load())
-	prog.finish()
-	pubUploaded := p.Status().Uploaded
-	stopPublisher()
-	for _, n := range d.nodes {
-		n.mu.Lock()
-		n.uploaded = n.eng.Status().Uploaded
-		n.mu.Unlock()
-	}
-	d.stopNodes()
-
-	ups := make([]int64, *nodes)
-	for i := range ups {
-		ups[i] = up
-	}
-	rep := d.report(size, pubUp, ups, pubUploaded, p.Manifest.Manifest.ChunkSize)
-	rep.StartupS = startup.Seconds()
-	rep.PublishS = publishTook.Seconds()
-	rep.WallS = time.Since(start).Seconds()
-	rep.PeakRSSBytes = simulation.PeakRSS()
-
 	if *of.json {
 		if err := rep.WriteJSON(e.stdout); err != nil {
 			return err
 		}
 	} else {
-		printDemoSummary(e.stdout, rep, elapsed)
+		printDemoSummary(e.stdout, &rep)
 	}
 	switch {
-	case interrupted:
+	case ctx.Err() != nil:
 		return errors.New("interrupted")
 	case rep.BadInstalls > 0:
 		return fmt.Errorf("%d nodes installed something other than the published bytes", rep.BadInstalls)
-	case timedOut || rep.Completed < rep.Nodes:
+	case rep.Completed < rep.Nodes:
 		return fmt.Errorf("%d of %d nodes were not updated within %v; run with -v to see why", rep.Nodes-rep.Completed, rep.Nodes, *timeout)
 	}
 	return nil
 }
 
-// startNodes starts n engines at the old version, a few at a time; each
-// bootstraps from the bootstrap node and up to three earlier nodes.
-func (d *demo) startNodes(ctx context.Context, dir string, n int, pub release.PublicKey, boot []string, up int64, sys *actor.ActorSystem, logger *slog.Logger) error {
-	d.nodes = make([]*demoNode, n)
-	var mu sync.Mutex
-	var addrs []string
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i := range n {
-		nd := filepath.Join(dir, fmt.Sprintf("node%02d", i))
-		if err := os.MkdirAll(nd, 0o755); err != nil {
-			return err
-		}
-		target := filepath.Join(nd, demoApp)
-		if err := os.WriteFile(target, fmt.Appendf(nil, "node %d runs %s\n", i, demoOldVersion), 0o755); err != nil {
-			return err
-		}
-		nodeKey, err := release.GenerateSecretKey(rand.Reader)
-		if err != nil {
-			return err
-		}
-		node := &demoNode{i: i, target: target}
-		d.nodes[i] = node
-		sem <- struct{}{}
-		mu.Lock()
-		b := slices.Clone(boot)
-		for k := len(addrs) - 1; k >= 0 && k >= len(addrs)-3; k-- {
-			b = append(b, addrs[k])
-		}
-		mu.Unlock()
-		cfg := engine.Config{
-			PublisherKey: pub.String(), App: demoApp, CurrentVersion: demoOldVersion,
-			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
-			Exec:      func(string, []string, []string) error { return nil },
-			Bootstrap: b, ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
-			Logger: logger.With("node", i), ActorSystem: sys, NodeKey: nodeKey, UploadRate: up,
-			PollInterval: 2 * time.Second, FindInterval: time.Second,
-			QueryResendDelay: queryResendDelay,
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			eng, err := engine.Start(ctx, cfg)
-			if err != nil {
-				errs <- fmt.Errorf("start node %d: %w", i, err)
-				return
-			}
-			node.mu.Lock()
-			node.eng = eng
-			node.mu.Unlock()
-			mu.Lock()
-			addrs = append(addrs, eng.Status().DHTAddr)
-			mu.Unlock()
-			go d.watch(node, eng)
-		})
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
-}
-
-// someAddrs returns boot and the DHT addresses of up to n nodes.
-func (d *demo) someAddrs(boot []string, n int) []string {
-	out := slices.Clone(boot)
-	for _, i := range mrand.Perm(len(d.nodes))[:min(n, len(d.nodes))] {
-		out = append(out, d.nodes[i].eng.Status().DHTAddr)
-	}
-	return out
-}
-
-// settle fills the DHT routing tables before publishing, so the record
-// reaches every node at once. Nodes that bootstrapped at the same time hardly
-// know each other (a node that only queried another is not handed out until
-// it has answered a query itself), so once every first bootstrap has ended
-// every node bootstraps again; then it waits until every table holds a full
-// bucket. The bootstrap node bootstraps too, in between: it never does by
-// itself (NoBootstrap), and until it has pinged the nodes that queried it
-// they are not "good" and it hands none of them out, so a node whose
-// address reached no later node stayed known to nobody (about 1 demo in 4
-// ended with a node that never heard of the release). All of it takes at
-// most 6s.
-func (d *demo) settle(ctx context.Context, boot *network.Node) {
-	bctx, cancel := context.WithTimeout(ctx, 6*time.Second)
-	defer cancel()
-	for _, n := range d.nodes {
-		select {
-		case <-n.eng.Bootstrapped():
-		case <-bctx.Done():
-		}
-	}
-	boot.Bootstrap(bctx)
-	var wg sync.WaitGroup
-	for _, n := range d.nodes {
-		e := n.eng
-		wg.Go(func() { e.Node().Bootstrap(bctx) })
-	}
-	wg.Wait()
-	want := min(8, len(d.nodes)-1)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ready := 0
-		for _, n := range d.nodes {
-			if n.eng.Node().TableSize() >= want {
-				ready++
-			}
-		}
-		if ready == len(d.nodes) {
-			return
-		}
-		select {
-		case <-bctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// watch reads one node's events until it stops.
-func (d *demo) watch(n *demoNode, e *engine.Engine) {
-	for ev := range e.Events() {
-		t := d.since()
-		switch ev := ev.(type) {
-		case engine.ReleaseFound:
-			n.mu.Lock()
-			if !n.isAware && t > 0 {
-				n.isAware, n.aware = true, t
-			}
-			n.mu.Unlock()
-		case engine.Progress:
-			n.mu.Lock()
-			n.fetched, n.wasted = ev.Fetched, ev.Wasted
-			n.mu.Unlock()
-		case engine.Verified:
-			n.mu.Lock()
-			if !n.isVerif && ev.ManifestID == d.manifest {
-				n.isVerif, n.verified = true, t
-				if !n.isAware {
-					n.isAware, n.aware = true, t
-				}
-			}
-			n.mu.Unlock()
-			d.signal()
-		case engine.Refused:
-			if ev.What == "chunk" {
-				n.mu.Lock()
-				n.refused++
-				n.mu.Unlock()
-			}
-		case engine.Installed:
-			got, err := os.ReadFile(n.target)
-			n.mu.Lock()
-			if err == nil && ev.ManifestID == d.manifest && bytes.Equal(got, d.data) {
-				n.good = true
-			} else {
-				n.bad = true
-			}
-			n.mu.Unlock()
-			d.signal()
-		}
-	}
-}
-
-// counts returns how many nodes verified and installed, and the chunk bytes
-// all of them received.
-func (d *demo) counts() (verified, installed int, moved int64) {
-	for _, n := range d.nodes {
-		n.mu.Lock()
-		if n.isVerif {
-			verified++
-		}
-		if n.good || n.bad {
-			installed++
-		}
-		moved += n.fetched
-		n.mu.Unlock()
-	}
-	return
-}
-
-func (d *demo) stopNodes() {
-	var wg sync.WaitGroup
-	for _, n := range d.nodes {
-		if n == nil {
-			continue
-		}
-		n.mu.Lock()
-		e := n.eng
-		n.mu.Unlock()
-		if e != nil {
-			wg.Go(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				e.Stop(ctx)
-			})
-		}
-	}
-	wg.Wait()
-}
-
-// report fills the simulation's report type, so `rpe demo --json` and
-// `rpe sim --json` can be read by the same tools.
-func (d *demo) report(size, pubUp int64, ups []int64, pubUploaded int64, chunkSize int) *simulation.Report {
-	rep := &simulation.Report{
-		Nodes: len(d.nodes), SizeBytes: size, Clock: "real", ChunkSize: chunkSize,
-		PublisherUploadBytes: pubUploaded, TotalUploadBytes: pubUploaded,
-	}
-	if t, ok := simulation.Bound(size, pubUp, ups, nil); ok {
-		rep.TMinS = &t
-	}
-	var verified, aware []float64
-	for _, n := range d.nodes {
-		n.mu.Lock()
-		if n.good && n.isVerif {
-			rep.Completed++
-		}
-		if n.bad {
-			rep.BadInstalls++
-		}
-		if n.isVerif {
-			verified = append(verified, n.verified.Seconds())
-		}
-		if n.isAware {
-			aware = append(aware, n.aware.Seconds())
-		}
-		rep.TotalUploadBytes += n.uploaded
-		rep.WastedBytes += n.wasted
-		rep.RefusedChunks += n.refused
-		n.mu.Unlock()
-	}
-	rep.Failed = rep.Nodes - rep.Completed
-	rep.SetTimes(verified, aware)
-	return rep
-}
-
-func printDemoSummary(w io.Writer, r *simulation.Report, elapsed time.Duration) {
+func printDemoSummary(w io.Writer, r *simulation.Report) {
 	if r.TAllS != nil && r.Completed == r.Nodes {
 		fmt.Fprintf(w, "all %d nodes updated in %.1f s (half of them by %.1f s)\n", r.Nodes, *r.TAllS, *r.TP50S)
 	} else {
-		fmt.Fprintf(w, "%d of %d nodes updated in %.1f s\n", r.Completed, r.Nodes, elapsed.Seconds())
+		fmt.Fprintf(w, "%d of %d nodes updated\n", r.Completed, r.Nodes)
 	}
 	copies := float64(r.PublisherUploadBytes) / float64(max(r.SizeBytes, 1))
 	fmt.Fprintf(w, "the publisher uploaded %s = %.2f× the file; the nodes uploaded the other %s to each other\n",
@@ -528,13 +116,17 @@ func printDemoSummary(w io.Writer, r *simulation.Report, elapsed time.Duration) 
 		}
 		fmt.Fprintf(w, "lower bound for these upload rates %.1f s%s; every byte was checked against the publisher's signature\n", *r.TMinS, ratio)
 	}
+	if r.CPUS != nil {
+		fmt.Fprintf(w, "the whole run (start-up included, %.1f s) took %.1f CPU-seconds\n", r.WallS, *r.CPUS)
+	}
 	if r.BadInstalls > 0 {
 		fmt.Fprintf(w, "%d nodes installed something other than the published bytes\n", r.BadInstalls)
 	}
 }
 
-// demoProgress shows the demo's progress: a bar on a terminal, a plain line
-// every two seconds otherwise, nothing with --quiet.
+// demoProgress shows the demo's progress: a bar on a terminal; otherwise a
+// line when the count of verified nodes changes (at most every two seconds)
+// and a last one at the end; nothing with --quiet.
 type demoProgress struct {
 	w     io.Writer
 	quiet bool
@@ -542,11 +134,15 @@ type demoProgress struct {
 	size  int64
 	nodes int
 	tty   bool
-	last  time.Time
+
+	started  bool
+	last     time.Time
+	lastSeen int    // verified count of the last line printed
+	lastLine string // the last line printed, never printed twice
 }
 
 func newDemoProgress(w io.Writer, nodes int, size int64, quiet bool) *demoProgress {
-	return &demoProgress{w: w, quiet: quiet, size: size, nodes: nodes, tty: !quiet && isTerminal(w)}
+	return &demoProgress{w: w, quiet: quiet, size: size, nodes: nodes, tty: !quiet && isTerminal(w), lastSeen: -1}
 }
 
 // newBar starts the bar, at the moment of publishing.
@@ -564,34 +160,43 @@ func (p *demoProgress) newBar() {
 	)
 }
 
-func (p *demoProgress) line(format string, a ...any) {
-	if !p.quiet {
-		fmt.Fprintf(p.w, format+"\n", a...)
-	}
-}
-
-func (p *demoProgress) update(t time.Duration, verified int, moved, pubServed int64) {
+// update is the simulation's progress callback.
+func (p *demoProgress) update(pr simulation.Progress) {
 	if p.quiet {
 		return
 	}
-	share := 0.0
-	if moved > 0 {
-		share = 100 * float64(pubServed) / float64(moved)
+	switch pr.Phase {
+	case "starting":
+		if !p.started {
+			p.started = true
+			fmt.Fprintf(p.w, "starting %d nodes on 127.0.0.1\n", p.nodes)
+		}
+		return
+	case "publishing":
+		fmt.Fprintf(p.w, "publishing %s to a DHT of %d nodes\n", units.FormatSize(p.size), p.nodes)
+		return
 	}
-	desc := fmt.Sprintf("moved %s, publisher sent %s (%.0f%%)", units.FormatSize(moved), units.FormatSize(pubServed), share)
-	if p.tty && p.bar == nil {
-		p.newBar()
-	}
-	if p.bar != nil {
+	desc := fmt.Sprintf("received %s in all, %s of it from the publisher (%.2f× the file)",
+		units.FormatSize(pr.Moved), units.FormatSize(pr.PublisherSent), float64(pr.PublisherSent)/float64(max(p.size, 1)))
+	if p.tty {
+		if p.bar == nil {
+			p.newBar()
+		}
 		p.bar.Describe(desc)
-		p.bar.Set(verified)
+		p.bar.Set(pr.Verified)
 		return
 	}
-	if time.Since(p.last) < 2*time.Second && verified < p.nodes {
+	final := pr.Phase == "done"
+	// The line for every node verified is the final one, printed once.
+	if !final && (pr.Verified == p.lastSeen || pr.Verified == p.nodes || time.Since(p.last) < 2*time.Second) {
 		return
 	}
-	p.last = time.Now()
-	fmt.Fprintf(p.w, "%5.1fs  verified %d/%d nodes, %s\n", t.Seconds(), verified, p.nodes, desc)
+	line := fmt.Sprintf("%5.1fs  verified %d/%d nodes, %s", pr.Elapsed.Seconds(), pr.Verified, p.nodes, desc)
+	if line == p.lastLine {
+		return
+	}
+	p.last, p.lastSeen, p.lastLine = time.Now(), pr.Verified, line
+	fmt.Fprintln(p.w, line)
 }
 
 func (p *demoProgress) finish() {

@@ -23,7 +23,7 @@ import (
 func init() {
 	register(&command{
 		name: "node",
-		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--run -- CMD ARGS...]",
+		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--secret FILE] [--stale-after D] [--run -- CMD ARGS...]",
 		summary: "Keep any program up to date: follow the key, download, verify and swap PATH; " +
 			"with --run, run CMD as a child and restart it into each new version. Seeds what it has.",
 		run: runNode,
@@ -40,11 +40,13 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	tf := addTargetFlags(fs)
 	target := fs.String("target", "", "the program `PATH` to keep up to date (must exist)")
 	version := fs.String("version", "", "the `version` PATH holds now (default: what rpe node last installed there, else 0.0.0: install the newest release)")
-	var policy installer.Policy
+	var policy engine.Policy
 	fs.Var(&policy, "apply", "when to install: now, on-restart or at=HH:MM (default now)")
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
+	secretFile := addSecretFlag(fs)
+	staleAfter := fs.Duration("stale-after", 0, "warn when the newest record seen was signed longer ago than this (an eclipse or a publisher that stopped re-signing); 0: never")
 	join := fs.Duration("join-timeout", 10*time.Second, "fail when no DHT node has answered after this long")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
@@ -114,7 +116,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if _, err := release.ParseVersion(current); err != nil {
 		return usageError{fmt.Errorf("--version: %w", err)}
 	}
-	if policy.Kind == installer.OnRestart && !*run {
+	if policy == engine.ApplyOnRestart && !*run {
 		// Nothing to restart: swap at once.
 		policy = engine.ApplyNow
 	}
@@ -133,11 +135,17 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		sup.trial, sup.previous = true, pending.PreviousVersion
 		healthCheck = func(hctx context.Context) error { return sup.resumeTrial(hctx, childStarted, pending.Version) }
 	}
+	secret, err := sharedSecret(*secretFile)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.Start(ctx, engine.Config{
+		SharedSecret: secret,
 		HealthCheck:  healthCheck,
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: sup.exec,
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll,
+		StaleAfter: *staleAfter,
 	})
 	if err != nil {
 		return explain(err)
@@ -208,7 +216,7 @@ func waitJoined(ctx context.Context, eng *engine.Engine, boot []string, d time.D
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	for eng.Node().TableSize() == 0 {
+	for eng.Status().DHTNodes == 0 {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -521,6 +529,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["what"], m["peer"], m["reason"] = ev.What, ev.Peer, fmt.Sprint(ev.Reason)
 		case engine.Failed:
 			m["stage"], m["err"] = ev.Stage, fmt.Sprint(ev.Err)
+		case engine.Stale:
+			m["signed"], m["age_s"] = ev.Signed, ev.Age.Seconds()
 		case engine.Served, engine.StageRestarted:
 			return
 		}
@@ -543,10 +553,16 @@ func (o *nodeOutput) event(ev engine.Event) {
 	case engine.Installed:
 		o.info("installed %s at %s", ev.Version, ev.Target)
 	case engine.Refused:
-		if ev.What != "chunk" {
+		if ev.What != engine.RefusedChunk {
 			o.info("refused a %s: %v", ev.What, ev.Reason)
 		}
 	case engine.Failed:
 		o.info("warning: %s: %v", ev.Stage, ev.Err)
+	case engine.Stale:
+		if ev.Signed.IsZero() {
+			o.info("warning: stale: no record found in %s", age(ev.Age))
+		} else {
+			o.info("warning: stale: the newest record was signed %s ago (%s)", age(ev.Age), ev.Signed.UTC().Format(time.RFC3339))
+		}
 	}
 }

@@ -3,23 +3,26 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
 	"github.com/rpe-project/engine/internal/units"
+	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation"
 )
 
 func init() {
 	register(&command{
 		name: "sim",
-		args: "[--nodes N] [--size SIZE] [--up RATE] [--publisher-up RATE] [--json FILE] [--plot FILE.svg] ...",
+		args: "[--nodes N] [--size SIZE] [--up RATE] [--publisher-up RATE] [--net netsim|loopback] [--json] [--report FILE] [--plot FILE.svg] ...",
 		summary: "Simulate a release spreading to many complete nodes in this process " +
-			"(in-memory network in 127.0.0.0/8) and report the figures.",
+			"(in-memory network, or real UDP on loopback; 127.0.0.0/8 only) and report the figures.",
 		run: runSim,
 	})
 }
@@ -77,11 +80,11 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	c := commands["sim"]
 	fs := newFlags(e, c)
 	var s simulation.Scenario
-	var chunk int64
+	var chunk int64 = 256 << 10
 	s.Size = 4 << 20
 	fs.IntVar(&s.Nodes, "nodes", 100, "honest nodes, each a complete engine")
 	fs.Var(sizeFlag{&s.Size}, "size", "size of the published file (e.g. 4MiB)")
-	fs.Var(sizeFlag{&chunk}, "chunk-size", "chunk size (default 256KiB)")
+	fs.Var(sizeFlag{&chunk}, "chunk-size", "chunk size of the release, 16KiB to 16MiB")
 	fs.Var(rateFlag{&s.Up}, "up", "each node's upload rate (e.g. 1MiB = 1MiB/s; default unlimited)")
 	fs.Var(rateFlag{&s.Down}, "down", "each node's download rate (default unlimited)")
 	fs.Float64Var(&s.RateSpread, "rate-spread", 0, "draw each node's rates uniformly within ±this fraction of --up/--down")
@@ -96,10 +99,11 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&s.PollInterval, "poll", 2*time.Second, "each node's mean record poll interval")
 	fs.DurationVar(&s.ChunkTimeout, "chunk-timeout", 0, "each node's limit for one chunk request (default the engine's, 20s)")
 	fs.DurationVar(&s.FindInterval, "find-interval", 3*time.Second, "each node's peer lookup interval while downloading")
-	jsonPath := fs.String("json", "", "write the report as JSON to `FILE`")
+	netName := fs.String("net", string(simulation.Netsim), "the network: netsim (in memory: rates, latency, loss) or loopback (real UDP sockets on 127.0.0.1; the engines limit their rates)")
+	reportPath := fs.String("report", "", "also write the report as JSON to `FILE`")
 	plotPath := fs.String("plot", "", "write an SVG plot of completion over time to `FILE.svg`")
-	verbose := fs.Bool("v", false, "log the harness's and nodes' warnings to stderr")
-	quiet := fs.Bool("q", false, "no live progress line")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (start-up included) to `FILE`, for go tool pprof")
+	of := addOutFlags(fs)
 	pos, err := parseArgs(e, c, fs, args)
 	if err != nil {
 		return err
@@ -107,35 +111,72 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos); err != nil {
 		return err
 	}
-	if chunk > 1<<30 {
-		return usagef("--chunk-size %d too large", chunk)
+	if chunk < release.MinChunkSize || chunk > release.MaxChunkSize {
+		return usagef("--chunk-size %s: want 16KiB to 16MiB", units.FormatSize(chunk))
 	}
 	s.ChunkSize = int(chunk)
-	if *verbose {
+	s.Net = simulation.Net(*netName)
+	if s.Net != simulation.Netsim && s.Net != simulation.Loopback {
+		return usagef("--net %q: want netsim or loopback", *netName)
+	}
+	if s.Net == simulation.Loopback {
+		var netsimOnly []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "latency" || f.Name == "loss" {
+				netsimOnly = append(netsimOnly, "--"+f.Name)
+			}
+		})
+		if len(netsimOnly) > 0 {
+			return usagef("%s: only with --net netsim (loopback has the kernel's latency and no loss)", strings.Join(netsimOnly, " and "))
+		}
+	}
+	if *of.verbose {
 		s.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	if !*quiet {
+	if !*of.quiet {
 		s.OnProgress = progressLine(e.stderr)
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		return err
+	}
 	rep, err := simulation.Run(ctx, s)
+	if perr := stopProfile(); err == nil && perr != nil {
+		return perr
+	}
 	if err != nil {
 		if errors.Is(err, simulation.ErrBadScenario) {
 			return usageError{err}
 		}
 		return err
 	}
-	fmt.Fprint(e.stdout, rep.Summary())
-	if *jsonPath != "" {
-		if err := rep.WriteJSONFile(*jsonPath); err != nil {
+	if *of.json {
+		if err := rep.WriteJSON(e.stdout); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "report: %s\n", *jsonPath)
+	} else {
+		fmt.Fprint(e.stdout, rep.Summary())
+	}
+	// With --json, stdout holds only the report; the file names go to
+	// stderr.
+	notes := e.stdout
+	if *of.json {
+		notes = e.stderr
+	}
+	if *reportPath != "" {
+		if err := rep.WriteJSONFile(*reportPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(notes, "report: %s\n", *reportPath)
 	}
 	if *plotPath != "" {
 		if err := simulation.WritePlotFile(*plotPath, &rep); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "plot: %s\n", *plotPath)
+		fmt.Fprintf(notes, "plot: %s\n", *plotPath)
+	}
+	if *cpuProfile != "" {
+		fmt.Fprintf(notes, "cpu profile: %s (go tool pprof -top %s)\n", *cpuProfile, *cpuProfile)
 	}
 	if rep.BadInstalls > 0 {
 		return fmt.Errorf("%d nodes installed something other than the published bytes", rep.BadInstalls)
@@ -144,6 +185,30 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%d of %d nodes did not complete within %v", rep.Failed, rep.Nodes, s.Timeout)
 	}
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into path ("" for none) and returns
+// what stops it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // progressLine returns a progress callback that rewrites one line on w

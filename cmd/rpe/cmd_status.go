@@ -30,6 +30,10 @@ type statusEntry struct {
 	ManifestID string `json:"manifest_id"`
 	Size       int64  `json:"size"`
 	Peers      int    `json:"peers"`
+	// Expires is when the record stops vouching for the entry; absent for
+	// entries without exp=.
+	Expires *time.Time `json:"expires,omitempty"`
+	Expired bool       `json:"expired"`
 }
 
 func runStatus(ctx context.Context, e *env, args []string) error {
@@ -37,6 +41,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, c)
 	pubkey := fs.String("pubkey", "", "the publisher's public `KEY` (52 characters)")
 	app := fs.String("app", "", "show only this app")
+	staleAfter := fs.Duration("stale-after", 7*24*time.Hour, "call the record stale when it was signed longer ago than this")
 	peersTimeout := fs.Duration("peers-timeout", 3*time.Second, "how long to look for peers of each release")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
@@ -83,28 +88,48 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("the record of %s names no release", *pubkey)
 	}
 	signed := l.Packet.Time()
+	now := time.Now()
+	stale := *staleAfter > 0 && now.Sub(signed) > *staleAfter
 	if *of.json {
 		out := struct {
 			PublicKey string        `json:"public_key"`
 			Seq       int64         `json:"seq"`
 			Signed    time.Time     `json:"signed"`
 			AgeS      float64       `json:"age_s"`
+			Stale     bool          `json:"stale"`
 			Entries   []statusEntry `json:"entries"`
-		}{PublicKey: *pubkey, Seq: l.Packet.Seq, Signed: signed.UTC(), AgeS: time.Since(signed).Seconds()}
+		}{PublicKey: *pubkey, Seq: l.Packet.Seq, Signed: signed.UTC(), AgeS: now.Sub(signed).Seconds(), Stale: stale}
 		for _, en := range shown {
-			out.Entries = append(out.Entries, statusEntry{en.App, en.Channel, en.Platform, en.Version.String(), en.ManifestID.String(), en.Size, en.Peers})
+			se := statusEntry{App: en.App, Channel: en.Channel, Platform: en.Platform, Version: en.Version.String(),
+				ManifestID: en.ManifestID.String(), Size: en.Size, Peers: en.Peers, Expired: en.Expired(now)}
+			if !en.Expires.IsZero() {
+				exp := en.Expires.UTC()
+				se.Expires = &exp
+			}
+			out.Entries = append(out.Entries, se)
 		}
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Fprintf(e.stdout, "record of %s\nsigned %s (%s ago), seq %d\n\n", *pubkey,
-		signed.UTC().Format("2006-01-02 15:04:05 UTC"), age(time.Since(signed)), l.Packet.Seq)
+	fmt.Fprintf(e.stdout, "record of %s\nsigned %s (%s ago), seq %d\n", *pubkey,
+		signed.UTC().Format("2006-01-02 15:04:05 UTC"), age(now.Sub(signed)), l.Packet.Seq)
+	if stale {
+		fmt.Fprintf(e.stdout, "STALE: signed more than %s ago: the publisher has not re-signed its record, or this lookup sees an old copy\n", age(*staleAfter))
+	}
+	fmt.Fprintln(e.stdout)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tCHANNEL\tPLATFORM\tVERSION\tSIZE\tPEERS\tMANIFEST ID")
+	fmt.Fprintln(tw, "APP\tCHANNEL\tPLATFORM\tVERSION\tSIZE\tPEERS\tEXPIRES\tMANIFEST ID")
 	for _, en := range shown {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", en.App, en.Channel, en.Platform, en.Version,
-			units.FormatSize(en.Size), en.Peers, en.ManifestID)
+		exp := "-"
+		if !en.Expires.IsZero() {
+			exp = en.Expires.UTC().Format("2006-01-02")
+			if en.Expired(now) {
+				exp += " EXPIRED"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", en.App, en.Channel, en.Platform, en.Version,
+			units.FormatSize(en.Size), en.Peers, exp, en.ManifestID)
 	}
 	return tw.Flush()
 }

@@ -16,6 +16,7 @@ import (
 
 	engine "github.com/rpe-project/engine"
 	"github.com/rpe-project/engine/actors/installer"
+	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation"
@@ -70,10 +71,10 @@ func publishFixture(t *testing.T, dir, version string, size int) *published {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	ctx = hooks.With(ctx, &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond})
 	p, err := engine.Publish(ctx, engine.PublishConfig{
 		Key: sk, Artifact: art, Version: version, App: "myapp", Bootstrap: []string{boot},
 		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", StateDir: t.TempDir(),
-		QueryResendDelay: 200 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func TestFetchAndStatus(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, errOut)
 	}
-	row := regexp.MustCompile(`(?m)^myapp\s+stable\s+` + regexp.QuoteMeta(release.DefaultPlatform()) + `\s+1\.0\.0\s+683\.6 KiB\s+(\d+)\s+` + p.man.ID.String() + `$`)
+	row := regexp.MustCompile(`(?m)^myapp\s+stable\s+` + regexp.QuoteMeta(release.DefaultPlatform()) + `\s+1\.0\.0\s+683\.6 KiB\s+(\d+)\s+` + p.man.Manifest.Expires.UTC().Format("2006-01-02") + `\s+` + p.man.ID.String() + `$`)
 	m := row.FindStringSubmatch(stdout)
 	if m == nil || m[1] == "0" {
 		t.Fatalf("status output lacks the release row with at least one peer:\n%s", stdout)
@@ -346,10 +347,10 @@ func TestNodeRunRestartsChild(t *testing.T) {
 	publish := func(art, version string) *engine.Publisher {
 		pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer pcancel()
+		pctx = hooks.With(pctx, &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond})
 		p, err := engine.Publish(pctx, engine.PublishConfig{
 			Key: sk, Artifact: art, Version: version, App: "prog", Bootstrap: []string{boot},
 			ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", StateDir: t.TempDir(),
-			QueryResendDelay: 200 * time.Millisecond,
 		})
 		if err != nil {
 			t.Fatal(err)
