@@ -221,9 +221,8 @@ func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*r
 func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm *release.SignedManifest, now time.Time) (*release.SignedPacket, error) {
 	bctx, cancel := context.WithTimeout(ctx, pc.LookupTimeout)
 	defer cancel()
-	if err := node.Bootstrap(bctx); err != nil {
-		return nil, fmt.Errorf("publish: bootstrap: %w", err)
-	}
+	// Join in the background: the record operations do not wait for it.
+	node.Join()
 	pub := release.PublicKeyOf(pc.Key)
 	prev, _, err := node.GetRecord(bctx, pub)
 	if err != nil && !errors.Is(err, network.ErrNotFound) {

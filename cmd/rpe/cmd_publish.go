@@ -236,7 +236,10 @@ func publishError(err error, boot []string) error {
 	case errors.Is(err, engine.ErrNotNewer):
 		// The engine's message ends with "(use --force)".
 		return usageError{fmt.Errorf("%s", strings.Replace(msg, " (use --force)", "; publish a higher --version, or pass --force to publish it anyway", 1))}
-	case errors.Is(err, network.ErrNoNodes), errors.Is(err, context.DeadlineExceeded) && strings.Contains(msg, "bootstrap"):
+	case errors.Is(err, network.ErrTimedOut):
+		return fmt.Errorf("%s; the DHT is slow or churning: try again", msg)
+	case errors.Is(err, network.ErrNoNodes), errors.Is(err, network.ErrNoAnswer),
+		errors.Is(err, context.DeadlineExceeded) && strings.Contains(msg, "bootstrap"):
 		where := "the public Mainline routers"
 		if len(boot) > 0 {
 			where = strings.Join(boot, ", ")
