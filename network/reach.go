@@ -27,8 +27,8 @@ var (
 	// ErrRelayRefused means the relay does not relay (not opted in, full)
 	// or does not know the target.
 	ErrRelayRefused = errors.New("network: relay refused")
-	// ErrNoAnswer means a peer did not answer a reach request in time.
-	ErrNoAnswer = errors.New("network: no answer to reach request")
+	// ErrPeerSilent means a peer did not answer a reach request in time.
+	ErrPeerSilent = errors.New("network: no answer to reach request")
 	// ErrReachClosed means the Reach has been closed.
 	ErrReachClosed = errors.New("network: reach closed")
 )
@@ -378,7 +378,7 @@ func (r *Reach) request(ctx context.Context, to netip.AddrPort, m reachMsg) (rea
 			return a, nil
 		case <-tick.C:
 		case <-deadline.C:
-			return reachMsg{}, fmt.Errorf("%s to %s: %w", m.typ, to, ErrNoAnswer)
+			return reachMsg{}, fmt.Errorf("%s to %s: %w", m.typ, to, ErrPeerSilent)
 		case <-ctx.Done():
 			return reachMsg{}, ctx.Err()
 		case <-r.ctx.Done():
