@@ -272,12 +272,18 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 
 // startNode opens the node's sockets and starts it.
 func startNode(ctx context.Context, s *settings) (*Engine, error) {
-	node, err := network.New(ctx, network.Config{
+	nc := network.Config{
 		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
 		QueryResendDelay: s.hooks.QueryResendDelay,
-	})
+	}
+	if nc.DHTConn == nil && nc.QUICConn == nil {
+		// A restarted node listens on its old ports when it can, so its
+		// announced address stays true.
+		nc.PortFile = filepath.Join(s.StateDir, "ports")
+	}
+	node, err := network.New(ctx, nc)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
