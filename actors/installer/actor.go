@@ -76,7 +76,12 @@ type installerActor struct {
 	shared *shared
 	// stop ends the running health check's context when the stage stops.
 	stop context.CancelFunc
+	// ready is the install waiting for Apply (policy Manual).
+	ready *Install
 }
+
+// ErrNothingReady answers an Apply when no release waits for it.
+var ErrNothingReady = errors.New("installer: no release is ready to apply")
 
 // shared is the installer's state that must survive a restart of the actor.
 type shared struct {
@@ -129,6 +134,15 @@ func (a *installerActor) Receive(ctx actor.Context) {
 		}
 	case *healthChecked:
 		a.checked(ctx, m)
+	case *Apply:
+		if a.ready == nil {
+			ctx.Respond(&Applying{Err: ErrNothingReady})
+			return
+		}
+		req := a.ready
+		a.ready = nil
+		ctx.Respond(&Applying{})
+		a.apply(ctx, req, true)
 	case *Install:
 		a.install(ctx, m)
 	case *applyDue:
@@ -142,15 +156,23 @@ func (a *installerActor) install(ctx actor.Context, m *Install) {
 	switch a.cfg.Policy.Kind {
 	case OnRestart:
 		a.apply(ctx, m, false)
-	case At:
-		at := a.cfg.Policy.NextApply(a.cfg.Now())
+	case Manual:
+		a.ready = m
+		a.cfg.Logger.Info("installer: ready, waiting for Apply", "version", m.Manifest.Manifest.Version)
+		a.tell(ctx, &Ready{Manifest: m.Manifest})
+	case At, Window:
+		now := a.cfg.Now()
+		at := a.cfg.Policy.NextApply(now)
+		if !at.After(now) {
+			a.apply(ctx, m, true)
+			return
+		}
 		a.gen++
 		if a.timer != nil {
 			a.timer.Stop()
 		}
 		sys, self, gen := ctx.ActorSystem(), ctx.Self(), a.gen
-		d := at.Sub(a.cfg.Now())
-		a.timer = time.AfterFunc(d, func() { sys.Root.Send(self, &applyDue{gen: gen, req: m}) })
+		a.timer = time.AfterFunc(at.Sub(now), func() { sys.Root.Send(self, &applyDue{gen: gen, req: m}) })
 		a.cfg.Logger.Info("installer: scheduled", "version", m.Manifest.Manifest.Version, "at", at)
 		a.tell(ctx, &Scheduled{Manifest: m.Manifest, At: at})
 	default:

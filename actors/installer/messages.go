@@ -62,3 +62,19 @@ type healthChecked struct {
 	res BootResult
 	err error
 }
+
+// Ready reports a verified release waiting for Apply (policy Manual).
+type Ready struct {
+	Manifest *release.SignedManifest
+}
+
+// Apply asks for the release waiting under policy Manual to be installed
+// now. The installer answers the sender with *Applying.
+type Apply struct{}
+
+// Applying answers Apply: Err is ErrNothingReady when no release waits;
+// otherwise the install goes ahead and reports Installed or InstallFailed
+// as usual.
+type Applying struct {
+	Err error
+}
