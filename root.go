@@ -191,6 +191,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 		// Chunks and manifests as large as a manifest may declare.
 		Limits:       wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
 		FindInterval: s.hooks.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
+		Private: s.private,
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
@@ -199,7 +200,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
 		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
-		StaleAfter: s.StaleAfter, Now: s.now,
+		StaleAfter: s.StaleAfter, Now: s.now, Private: s.private,
 	})), "resolver")
 }
 

@@ -87,6 +87,12 @@ type Config struct {
 	// a restart into a new version, or the next start rolls back; default: a
 	// started engine counts as healthy.
 	HealthCheck func(ctx context.Context) error
+	// SharedSecret, in z-base-32 (52 characters, from `rpe init
+	// --private`), makes the node a member of the publisher's private
+	// swarm: it reads only the record's private entries (encrypted with a
+	// key derived from the secret), finds peers under swarm IDs derived from
+	// it, and talks only to peers that prove they know it. Empty: public.
+	SharedSecret string
 	// StaleAfter is how old (by its signing time) the newest record the node
 	// holds may grow before it emits Stale; zero means never. Set it above
 	// the interval at which the publisher re-signs its record.
@@ -105,6 +111,8 @@ type settings struct {
 	// fetch or install: a publisher must not replace its own artifact, or
 	// itself, with a newer release someone else published.
 	seedOnly bool
+	// private is the private swarm of SharedSecret; nil when public.
+	private *release.Private
 }
 
 func populate(ctx context.Context, cfg Config) (*settings, error) {
@@ -117,6 +125,9 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("engine: Config.PublisherKey: %w", err)
 	}
 	s.pub = pub
+	if s.private, err = privateSwarm(cfg.SharedSecret, pub); err != nil {
+		return nil, fmt.Errorf("engine: Config.SharedSecret: %w", err)
+	}
 	for _, d := range []struct {
 		name string
 		v    int64
@@ -264,12 +275,18 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 
 // startNode opens the node's sockets and starts it.
 func startNode(ctx context.Context, s *settings) (*Engine, error) {
-	node, err := network.New(ctx, network.Config{
+	nc := network.Config{
 		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
 		QueryResendDelay: s.hooks.QueryResendDelay,
-	})
+	}
+	if nc.DHTConn == nil && nc.QUICConn == nil {
+		// A restarted node listens on its old ports when it can, so its
+		// announced address stays true.
+		nc.PortFile = filepath.Join(s.StateDir, "ports")
+	}
+	node, err := network.New(ctx, nc)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -351,6 +368,19 @@ func openStoreWith(s *settings, sm *release.SignedManifest, path string) (*store
 
 // appFromPath is the default app name: the artifact's base name.
 func appFromPath(p string) string { return filepath.Base(p) }
+
+// privateSwarm derives the private swarm of a secret in text form; an empty
+// text is a public swarm (nil).
+func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error) {
+	if secret == "" {
+		return nil, nil
+	}
+	sec, err := release.ParseSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	return release.NewPrivate(sec, pub)
+}
 
 func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dir, "node.key")

@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&command{
 		name: "node",
-		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--run -- CMD ARGS...]",
+		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--secret FILE] [--stale-after D] [--run -- CMD ARGS...]",
 		summary: "Keep any program up to date: follow the key, download, verify and swap PATH; " +
 			"with --run, run CMD as a child and restart it into each new version. Seeds what it has.",
 		run: runNode,
@@ -44,6 +44,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
+	secretFile := addSecretFlag(fs)
 	staleAfter := fs.Duration("stale-after", 0, "warn when the newest record seen was signed longer ago than this (an eclipse or a publisher that stopped re-signing); 0: never")
 	join := fs.Duration("join-timeout", 10*time.Second, "fail when no DHT node has answered after this long")
 	nf := addNetFlags(fs)
@@ -111,6 +112,10 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if _, err := release.ParseVersion(current); err != nil {
 		return usageError{fmt.Errorf("--version: %w", err)}
 	}
+	secret, err := sharedSecret(*secretFile)
+	if err != nil {
+		return err
+	}
 	// Only a valid command line creates anything.
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("--state-dir %s: %v; choose a writable directory", stateDir, errors.Unwrap(err))
@@ -145,6 +150,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
 	eng, err := engine.Start(ctx, engine.Config{
+		SharedSecret: secret,
 		HealthCheck:  check,
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: exec,
