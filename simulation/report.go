@@ -59,6 +59,9 @@ type Report struct {
 	// CorruptServed counts corrupt chunk answers hostile peers handed over
 	// (the attack's attempts; how many reached a node depends on timing).
 	CorruptServed int64 `json:"corrupt_served"`
+	// Outsider is what the outsiders of a private scenario learned; nil
+	// for a public one.
+	Outsider *OutsiderReport `json:"outsider,omitempty"`
 	// PublisherLeftS is when the publisher stopped, if it did.
 	PublisherLeftS *float64 `json:"publisher_left_s"`
 	// StartupS is the time from the start of the run until publishing

@@ -53,6 +53,7 @@ type run struct {
 
 	nodes   []*simNode
 	hostile []*hostile
+	out     *outsiders   // a private scenario's outsiders; nil otherwise
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
 
@@ -111,6 +112,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	if err := r.makeArtifact(dir); err != nil {
 		return Report{}, err
 	}
+	if err := r.setupPrivate(); err != nil {
+		return Report{}, err
+	}
 	if s.Net == Loopback {
 		r.net = &loopbackNet{}
 	} else {
@@ -138,6 +142,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	if err := r.startHostile(ctx); err != nil {
 		return Report{}, err
 	}
+	if err := r.startOutsiders(ctx, dir); err != nil {
+		return Report{}, err
+	}
 	r.settle(ctx)
 	report.StartupS = seconds(time.Since(start))
 
@@ -162,6 +169,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
 		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.someNodes(8), LookupTimeout: time.Minute,
 		Logger: logger.With("node", "publisher"), UploadRate: r.engineRate(s.PublisherUp),
+		SharedSecret: r.sharedSecret(),
 	})
 	pcancel()
 	if err != nil {
@@ -177,6 +185,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		return Report{}, err
 	}
 	pubDone := drain(p.Events())
+	if r.out != nil {
+		r.wg.Go(func() { r.probeOutsider(ctx, p.Manifest) })
+	}
 
 	// Watch until every node has verified and installed, or the timeout.
 	deadline := time.NewTimer(s.Timeout)
@@ -237,6 +248,7 @@ watch:
 	r.pubSent.Store(pubUploaded)
 	report.PublisherLeftS = leftAt
 	r.stopNodes()
+	r.stopOutsiders(report)
 	r.finish(report, pubUploaded)
 	report.WallS = seconds(time.Since(start))
 	if cpu0 >= 0 {
@@ -385,6 +397,7 @@ func (r *run) addHosts(dir string) error {
 			Bootstrap: boot, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
 			Exec:       func(string, []string, []string) error { return nil },
 			UploadRate: r.engineRate(r.plan.up[i]), DownloadRate: r.engineRate(r.plan.down[i]),
+			SharedSecret: r.sharedSecret(),
 		}
 		n.hooks = hooks.Hooks{
 			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
@@ -850,6 +863,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 
 // teardown stops what is left, in reverse order of starting.
 func (r *run) teardown() {
+	r.stopOutsiders(&Report{}) // when Run failed before stopping them
 	for _, n := range r.nodes {
 		n.mu.Lock()
 		n.closing = true

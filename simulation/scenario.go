@@ -53,6 +53,11 @@ type Scenario struct {
 	// themselves, hostile peers are not rate-limited, and Latency only
 	// sets the default QueryResendDelay (200ms there); Loss must be 0.
 	Net Net
+	// Private makes the swarm private: the publisher and every honest node
+	// share a secret, and two outsiders that know only the public key (a
+	// complete engine and a hostile client) try to learn the version, find
+	// peers and get chunks; Report.Outsider says what they got.
+	Private bool
 	// Seed fixes the topology, the rates drawn, the hostile set and the
 	// churn schedule.
 	Seed int64

@@ -47,6 +47,9 @@ type Config struct {
 	// RePutInterval is how often the held record is put again even when the
 	// DHT has it; zero or negative means the default, 30m.
 	RePutInterval time.Duration
+	// Private, when set, makes the node read its private swarm's sealed
+	// entry instead of the public one.
+	Private *release.Private
 	// StaleAfter is how old the newest record held may grow (by its signing
 	// time) before the stage reports Stale; zero or negative means never.
 	StaleAfter time.Duration
@@ -305,7 +308,7 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 }
 
 func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, from string) {
-	e, err := p.Lookup(r.cfg.Target)
+	e, err := r.lookup(p)
 	if err != nil {
 		// Signed by the publisher but with no entry for this target, or
 		// not in the format: say so once, as silence would hide a

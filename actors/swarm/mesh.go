@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"crypto/sha1"
+	"crypto/sha256"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -68,6 +69,16 @@ type (
 
 func (s *swarmActor) meshOn() bool { return s.cfg.Topic != release.SwarmID{} }
 
+// meshTopic is the topic announced and looked up: Config.Topic, or in a
+// private swarm an ID derived from it and the shared secret, so outsiders
+// cannot find the mesh.
+func (s *swarmActor) meshTopic() release.SwarmID {
+	if s.cfg.Private != nil {
+		return s.cfg.Private.SwarmID(release.ManifestID(sha256.Sum256(s.cfg.Topic[:])))
+	}
+	return s.cfg.Topic
+}
+
 // meshTick announces under the topic when due and looks for mesh peers
 // while the node has too few connections.
 func (s *swarmActor) meshTick(ctx actor.Context) {
@@ -77,7 +88,7 @@ func (s *swarmActor) meshTick(ctx actor.Context) {
 	now := time.Now()
 	if s.mesh.announced.IsZero() || now.Sub(s.mesh.announced) > s.cfg.AnnounceInterval {
 		s.mesh.announced = now
-		node, log, c, topic := s.cfg.Node, s.cfg.Logger, s.ctx, s.cfg.Topic
+		node, log, c, topic := s.cfg.Node, s.cfg.Logger, s.ctx, s.meshTopic()
 		go func() {
 			actx, cancel := context.WithTimeout(c, 30*time.Second)
 			defer cancel()
@@ -90,7 +101,7 @@ func (s *swarmActor) meshTick(ctx actor.Context) {
 		return
 	}
 	s.mesh.finding = true
-	sys, self, node, c, topic := ctx.ActorSystem(), ctx.Self(), s.cfg.Node, s.ctx, s.cfg.Topic
+	sys, self, node, c, topic := ctx.ActorSystem(), ctx.Self(), s.cfg.Node, s.ctx, s.meshTopic()
 	go func() {
 		n := 0
 		defer func() { sys.Root.Send(self, &meshFindDone{found: n}) }()

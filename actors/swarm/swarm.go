@@ -63,6 +63,10 @@ type Config struct {
 	FindInterval time.Duration
 	// UploadRate caps upload in bytes per second; 0 means unlimited.
 	UploadRate int64
+	// Private, when set, makes this node a member of a private swarm: swarm
+	// IDs come from its secret and every peer must prove it knows the
+	// secret before anything is exchanged (see private.go). Nil: public.
+	Private *release.Private
 	// Logger receives the stage's logs; nil is silent.
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
@@ -373,6 +377,18 @@ func (s *swarmActor) start(ctx actor.Context) {
 				if err != nil {
 					return
 				}
+				if priv, c0, log := s.cfg.Private, s.ctx, s.cfg.Logger; priv != nil {
+					// Each proof on its own goroutine: a silent peer must
+					// not hold up the next accept.
+					go func() {
+						if err := prove(c0, priv, c); err != nil {
+							log.Info("swarm: peer refused", "err", err)
+							return
+						}
+						sys.Root.Send(self, &accepted{conn: c})
+					}()
+					continue
+				}
 				sys.Root.Send(self, &accepted{conn: c})
 			}
 		}()
@@ -453,11 +469,11 @@ func (s *swarmActor) onTick(ctx actor.Context) {
 
 func (s *swarmActor) announce(ctx actor.Context, id release.ManifestID) {
 	s.announced[id] = time.Now()
-	node, log, c := s.cfg.Node, s.cfg.Logger, s.ctx
+	node, log, c, sid := s.cfg.Node, s.cfg.Logger, s.ctx, s.swarmID(id)
 	go func() {
 		actx, cancel := context.WithTimeout(c, 30*time.Second)
 		defer cancel()
-		if err := node.Announce(actx, release.SwarmIDOf(id)); err != nil {
+		if err := node.Announce(actx, sid); err != nil {
 			log.Debug("swarm: announce", "release", id.Short(), "err", err)
 		}
 	}()
@@ -470,12 +486,12 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 		return
 	}
 	s.finding[id] = true
-	sys, self, node, c := ctx.ActorSystem(), ctx.Self(), s.cfg.Node, s.ctx
+	sys, self, node, c, sid := ctx.ActorSystem(), ctx.Self(), s.cfg.Node, s.ctx, s.swarmID(id)
 	go func() {
 		defer sys.Root.Send(self, &findDone{id: id})
 		fctx, cancel := context.WithTimeout(c, 20*time.Second)
 		defer cancel()
-		ch, err := node.FindPeers(fctx, release.SwarmIDOf(id))
+		ch, err := node.FindPeers(fctx, sid)
 		if err != nil {
 			return
 		}
@@ -509,11 +525,14 @@ func (s *swarmActor) dial(ctx actor.Context, a netip.AddrPort) {
 	s.dialing[a] = true
 	s.ctr.dials.Add(1)
 	sys, self, c := ctx.ActorSystem(), ctx.Self(), s.ctx
-	tr, key, lim := s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits
+	tr, key, lim, priv := s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits, s.cfg.Private
 	go func() {
 		dctx, cancel := context.WithTimeout(c, 10*time.Second)
 		defer cancel()
 		conn, err := wire.Dial(dctx, tr, net.UDPAddrFromAddrPort(a), key, wire.NodeID{}, lim)
+		if err == nil {
+			err = prove(dctx, priv, conn)
+		}
 		if err != nil {
 			sys.Root.Send(self, &dialFailed{addr: a, err: err})
 			return
