@@ -162,6 +162,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	case *installer.InstallFailed:
 		r.pending = nil
 		r.e.events.emit(Failed{Stage: StageInstaller, Err: m.Err})
+	case *installer.RolledBack:
+		r.e.events.emit(rolledBackEvent(m))
+	case *installer.Confirmed:
+		r.e.events.emit(Confirmed{Version: m.Version})
 	}
 }
 
@@ -186,7 +190,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "verifier")
 	r.installer = name((installer.Props(installer.Config{
 		Target: s.Target, StateDir: s.StateDir, Policy: s.Apply.installer(), Exec: installer.Execer(s.Exec), PreviousVersion: s.version.String(),
-		Now: s.now, Logger: log, FaultHook: r.hook("installer"),
+		HealthCheck: s.HealthCheck, Now: s.now, Logger: log, FaultHook: r.hook("installer"),
 	})), "installer")
 	r.swarm = name((swarm.Props(swarm.Config{
 		Node: r.e.node, Store: r.e.store, NodeKey: r.nodeKey, UploadRate: s.UploadRate,

@@ -30,7 +30,6 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/rpe-project/engine/actors/installer"
 	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/internal/store"
@@ -276,16 +275,9 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if s.pub, _, err = state.TrustedKey(s.StateDir, s.pub); err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
-	boot, err := installer.Boot(s.StateDir, s.version.String(), s.now())
-	if err != nil {
-		s.Logger.Warn("engine: pending install check", "err", err)
-	}
-	e, err := startNode(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	e.confirmHealth(boot)
-	return e, nil
+	// The installer stage, the trial's only writer, checks for a pending
+	// install as it starts (installer.Boot) and runs the health check.
+	return startNode(ctx, s)
 }
 
 // startNode opens the node's sockets and starts it.
@@ -414,46 +406,6 @@ func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("engine: node key: %w", err)
 	}
 	return k, nil
-}
-
-// confirmHealth finishes an install that restarted into this version: it
-// confirms once the health check passes, or rolls back and restarts into the
-// old version when it fails. A rollback found at boot is reported.
-func (e *Engine) confirmHealth(b installer.BootResult) {
-	switch b.State {
-	case installer.BootRolledBack:
-		e.events.emit(Failed{Stage: StageInstaller, Err: fmt.Errorf("version %s rolled back: %w", b.Pending.Version, b.Reason)})
-		if b.Restart && e.cfg.Exec != nil {
-			go e.cfg.Exec(b.Pending.Target, os.Args, os.Environ())
-		}
-		return
-	case installer.BootTrial:
-	default:
-		return
-	}
-	check, exec, now := e.cfg.HealthCheck, installer.Execer(e.cfg.Exec), e.cfg.now
-	if exec == nil {
-		exec = installer.ExecSelf
-	}
-	go func() {
-		if check != nil {
-			ctx, cancel := context.WithDeadline(context.Background(), b.Pending.Deadline)
-			defer cancel()
-			if err := check(ctx); err != nil {
-				e.cfg.Logger.Error("engine: health check failed; rolling back", "version", b.Pending.Version, "err", err)
-				if rerr := b.RollBack(err, now()); rerr != nil {
-					e.cfg.Logger.Error("engine: roll back", "err", rerr)
-					return
-				}
-				e.events.emit(Failed{Stage: StageInstaller, Err: fmt.Errorf("version %s failed its health check and was rolled back: %w", b.Pending.Version, err)})
-				exec(b.Pending.Target, os.Args, os.Environ())
-				return
-			}
-		}
-		if err := b.Confirm(); err != nil {
-			e.cfg.Logger.Error("engine: confirm install", "err", err)
-		}
-	}()
 }
 
 // Bootstrapped is closed when the node's first DHT bootstrap, started by
