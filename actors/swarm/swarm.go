@@ -65,6 +65,9 @@ type Config struct {
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
 	FaultHook func(msg any)
+	// ServeFault, when set, is called before each chunk is served to a
+	// peer, on the goroutine serving it; tests inject panics there.
+	ServeFault func(peer wire.NodeID, id release.ManifestID, index int)
 }
 
 func (c *Config) populate() {
@@ -103,6 +106,7 @@ type counters struct {
 	queued, queuedPeak atomic.Int64
 	dials              atomic.Int64 // dials started
 	recordChecks       atomic.Int64 // gossiped records whose signature was checked
+	servePanics        atomic.Int64 // panics while serving a peer, each one peer dropped
 }
 
 // queue adds d to the peer messages queued for the swarm actor.
@@ -295,7 +299,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.sub = ctx.Sender()
 		s.joined[m.ID] = true
 		for id, p := range s.peers {
-			ctx.Send(s.sub, &PeerUp{Peer: id, Conn: p.conn})
+			ctx.Send(s.sub, &PeerUp{Peer: id})
 			if p.hello != nil {
 				for _, hs := range p.hello.Releases {
 					if s.wanted(hs.ID) {
@@ -318,6 +322,22 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.broadcast(ctx, &wire.Have{ID: m.ID, Index: uint32(m.Index)})
 		if _, ok := s.announced[m.ID]; !ok {
 			s.announce(ctx, m.ID)
+		}
+	case *GetChunk:
+		if p := s.peers[m.Peer]; p != nil {
+			ctx.Send(p.pid, &fetchChunk{req: m, reply: ctx.Sender()})
+		} else if ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &ChunkFailed{Peer: m.Peer, ID: m.ID, Index: m.Index, Err: ErrNoPeer})
+		}
+	case *CancelChunk:
+		if p := s.peers[m.Peer]; p != nil {
+			ctx.Send(p.pid, m)
+		}
+	case *GetManifest:
+		if p := s.peers[m.Peer]; p != nil {
+			ctx.Send(p.pid, &fetchManifest{req: m, reply: ctx.Sender()})
+		} else if ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &ManifestArrived{Peer: m.Peer, ID: m.ID, Err: ErrNoPeer})
 		}
 	case *Misbehaved:
 		s.misbehaved(m.Peer, m.Reason)
@@ -564,7 +584,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	}
 	pid := ctx.Spawn(peerProps(peerConfig{
 		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
-		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
+		parent: ctx.Self(), faultHook: s.cfg.FaultHook, serveFault: s.cfg.ServeFault,
 	}))
 	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(),
 		hellos:  rate.NewLimiter(rate.Every(helloEvery), helloBurst),
@@ -572,7 +592,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		records: rate.NewLimiter(rate.Every(recordEvery), recordBurst)}
 	s.byPID[pid.Id] = id
 	if s.sub != nil {
-		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
+		ctx.Send(s.sub, &PeerUp{Peer: id})
 	}
 	// Peer exchange: tell the newcomer whom else we know.
 	var addrs []netip.AddrPort
