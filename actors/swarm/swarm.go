@@ -52,6 +52,12 @@ type Config struct {
 	UploadWait time.Duration
 	// AnnounceInterval is how often held releases are re-announced; default 5m.
 	AnnounceInterval time.Duration
+	// Topic, when not zero, is the app's awareness topic (MeshTopic): the
+	// node announces itself under it and keeps at least MeshSize
+	// connections to nodes found there, idle or not (see mesh.go).
+	Topic release.SwarmID
+	// MeshSize is how many connections the mesh keeps; default 4.
+	MeshSize int
 	// FindInterval is how often peers are looked up again while a Join is
 	// active; default 2s.
 	FindInterval time.Duration
@@ -82,6 +88,9 @@ func (c *Config) populate() {
 	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 5 * time.Minute
+	}
+	if c.MeshSize == 0 {
+		c.MeshSize = defaultMeshSize
 	}
 	if c.FindInterval == 0 {
 		c.FindInterval = 2 * time.Second
@@ -184,6 +193,7 @@ const (
 
 type swarmActor struct {
 	cfg     Config
+	mesh    meshState
 	self    wire.NodeID
 	ctr     *counters
 	limiter *rate.Limiter
@@ -279,6 +289,10 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
 	case *findDone:
 		delete(s.finding, m.id)
+	case *meshFindDone:
+		s.meshFindDone(m)
+	case *meshFound:
+		s.meshFound(ctx, m.addr)
 	case *found:
 		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
@@ -342,6 +356,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *Misbehaved:
 		s.misbehaved(m.Peer, m.Reason)
 	case *Gossip:
+		s.meshNewest(m.Packet)
 		s.sawRecord(m.Packet) // its echoes from peers need no check
 		s.broadcast(ctx, &wire.Record{Relay: m.Packet.EncodeRelay()})
 	case *Stats:
@@ -403,6 +418,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 			s.announce(ctx, r.ID())
 		}
 	}
+	s.meshTick(ctx)
 	s.schedule(ctx, s.cfg.FindInterval)
 }
 
@@ -467,6 +483,7 @@ func (s *swarmActor) onTick(ctx actor.Context) {
 			s.maybeDial(ctx, a)
 		}
 	}
+	s.meshTick(ctx)
 	s.schedule(ctx, s.cfg.FindInterval)
 }
 
@@ -505,10 +522,16 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 }
 
 func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
-	if len(s.joined) == 0 || s.dialing[a] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers || !dialable(a) {
+	if len(s.joined) == 0 || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
 		return
 	}
-	if a == s.cfg.Node.QUICAddr() {
+	s.dial(ctx, a)
+}
+
+// dial connects to a unless it cannot be a node, is this node, is being
+// dialled or connected, or failed recently.
+func (s *swarmActor) dial(ctx actor.Context, a netip.AddrPort) {
+	if s.dialing[a] || !dialable(a) || a == s.cfg.Node.QUICAddr() {
 		return
 	}
 	if t, ok := s.failed[a]; ok && time.Since(t) < redialAfter {
@@ -607,6 +630,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	if len(addrs) > 0 {
 		ctx.Send(pid, &send{msg: &wire.Peers{Addrs: addrs}})
 	}
+	s.meshGreet(ctx, pid)
 }
 
 // takePeerMsg handles a peer's one-way message and then lets its Notify
