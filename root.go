@@ -196,6 +196,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 		Limits:       wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
 		FindInterval: s.hooks.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
 		Private: s.private,
+		Topic:   swarm.MeshTopic(s.pub, s.App),
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
@@ -203,7 +204,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "downloader")
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
-		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
+		StateDir: s.StateDir, PollInterval: s.PollInterval, NoPoll: s.NoPoll, Logger: log, FaultHook: r.hook("resolver"),
 		StaleAfter: s.StaleAfter, Now: s.now, Private: s.private,
 	})), "resolver")
 }

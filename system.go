@@ -71,6 +71,10 @@ type Config struct {
 	// default 5m. A node also learns of a release at once from any peer
 	// that gossips a newer signed record.
 	PollInterval time.Duration
+	// NoPoll turns the polling off: the node learns of releases only from
+	// its peers (the app's awareness mesh and gossip). For tests and
+	// simulations of the mesh; default false.
+	NoPoll bool
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
 	// DownloadRate caps chunk downloads in bytes per second; 0 means

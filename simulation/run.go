@@ -149,7 +149,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	report.StartupS = seconds(time.Since(start))
 
 	r.progress("publishing", 0)
-	pubHost, err := r.net.addHost(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss})
+	pubHost, err := r.net.addHostNAT(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss}, s.PublisherNAT)
 	if err != nil {
 		return Report{}, fmt.Errorf("simulation: publisher host: %w", err)
 	}
@@ -372,7 +372,7 @@ func (r *run) someNodes(n int) []string {
 // the same addresses.
 func (r *run) addHosts(dir string) error {
 	for i := range r.s.Nodes {
-		h, err := r.net.addHost(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss})
+		h, err := r.net.addHostNAT(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss}, r.plan.nat[i])
 		if err != nil {
 			return fmt.Errorf("simulation: node host: %w", err)
 		}
@@ -833,6 +833,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		rep.CorruptServed += h.corrupt.Load()
 	}
 	rep.Failed = rep.Nodes - rep.Completed
+	rep.NAT = r.natReport()
 	rep.SetTimes(verified, aware)
 	rep.NetBytesSent = max(0, r.net.bytesSent())
 	rep.AddrViolations = r.bad.Load()

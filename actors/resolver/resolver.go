@@ -38,6 +38,9 @@ type Config struct {
 	// PollInterval is the mean time between DHT lookups; zero or negative
 	// means the default, 5m.
 	PollInterval time.Duration
+	// NoPoll turns polling off: the record is looked up only when asked
+	// (Poll), and news comes from peers (Offer). For tests of the mesh.
+	NoPoll bool
 	// FirstPoll is the delay before the first lookup; zero or negative
 	// means the default, 1s.
 	FirstPoll time.Duration
@@ -134,9 +137,16 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 			r.cfg.Logger.Warn("resolver: ignoring held record", "err", err)
 		} else if p != nil && p.PublicKey == r.cfg.PublisherKey {
 			r.held = p
+			// Gossip it: peers that connect learn it at once (the mesh),
+			// which is how a publisher pushes a new record.
+			if ctx.Parent() != nil {
+				ctx.Send(ctx.Parent(), &RecordUpdated{Packet: p})
+			}
 			r.consider(ctx, p, "disk")
 		}
-		r.after(ctx, r.cfg.FirstPoll)
+		if !r.cfg.NoPoll {
+			r.after(ctx, r.cfg.FirstPoll)
+		}
 	case *actor.Stopping, *actor.Restarting:
 		r.cancel()
 	case *Poll:
@@ -154,7 +164,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 			r.quiet++
 		}
 		r.checkStale(ctx)
-		if !r.armed {
+		if !r.armed && !r.cfg.NoPoll {
 			r.after(ctx, r.jitter(r.cfg.PollInterval<<min(r.quiet, maxQuietShift)))
 		}
 	case *bootstrapped:
