@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +15,7 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return cannotWrite(path, err)
 	}
 	name := tmp.Name()
 	ok := false
@@ -45,6 +46,20 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 		d.Close()
 	}
 	return nil
+}
+
+// cannotWrite names the file asked for (not the temporary file that
+// failed), why, and the fix.
+func cannotWrite(path string, err error) error {
+	dir := filepath.Dir(path)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("cannot write %s: directory %s does not exist; create it or write elsewhere", path, dir)
+	}
+	return fmt.Errorf("cannot write %s: %w; make directory %s writable, or write elsewhere", path, err, dir)
 }
 
 // readFileLimit reads at most limit bytes of path, and fails if it is longer.
