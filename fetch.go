@@ -21,10 +21,14 @@ import (
 
 // Errors of Lookup and Fetch, for errors.Is.
 var (
-	// ErrUnreachable means no DHT starting node answered in time.
+	// ErrUnreachable means no DHT node answered at all in time.
 	ErrUnreachable = errors.New("no DHT node answered")
-	// ErrNoRecord means the DHT holds no record signed by the key.
+	// ErrNoRecord means DHT nodes answered but none holds a record signed
+	// by the key.
 	ErrNoRecord = errors.New("no record signed by this key was found in the DHT")
+	// ErrDHTTimedOut means the time ran out while DHT nodes were still
+	// answering: the DHT is slow or churning, and trying again may succeed.
+	ErrDHTTimedOut = network.ErrTimedOut
 	// ErrUnknownApp means the record names no release for the app, channel
 	// and platform asked for.
 	ErrUnknownApp = errors.New("the record names no release for this app")
@@ -117,35 +121,31 @@ func countPeers(ctx context.Context, node *network.Node, s release.SwarmID, d ti
 	return n
 }
 
-// joinAndGet bootstraps node and reads pub's record, telling apart a DHT
-// that does not answer from a record that is not there.
+// joinAndGet joins the DHT (in the background: the lookup does not wait for
+// it) and reads pub's record, telling apart a DHT that does not answer, a
+// record that is not there, and time running out while nodes answer.
 func joinAndGet(ctx context.Context, node *network.Node, pub release.PublicKey, boot []string, d time.Duration) (*release.SignedPacket, error) {
 	jctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	berr := node.Bootstrap(jctx)
-	if node.TableSize() == 0 {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	node.Join()
+	pkt, _, err := node.GetRecord(jctx, pub)
+	switch {
+	case err == nil:
+		return pkt, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, network.ErrNoAnswer), errors.Is(err, network.ErrNoNodes):
 		where := "the public Mainline routers"
 		if len(boot) > 0 {
 			where = strings.Join(boot, ", ")
 		}
-		if berr != nil && !errors.Is(berr, network.ErrNoNodes) && jctx.Err() == nil {
-			return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, where, berr)
-		}
-		return nil, fmt.Errorf("%w at %s", ErrUnreachable, where)
-	}
-	pkt, _, err := node.GetRecord(jctx, pub)
-	switch {
+		return nil, fmt.Errorf("%w at %s within %v", ErrUnreachable, where, d)
 	case errors.Is(err, network.ErrNotFound):
 		return nil, fmt.Errorf("%w (key %s)", ErrNoRecord, pub)
-	case err != nil && ctx.Err() == nil && jctx.Err() != nil:
-		return nil, fmt.Errorf("%w (key %s, looked for %v)", ErrNoRecord, pub, d)
-	case err != nil:
-		return nil, err
+	case errors.Is(err, network.ErrTimedOut):
+		return nil, fmt.Errorf("%w (key %s, looked for %v)", ErrDHTTimedOut, pub, d)
 	}
-	return pkt, nil
+	return nil, err
 }
 
 // FetchConfig configures Fetch. PublisherKey, App and Out are required.
@@ -374,7 +374,7 @@ func findEntry(ctx context.Context, node *network.Node, s *settings, fc FetchCon
 			}
 			err = unknownApp(pkt, s.target)
 		}
-		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoRecord) || errors.Is(err, ErrUnknownApp)
+		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoRecord) || errors.Is(err, ErrUnknownApp) || errors.Is(err, ErrDHTTimedOut)
 		if !retry || time.Now().After(until) {
 			return nil, release.Entry{}, err
 		}

@@ -44,6 +44,11 @@ type PublishConfig struct {
 	Expires time.Duration
 	// Force publishes even when the record names the same or a newer version.
 	Force bool
+	// SharedSecret, in z-base-32, publishes into the private swarm of that
+	// secret (see Config.SharedSecret): the record's entry is encrypted and
+	// the release is seeded only to peers that prove they know the secret.
+	// The record's public entries, and private ones of other targets, stay.
+	SharedSecret string
 
 	// StateDir keeps the seeded copy and the node key; default a new
 	// temporary directory removed by Stop.
@@ -85,6 +90,10 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
+	priv, err := privateSwarm(pc.SharedSecret, pub)
+	if err != nil {
+		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
+	}
 	sm, err := publishManifest(pc, pub, now())
 	if err != nil {
 		return nil, err
@@ -130,7 +139,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if sm, err = guardVersion(pc, prev, sm, stateDir, logger); err != nil {
+	if sm, err = guardVersion(pc, prev, priv, sm, stateDir, logger); err != nil {
 		return fail(err)
 	}
 	man := sm.Manifest
@@ -144,7 +153,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 			// Never used (seedOnly), but never the running process either.
 			Exec: func(string, []string, []string) error { return nil },
 		},
-		hooks: h, now: now, pub: pub, version: man.Version, seedOnly: true,
+		hooks: h, now: now, pub: pub, version: man.Version, seedOnly: true, private: priv,
 		target: release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform},
 	}
 	// The seeded copy goes into the store before the record names it,
@@ -156,7 +165,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	}
 	st.Close()
 	// The record: merge into the current one, so other apps' entries stay.
-	pkt, err := putRecord(ctx, pc, netNode, prev, sm, now())
+	pkt, err := putRecord(ctx, pc, netNode, prev, sm, now(), priv)
 	if err != nil {
 		return fail(err)
 	}
@@ -234,9 +243,8 @@ func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*r
 func currentRecord(ctx context.Context, pc PublishConfig, node *network.Node) (*release.SignedPacket, error) {
 	bctx, cancel := context.WithTimeout(ctx, pc.LookupTimeout)
 	defer cancel()
-	if err := node.Bootstrap(bctx); err != nil {
-		return nil, fmt.Errorf("publish: bootstrap: %w", err)
-	}
+	// Join in the background: the record operations do not wait for it.
+	node.Join()
 	prev, _, err := node.GetRecord(bctx, release.PublicKeyOf(pc.Key))
 	if err != nil && !errors.Is(err, network.ErrNotFound) {
 		return nil, fmt.Errorf("publish: read current record: %w", err)
@@ -249,12 +257,16 @@ func currentRecord(ctx context.Context, pc PublishConfig, node *network.Node) (*
 // is not refused: its manifest, given again or kept in the state directory
 // since it was published, is seeded again (a publisher restart needs no
 // Force, which would also lift the guard).
-func guardVersion(pc PublishConfig, prev *release.SignedPacket, sm *release.SignedManifest, stateDir string, log *slog.Logger) (*release.SignedManifest, error) {
+func guardVersion(pc PublishConfig, prev *release.SignedPacket, priv *release.Private, sm *release.SignedManifest, stateDir string, log *slog.Logger) (*release.SignedManifest, error) {
 	if prev == nil || pc.Force {
 		return sm, nil
 	}
 	man := sm.Manifest
-	e, err := prev.Lookup(man.Target())
+	lookup := prev.Lookup
+	if priv != nil {
+		lookup = func(t release.Target) (release.Entry, error) { return prev.LookupSealed(t, priv) }
+	}
+	e, err := lookup(man.Target())
 	if err != nil || man.Version.GreaterThan(e.Version) {
 		return sm, nil
 	}
@@ -300,14 +312,22 @@ func storedManifest(stateDir string, pub release.PublicKey, id release.ManifestI
 
 // putRecord merges the release's entry into the current record under a
 // higher sequence number and puts it in the DHT.
-func putRecord(ctx context.Context, pc PublishConfig, node *network.Node, prev *release.SignedPacket, sm *release.SignedManifest, now time.Time) (*release.SignedPacket, error) {
+func putRecord(ctx context.Context, pc PublishConfig, node *network.Node, prev *release.SignedPacket, sm *release.SignedManifest, now time.Time, priv *release.Private) (*release.SignedPacket, error) {
 	man := sm.Manifest
 	seq := release.SeqNow(now)
 	if prev != nil && seq <= prev.Seq {
 		seq = prev.Seq + 1
 	}
-	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size}
-	pkt, err := release.MergeEntry(pc.Key, prev, entry, seq)
+	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
+		// The record vouches for the release as long as its manifest does.
+		Expires: man.Expires}
+	var pkt *release.SignedPacket
+	var err error
+	if priv != nil {
+		pkt, err = release.MergeSealedEntry(pc.Key, prev, entry, seq, priv, nil)
+	} else {
+		pkt, err = release.MergeEntry(pc.Key, prev, entry, seq)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

@@ -51,6 +51,9 @@ func BenchmarkOnePeer(b *testing.B) {
 	size := onePeerSize(b)
 	dir := b.TempDir()
 	rpe := buildRPE(b, dir)
+	if w := os.Getenv("RPE_BENCH_FETCH_WRAP"); w != "" {
+		rpe = w
+	}
 	artifact := filepath.Join(dir, "artifact")
 	writeRandom(b, artifact, size)
 

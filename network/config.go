@@ -28,8 +28,22 @@ var (
 	// ErrNoNodes means there is no node to start a DHT traversal from: the
 	// routing table is empty and there are no starting nodes.
 	ErrNoNodes = errors.New("network: no DHT nodes known")
-	// ErrNotFound means a traversal ended without finding a valid record.
-	ErrNotFound = errors.New("network: record not found")
+
+	// The three ways a DHT operation can fail to find or store a record,
+	// told apart because their fixes differ.
+
+	// ErrNoAnswer means no DHT node answered at all, not even the starting
+	// nodes: the node is offline or its bootstrap nodes are wrong or down.
+	ErrNoAnswer = errors.New("no DHT node answered")
+	// ErrNotFound means DHT nodes answered, the lookup ran to its end, and
+	// none of them holds a valid record for the key: wrong key, or nothing
+	// published (or the record expired).
+	ErrNotFound = errors.New("DHT nodes answered but none holds a record for this key")
+	// ErrTimedOut means the operation's time ran out while DHT nodes were
+	// still answering: the network is slow or churning, and more time (or
+	// a retry) may succeed. It also matches context.DeadlineExceeded.
+	ErrTimedOut = errors.New("the time ran out while DHT nodes were still answering")
+
 	// ErrSuperseded means the DHT already holds a record with a higher seq
 	// than the one being put.
 	ErrSuperseded = errors.New("network: a newer record is in the DHT")
@@ -51,6 +65,12 @@ type Config struct {
 	// nil. Default ":0". Tests pass "127.0.0.1:0".
 	ListenDHT, ListenQUIC string
 
+	// PortFile, when set, names a file that keeps the ports the node
+	// listened on: a restarted node listens on them again when ListenDHT or
+	// ListenQUIC asks for any port (":0", "127.0.0.1:0") and they are free,
+	// so its announced address stays true. Default none.
+	PortFile string
+
 	// Bootstrap lists host:port starting nodes. Nil means PublicRouters
 	// unless NoBootstrap is set. Host names are resolved when a traversal
 	// needs them (only while the routing table is empty).
@@ -67,8 +87,10 @@ type Config struct {
 	NodeID *[20]byte
 
 	// QueryResendDelay is how long a query waits for its answer before it is
-	// sent again, and after the last send before it fails. Default 2s (the
-	// library's); lower it on fast or lossy simulated networks.
+	// sent again, and after the last send before it fails, so a query to a
+	// departed node costs QuerySends × QueryResendDelay. Default 1s (the
+	// library's 2s made every dead node on a churning DHT cost 4s); lower it
+	// on fast or lossy simulated networks.
 	QueryResendDelay time.Duration
 	// QuerySends is how many times this package's queries (get, put,
 	// get_peers, announce_peer, pings and walks in Bootstrap) are sent before
@@ -110,7 +132,7 @@ type Config struct {
 // Defaults, as documented on Config.
 const (
 	defaultListen           = ":0"
-	defaultQueryResendDelay = 2 * time.Second
+	defaultQueryResendDelay = time.Second
 	defaultQuerySends       = 2
 	defaultSendRate         = 250
 	defaultSendBurst        = 50

@@ -21,8 +21,9 @@ import (
 // among them packets that make the decoder panic (see decodesSafely).
 type guardedConn struct {
 	net.PacketConn
-	own bool // we opened the inner conn and close it
-	log *slog.Logger
+	own  bool // we opened the inner conn and close it
+	log  *slog.Logger
+	live *liveness // told of every packet heard; filters the node lists sent
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -31,8 +32,18 @@ type guardedConn struct {
 	dropped, readErrors atomic.Int64
 }
 
-func newGuardedConn(inner net.PacketConn, own bool, log *slog.Logger) *guardedConn {
-	return &guardedConn{PacketConn: inner, own: own, log: log, closed: make(chan struct{})}
+func newGuardedConn(inner net.PacketConn, own bool, log *slog.Logger, live *liveness) *guardedConn {
+	return &guardedConn{PacketConn: inner, own: own, log: log, live: live, closed: make(chan struct{})}
+}
+
+// WriteTo sends a packet; the node lists of a response lose the nodes this
+// node knows to be gone (see liveness).
+func (c *guardedConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	nb := c.live.filterReply(b)
+	if _, err := c.PacketConn.WriteTo(nb, addr); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 func (c *guardedConn) isClosed() bool {
@@ -59,6 +70,9 @@ func (c *guardedConn) ReadFrom(b []byte) (int, net.Addr, error) {
 				c.dropped.Add(1)
 				c.log.Debug("dropped malformed DHT packet", "from", addr, "len", n)
 				continue
+			}
+			if c.live.count.Load() != 0 {
+				c.live.heard(addrPortOfNet(addr))
 			}
 			return n, addr, nil
 		}

@@ -38,6 +38,30 @@
 //   - Node IDs are random and not tied to the address (BEP42), so NoSecurity
 //     is set; loopback and private ranges are exempt anyway.
 //
+// On a churning DHT (the real one is full of departed nodes) operations hold
+// because:
+//
+//   - A put or get never waits behind a bootstrap: Join bootstraps in the
+//     background, and a traversal whose routing table holds fewer than 8
+//     live nodes starts from the bootstrap nodes as well.
+//   - Queries go out in parallel (8 at a time for records, 6 for peers) and
+//     a query to a departed node costs at most QuerySends × QueryResendDelay
+//     (2 × 1s by default).
+//   - The library keeps a node in its table, "good" and handed out, for 15
+//     minutes after its last answer, and cannot drop it. So a node whose
+//     query went unanswered is masked here (liveness): never queried again by
+//     this node and cut from the node lists it answers with, until it is
+//     heard from again or 10 minutes pass.
+//   - A traversal ends once its 8 closest nodes have answered and nothing
+//     new came for one resend delay, instead of waiting out the timeouts of
+//     the nodes still outstanding; a put or announce also stops looking one
+//     query timeout before the deadline, to keep time for the puts.
+//   - An operation in which no node answered, or no node stored the item, is
+//     tried again after 250ms, then 500ms (3 attempts), within the deadline.
+//   - Errors say what happened: ErrNoAnswer (no DHT node answered at all),
+//     ErrNotFound (nodes answered, none holds a record for the key),
+//     ErrTimedOut (the time ran out while nodes were still answering).
+//
 // Nothing here contacts the public routers unless Config.Bootstrap is nil and
 // Config.NoBootstrap is false, the production default.
 package network

@@ -26,6 +26,7 @@ type Node struct {
 	dhtConn *guardedConn
 	limiter *rate.Limiter
 	peers   *peerStore
+	live    *liveness
 	items   *itemStore
 	local   *bep44.Wrapper // the server's item store, for local reads and writes
 	want    []krpc.Want    // BEP32 node lists asked for: n4, plus n6 on an IPv6 socket
@@ -73,23 +74,27 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		limiter:        rate.NewLimiter(rate.Limit(cfg.SendRate), cfg.SendBurst),
 		peers:          newPeerStore(cfg.MaxSwarms, cfg.MaxPeersPerSwarm, cfg.PeerTTL),
 		items:          newItemStore(cfg.MaxItems),
+		live:           newLiveness(deadTTL, maxDead),
 		boot:           make(chan struct{}, 1),
 		maintainerDone: make(chan struct{}),
 		done:           make(chan struct{}),
 	}
 	n.local = bep44.NewWrapper(n.items, cfg.ItemTTL)
 
-	var lc net.ListenConfig
+	var savedDHT, savedQUIC int
+	if cfg.PortFile != "" {
+		savedDHT, savedQUIC = readPorts(cfg.PortFile)
+	}
 	dc, ownDHT := cfg.DHTConn, false
 	if dc == nil {
-		if dc, err = lc.ListenPacket(ctx, "udp", cfg.ListenDHT); err != nil {
+		if dc, err = listenReusing(ctx, cfg.ListenDHT, savedDHT); err != nil {
 			return nil, fmt.Errorf("listen DHT on %s: %w", cfg.ListenDHT, err)
 		}
 		ownDHT = true
 	}
 	qc, ownQUIC := cfg.QUICConn, false
 	if qc == nil {
-		if qc, err = lc.ListenPacket(ctx, "udp", cfg.ListenQUIC); err != nil {
+		if qc, err = listenReusing(ctx, cfg.ListenQUIC, savedQUIC); err != nil {
 			if ownDHT {
 				dc.Close()
 			}
@@ -97,7 +102,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		ownQUIC = true
 	}
-	n.dhtConn = newGuardedConn(dc, ownDHT, n.log)
+	n.dhtConn = newGuardedConn(dc, ownDHT, n.log, n.live)
 	n.want = []krpc.Want{krpc.WantNodes}
 	if !addrPortOfNet(dc.LocalAddr()).Addr().Is4() {
 		n.want = append(n.want, krpc.WantNodes6)
@@ -130,6 +135,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start DHT server: %w", err)
 	}
 	n.transport = &quic.Transport{Conn: qc}
+	if cfg.PortFile != "" {
+		d, q := int(addrPortOfNet(dc.LocalAddr()).Port()), int(addrPortOfNet(qc.LocalAddr()).Port())
+		if d != savedDHT || q != savedQUIC {
+			if err := writePorts(cfg.PortFile, d, q); err != nil {
+				n.log.Warn("save ports", "file", cfg.PortFile, "err", err)
+			}
+		}
+	}
 	n.log = n.log.With("dht", n.DHTAddr().String())
 	return n, nil
 }
@@ -218,6 +231,9 @@ type Stats struct {
 	TableNodes int // nodes in the routing table
 	GoodNodes  int // of which answered recently (BEP5 "good")
 	Items      int // BEP44 items stored for others
+	// DeadNodes counts the nodes masked as gone: they left an query
+	// unanswered and have not been heard from since.
+	DeadNodes int
 	// OutboundQueries counts the queries this node has sent.
 	OutboundQueries int64
 	// DroppedPackets counts received packets dropped because they do not
@@ -233,6 +249,7 @@ func (n *Node) Stats() Stats {
 		TableNodes:      ss.Nodes,
 		GoodNodes:       ss.GoodNodes,
 		Items:           n.items.len(),
+		DeadNodes:       n.live.len(),
 		OutboundQueries: ss.OutboundQueriesAttempted,
 		DroppedPackets:  n.dhtConn.dropped.Load(),
 		ReadErrors:      n.dhtConn.readErrors.Load(),

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
-	k_nearest_nodes "github.com/anacrolix/dht/v2/k-nearest-nodes"
 	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/dht/v2/traversal"
 
@@ -15,18 +13,21 @@ import (
 )
 
 // getPeers is a get_peers traversal towards the swarm ID; each address found
-// is passed to onPeer (from several goroutines).
-func (n *Node) getPeers(s release.SwarmID, onPeer func(context.Context, netip.AddrPort)) (*traversal.Operation, error) {
+// is passed to onPeer (from several goroutines). Answers are counted in p.
+func (n *Node) getPeers(s release.SwarmID, p *progress, onPeer func(context.Context, netip.AddrPort)) (*traversal.Operation, error) {
 	ih := krpc.ID(s)
 	return n.traverse(ih, alphaPeer, true, func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
 		res := n.query(qctx, addr, "get_peers", krpc.MsgArgs{
 			InfoHash: ih,
 			Want:     n.want,
 		})
-		if r := res.Reply.R; r != nil && onPeer != nil {
-			for _, v := range r.Values {
-				if ap, ok := addrPortOf(v); ok {
-					onPeer(qctx, ap)
+		if r := res.Reply.R; r != nil {
+			p.responded(r.Token != nil && *r.Token != "")
+			if onPeer != nil {
+				for _, v := range r.Values {
+					if ap, ok := addrPortOf(v); ok {
+						onPeer(qctx, ap)
+					}
 				}
 			}
 		}
@@ -37,49 +38,43 @@ func (n *Node) getPeers(s release.SwarmID, onPeer func(context.Context, netip.Ad
 // Announce publishes this node as a peer of the swarm (BEP5): a get_peers
 // traversal towards the swarm ID, then announce_peer with the QUIC port
 // (implied_port 0: the DHT port is not the one peers dial) to the closest
-// nodes that gave a token. It returns an error matching ErrNotStored if no
-// node accepted the announce.
+// nodes that gave a token. Like PutRecord it does not wait for departed
+// nodes and retries within ctx's deadline. Its errors match ErrNoAnswer,
+// ErrNotStored (nodes answered, none accepted the announce), ErrTimedOut,
+// ErrNoNodes or ErrClosed.
 func (n *Node) Announce(ctx context.Context, s release.SwarmID) error {
 	if n.closed() {
 		return ErrClosed
 	}
 	octx, cancel := n.opContext(ctx)
 	defer cancel()
-	op, err := n.getPeers(s, nil)
-	if err != nil {
-		return fmt.Errorf("announce swarm %s: %w", s, err)
-	}
-	err = waitStalled(octx, op)
-	finish(op)
-	if err != nil {
-		return fmt.Errorf("announce swarm %s: %w", s, err)
-	}
 	port := int(n.QUICAddr().Port())
-	var ok atomic.Int64
-	var mu sync.Mutex
-	var lastErr error
-	var wg sync.WaitGroup
-	op.Closest().Range(func(e k_nearest_nodes.Elem) {
-		token, _ := e.Data.(string)
-		addr := e.Addr.ToNodeAddr()
-		wg.Go(func() {
-			res := n.query(octx, addr, "announce_peer", krpc.MsgArgs{
-				InfoHash: krpc.ID(s), Port: &port, Token: token,
-			})
-			if err := res.ToError(); err != nil {
-				mu.Lock()
-				lastErr = err
-				mu.Unlock()
-				return
-			}
-			ok.Add(1)
+	err := n.retry(octx, func(ctx context.Context) (bool, error) {
+		p := newProgress()
+		op, err := n.getPeers(s, p, nil)
+		if err != nil {
+			return false, err
+		}
+		err = n.waitSettled(ctx, op, p, n.queryTimeout())
+		finish(op)
+		if err != nil {
+			return false, n.opError(ctx, p.responses.Load(), err)
+		}
+		ok, lastErr := n.toClosest(ctx, op, "announce_peer", func(token string) krpc.MsgArgs {
+			return krpc.MsgArgs{InfoHash: krpc.ID(s), Port: &port, Token: token}
 		})
+		if ok == 0 {
+			if p.responses.Load() == 0 {
+				return ctx.Err() == nil, n.opError(ctx, 0, nil)
+			}
+			return ctx.Err() == nil, fmt.Errorf("%w (last error: %v)", ErrNotStored, lastErr)
+		}
+		n.log.Debug("announced", "swarm", s.String(), "port", port, "accepted", ok)
+		return false, nil
 	})
-	wg.Wait()
-	if ok.Load() == 0 {
-		return fmt.Errorf("announce swarm %s: %w (last error: %v)", s, ErrNotStored, lastErr)
+	if err != nil {
+		return fmt.Errorf("announce swarm %s: %w", s, err)
 	}
-	n.log.Debug("announced", "swarm", s.String(), "port", port, "accepted", ok.Load())
 	return nil
 }
 
@@ -96,7 +91,8 @@ func (n *Node) FindPeers(ctx context.Context, s release.SwarmID) (<-chan netip.A
 	out := make(chan netip.AddrPort, 16)
 	var mu sync.Mutex
 	seen := make(map[netip.AddrPort]bool)
-	op, err := n.getPeers(s, func(qctx context.Context, ap netip.AddrPort) {
+	p := newProgress()
+	op, err := n.getPeers(s, p, func(qctx context.Context, ap netip.AddrPort) {
 		mu.Lock()
 		dup := seen[ap]
 		seen[ap] = true
@@ -124,7 +120,7 @@ func (n *Node) FindPeers(ctx context.Context, s release.SwarmID) (<-chan netip.A
 		defer n.wg.Done()
 		defer close(out)
 		defer cancel()
-		_ = waitStalled(octx, op)
+		_ = n.waitSettled(octx, op, p, 0)
 		finish(op)
 	}()
 	return out, nil

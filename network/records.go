@@ -31,6 +31,9 @@ type GetStats struct {
 	FirstValid time.Duration
 	// Elapsed is the time GetRecord took.
 	Elapsed time.Duration
+	// Attempts is how many traversals ran (more than one when nobody
+	// answered and there was time to try again).
+	Attempts int
 }
 
 // recordTarget is the BEP44 target of a mutable item with nil salt.
@@ -63,10 +66,15 @@ func parseRecord(pub release.PublicKey, r *krpc.Return) (*release.SignedPacket, 
 // salt) and returns the valid one with the highest seq. Answers whose record
 // fails verification are ignored and counted in GetStats.Invalid. It returns
 // GetGrace after the first valid answer, when the traversal has nobody left
-// to ask, or when ctx ends (then with the best record found, if any). A copy
-// this node stores for others counts as a candidate too. It returns an error
-// matching ErrNotFound when no valid record was found, ErrNoNodes when there
-// was nobody to ask (and no local copy), or ctx's error.
+// to ask or its closest nodes have all answered, or when ctx ends (then with
+// the best record found, if any). A copy this node stores for others counts
+// as a candidate too. When no DHT node answers at all it tries again, with
+// backoff, within ctx's deadline.
+//
+// Without a record its error matches ErrNoAnswer (nobody answered),
+// ErrNotFound (nodes answered, none holds a record), ErrTimedOut (ctx's
+// deadline came while nodes were answering), ErrNoNodes (nobody to ask),
+// ErrClosed, or ctx's error when ctx was cancelled.
 func (n *Node) GetRecord(ctx context.Context, pub release.PublicKey) (*release.SignedPacket, GetStats, error) {
 	start := time.Now()
 	var st GetStats
@@ -75,26 +83,60 @@ func (n *Node) GetRecord(ctx context.Context, pub release.PublicKey) (*release.S
 	}
 	octx, cancel := n.opContext(ctx)
 	defer cancel()
-	target := recordTarget(pub)
 
+	best := n.localRecord(pub)
+	var got *release.SignedPacket
+	err := n.retry(octx, func(ctx context.Context) (bool, error) {
+		sp, again, err := n.getOnce(ctx, pub, start, &st)
+		if sp != nil && (got == nil || sp.Seq > got.Seq) {
+			got = sp
+		}
+		return again && best == nil, err
+	})
+	if got != nil && (best == nil || got.Seq > best.Seq) {
+		best = got
+	}
+	st.Elapsed = time.Since(start)
+	if best != nil {
+		st.Seq = best.Seq
+		return best, st, nil
+	}
+	return nil, st, fmt.Errorf("get record %s: %w", pub, err)
+}
+
+// localRecord returns the valid copy of pub's record this node stores for
+// others, or nil.
+func (n *Node) localRecord(pub release.PublicKey) *release.SignedPacket {
+	it, err := n.local.Get(bep44.Target(recordTarget(pub)))
+	if err != nil {
+		return nil
+	}
+	seq := it.Seq
+	r := &krpc.Return{Bep44Return: krpc.Bep44Return{K: it.K, Sig: it.Sig, Seq: &seq}}
+	v, err := bencode.Marshal(it.V)
+	if err != nil {
+		return nil
+	}
+	r.V = v
+	sp, err := parseRecord(pub, r)
+	if err != nil {
+		return nil
+	}
+	return sp
+}
+
+// getOnce is one GetRecord traversal. It adds to st; again reports that
+// nobody answered, so another attempt may do better.
+func (n *Node) getOnce(ctx context.Context, pub release.PublicKey, start time.Time, st *GetStats) (_ *release.SignedPacket, again bool, _ error) {
+	target := recordTarget(pub)
 	var best *release.SignedPacket
 	consider := func(sp *release.SignedPacket) {
 		if best == nil || sp.Seq > best.Seq {
 			best = sp
 		}
 	}
-	if it, err := n.local.Get(bep44.Target(target)); err == nil {
-		seq := it.Seq
-		r := &krpc.Return{Bep44Return: krpc.Bep44Return{K: it.K, Sig: it.Sig, Seq: &seq}}
-		if v, err := bencode.Marshal(it.V); err == nil {
-			r.V = v
-			if sp, err := parseRecord(pub, r); err == nil && sp != nil {
-				consider(sp)
-			}
-		}
-	}
-
-	var responses, valid, invalid atomic.Int64
+	var valid, invalid atomic.Int64
+	p := newProgress()
 	found := make(chan *release.SignedPacket)
 	op, err := n.traverse(target, alphaGet, true, func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
 		res := n.query(qctx, addr, "get", krpc.MsgArgs{
@@ -102,7 +144,7 @@ func (n *Node) GetRecord(ctx context.Context, pub release.PublicKey) (*release.S
 			Want:   n.want,
 		})
 		if r := res.Reply.R; r != nil {
-			responses.Add(1)
+			p.responded(r.Token != nil && *r.Token != "")
 			sp, err := parseRecord(pub, r)
 			switch {
 			case err != nil:
@@ -119,18 +161,13 @@ func (n *Node) GetRecord(ctx context.Context, pub release.PublicKey) (*release.S
 		return tokenResult(res, addr)
 	})
 	if err != nil {
-		st.Elapsed = time.Since(start)
-		if best != nil {
-			st.Seq = best.Seq
-			return best, st, nil
-		}
-		return nil, st, fmt.Errorf("get record %s: %w", pub, err)
+		return nil, false, err
 	}
+	settled := make(chan error, 1)
+	sctx, stopSettle := context.WithCancel(ctx)
+	defer stopSettle()
+	go func() { settled <- n.waitSettled(sctx, op, p, 0) }()
 	var grace <-chan time.Time
-	if best != nil {
-		grace = time.After(n.cfg.GetGrace)
-	}
-	var ctxErr error
 wait:
 	for {
 		select {
@@ -146,29 +183,34 @@ wait:
 			}
 		case <-grace:
 			break wait
-		case <-op.Stalled():
-			break wait
-		case <-octx.Done():
-			ctxErr = octx.Err()
+		case <-settled:
 			break wait
 		}
 	}
+	stopSettle()
 	finish(op)
-	stats := op.Stats()
-	st.Queried = int(atomic.LoadUint32(&stats.NumAddrsTried))
-	st.Responses, st.Valid, st.Invalid = int(responses.Load()), int(valid.Load()), int(invalid.Load())
-	st.Elapsed = time.Since(start)
-	if best != nil {
-		st.Seq = best.Seq
-		return best, st, nil
-	}
-	if ctxErr != nil {
-		if n.closed() {
-			return nil, st, ErrClosed
+	// Answers that came while stopping.
+	for {
+		select {
+		case sp := <-found:
+			consider(sp)
+			continue
+		default:
 		}
-		return nil, st, fmt.Errorf("get record %s: %w", pub, ctxErr)
+		break
 	}
-	return nil, st, fmt.Errorf("get record %s: %w", pub, ErrNotFound)
+	stats := op.Stats()
+	st.Queried += int(atomic.LoadUint32(&stats.NumAddrsTried))
+	responses := p.responses.Load()
+	st.Responses += int(responses)
+	st.Valid += int(valid.Load())
+	st.Invalid += int(invalid.Load())
+	st.Attempts++
+	if best != nil {
+		return best, false, nil
+	}
+	err = n.opError(ctx, responses, ErrNotFound)
+	return nil, responses == 0 && ctx.Err() == nil, err
 }
 
 // PutRecord stores a signed packet in the DHT as a BEP44 mutable item with
@@ -180,6 +222,13 @@ wait:
 // themselves refuse a lower seq. It sends no BEP44 cas field: anacrolix/dht
 // compares cas with the stored item's cas rather than its seq, so a cas
 // would make every later put to that node fail.
+//
+// The lookup ends once the closest nodes have answered (departed nodes are
+// not waited for), and early enough before ctx's deadline to leave time for
+// the puts. When no node answers or none stores the item it tries again,
+// with backoff, within ctx's deadline. Its errors match ErrNoAnswer,
+// ErrNotStored (nodes answered, none accepted the put), ErrTimedOut,
+// ErrSuperseded, ErrNoNodes or ErrClosed.
 func (n *Node) PutRecord(ctx context.Context, p *release.SignedPacket) error {
 	if err := p.Verify(); err != nil {
 		return fmt.Errorf("put record: %w", err)
@@ -199,14 +248,29 @@ func (n *Node) PutRecord(ctx context.Context, p *release.SignedPacket) error {
 	if err := n.local.Put(&bep44.Item{V: p.Packet, K: [32]byte(pub), Sig: p.Sig, Seq: p.Seq}); err != nil {
 		n.log.Debug("store own copy", "err", err)
 	}
+	err := n.retry(octx, func(ctx context.Context) (bool, error) { return n.putOnce(ctx, p) })
+	if err != nil {
+		return fmt.Errorf("put record %s seq %d: %w", pub, p.Seq, err)
+	}
+	return nil
+}
 
+// putOnce is one lookup-then-put of PutRecord; again reports that another
+// attempt may succeed.
+func (n *Node) putOnce(ctx context.Context, p *release.SignedPacket) (again bool, _ error) {
+	pub := p.PublicKey
+	target := recordTarget(pub)
 	var mu sync.Mutex
 	var newest int64
+	pr := newProgress()
 	op, err := n.traverse(target, alphaGet, true, func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
 		res := n.query(qctx, addr, "get", krpc.MsgArgs{
 			Target: target,
 			Want:   n.want,
 		})
+		if r := res.Reply.R; r != nil {
+			pr.responded(r.Token != nil && *r.Token != "")
+		}
 		if sp, err := parseRecord(pub, res.Reply.R); err == nil && sp != nil {
 			mu.Lock()
 			newest = max(newest, sp.Seq)
@@ -215,49 +279,59 @@ func (n *Node) PutRecord(ctx context.Context, p *release.SignedPacket) error {
 		return tokenResult(res, addr)
 	})
 	if err != nil {
-		return fmt.Errorf("put record %s: %w", pub, err)
+		return false, err
 	}
-	err = waitStalled(octx, op)
+	err = n.waitSettled(ctx, op, pr, n.queryTimeout())
 	finish(op)
 	if err != nil {
-		return fmt.Errorf("put record %s: %w", pub, err)
+		return false, n.opError(ctx, pr.responses.Load(), err)
 	}
 	mu.Lock()
 	nw := newest
 	mu.Unlock()
 	if nw > p.Seq {
-		return fmt.Errorf("put record %s seq %d: %w: seq %d found", pub, p.Seq, ErrSuperseded, nw)
+		return false, fmt.Errorf("%w: seq %d found", ErrSuperseded, nw)
 	}
+	stored, lastErr := n.toClosest(ctx, op, "put", func(token string) krpc.MsgArgs {
+		seq := p.Seq
+		return krpc.MsgArgs{K: [32]byte(pub), V: p.Packet, Seq: &seq, Sig: p.Sig, Token: token}
+	})
+	if stored == 0 {
+		if pr.responses.Load() == 0 {
+			return ctx.Err() == nil, n.opError(ctx, 0, nil)
+		}
+		if lastErr == nil {
+			lastErr = errors.New("no node gave a write token")
+		}
+		return ctx.Err() == nil, fmt.Errorf("%w: %v", ErrNotStored, lastErr)
+	}
+	n.log.Debug("put record", "key", pub.String(), "seq", p.Seq, "stored", stored)
+	return false, nil
+}
 
-	k := [32]byte(pub)
-	seq := p.Seq
+// toClosest sends query q, with the arguments args builds from each node's
+// token, to the closest nodes of a finished traversal that gave a token, and
+// returns how many accepted it and the last refusal.
+func (n *Node) toClosest(ctx context.Context, op *traversal.Operation, q string, args func(token string) krpc.MsgArgs) (int64, error) {
 	var ok atomic.Int64
+	var mu sync.Mutex
 	var lastErr error
 	var wg sync.WaitGroup
 	op.Closest().Range(func(e k_nearest_nodes.Elem) {
 		token, _ := e.Data.(string)
 		addr := e.Addr.ToNodeAddr()
 		wg.Go(func() {
-			res := n.query(octx, addr, "put", krpc.MsgArgs{
-				K: k, V: p.Packet, Seq: &seq, Sig: p.Sig, Token: token,
-			})
+			res := n.query(ctx, addr, q, args(token))
 			if err := res.ToError(); err != nil {
 				mu.Lock()
 				lastErr = err
 				mu.Unlock()
-				n.log.Debug("put refused", "to", addr, "err", err)
+				n.log.Debug(q+" refused", "to", addr, "err", err)
 				return
 			}
 			ok.Add(1)
 		})
 	})
 	wg.Wait()
-	if ok.Load() == 0 {
-		if lastErr == nil {
-			lastErr = errors.New("no node gave a write token")
-		}
-		return fmt.Errorf("put record %s seq %d: %w: %v", pub, p.Seq, ErrNotStored, lastErr)
-	}
-	n.log.Debug("put record", "key", pub.String(), "seq", p.Seq, "stored", ok.Load())
-	return nil
+	return ok.Load(), lastErr
 }

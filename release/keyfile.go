@@ -65,37 +65,46 @@ func WriteSecretKeyFile(path string, sk ed25519.PrivateKey) error {
 	if len(sk) != ed25519.PrivateKeySize {
 		return fmt.Errorf("write key %s: secret key has %d bytes, want %d", path, len(sk), ed25519.PrivateKeySize)
 	}
+	return writePrivateFile(path, "key", EncodeSecretKey(sk))
+}
+
+// writePrivateFile writes data to a new file at path with mode 0600: to a
+// temporary file in the same directory, synced, then linked to path, so a
+// crash leaves either no file or the whole of it, and an existing file is
+// never replaced (an error wrapping fs.ErrExist). what names the file in
+// errors.
+func writePrivateFile(path, what string, data []byte) error {
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("write key %s: %w (refusing to overwrite a key)", path, fs.ErrExist)
+		return fmt.Errorf("write %s %s: %w (refusing to overwrite a %s)", what, path, fs.ErrExist, what)
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	tmpName := tmp.Name()
 	defer os.Remove(tmpName)
 	if err := tmp.Chmod(0o600); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
-	if _, err := tmp.Write(EncodeSecretKey(sk)); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
-	// os.Link fails if path exists, so a key that appeared meanwhile is kept.
+	// os.Link fails if path exists, so a file that appeared meanwhile is kept.
 	if err := os.Link(tmpName, path); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("write key %s: %w (refusing to overwrite a key)", path, fs.ErrExist)
+			return fmt.Errorf("write %s %s: %w (refusing to overwrite a %s)", what, path, fs.ErrExist, what)
 		}
-		return fmt.Errorf("write key %s: %w", path, err)
+		return fmt.Errorf("write %s %s: %w", what, path, err)
 	}
 	syncDir(dir)
 	return nil
@@ -137,7 +146,7 @@ func checkPrivateMode(path, kind string, mode fs.FileMode) error {
 		return nil
 	}
 	if perm := mode.Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%s %s: %w: mode %04o lets group or others access it; run: chmod 600 %s",
+		return fmt.Errorf("%s %s: %w (mode %04o); run: chmod 600 %s",
 			kind, path, ErrKeyPermissions, perm, shellQuote(path))
 	}
 	return nil

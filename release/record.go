@@ -194,6 +194,9 @@ func (p *SignedPacket) Lookup(t Target) (Entry, error) {
 			return e, nil
 		}
 	}
+	if n := p.sealedCount(); n > 0 {
+		return Entry{}, fmt.Errorf("signed packet of %s: %w %s; it has %d private entries: %w", p.PublicKey, ErrNoEntry, t, n, ErrNeedSecret)
+	}
 	return Entry{}, fmt.Errorf("signed packet of %s: %w %s", p.PublicKey, ErrNoEntry, t)
 }
 

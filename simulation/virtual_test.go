@@ -7,6 +7,9 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/rpe-project/engine/internal/units"
+	"github.com/rpe-project/engine/simulation/netsim"
 )
 
 // runVirtual runs a scenario inside a testing/synctest bubble: every timer
@@ -35,16 +38,38 @@ func runVirtual(t *testing.T, s Scenario) *Report {
 }
 
 // TestSimVirtual runs RPE_SIM_VIRTUAL nodes (the acceptance scenario: 4 MiB,
-// 1 MiB/s up, publisher 1 MiB/s) in virtual time; it is skipped unless that
+// 1 MiB/s up, publisher 1 MiB/s; RPE_SIM_UP changes both rates) in virtual time; it is skipped unless that
 // variable is set.
 func TestSimVirtual(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("RPE_SIM_VIRTUAL"))
 	if n <= 0 {
 		t.Skip("set RPE_SIM_VIRTUAL=N to run N nodes in virtual time")
 	}
+	// RPE_SIM_UP sets every node's and the publisher's upload rate
+	// (default 1MiB, per second); bench/run.sh uses 512KiB.
+	up := int64(1 << 20)
+	if v := os.Getenv("RPE_SIM_UP"); v != "" {
+		var err error
+		if up, err = units.ParseSize(v); err != nil || up <= 0 {
+			t.Fatalf("RPE_SIM_UP=%q: %v", v, err)
+		}
+	}
+	// RPE_SIM_NAT and RPE_SIM_PUBLISHER_NAT are rpe sim's --nat and
+	// --publisher-nat.
+	mix, err := ParseNATMix(os.Getenv("RPE_SIM_NAT"))
+	if err != nil {
+		t.Fatalf("RPE_SIM_NAT: %v", err)
+	}
+	pubNAT := netsim.NATNone
+	if v := os.Getenv("RPE_SIM_PUBLISHER_NAT"); v != "" {
+		if pubNAT, err = netsim.ParseNATType(v); err != nil {
+			t.Fatalf("RPE_SIM_PUBLISHER_NAT: %v", err)
+		}
+	}
 	start := time.Now()
 	rep := runVirtual(t, Scenario{
-		Nodes: n, Size: 4 << 20, Up: 1 << 20, PublisherUp: 1 << 20, Seed: 1,
+		Nodes: n, Size: 4 << 20, Up: up, PublisherUp: up, Seed: 1,
+		NAT: mix, PublisherNAT: pubNAT,
 		Timeout: 10 * time.Minute, Logger: testLogger(t),
 	})
 	t.Logf("wall %v\n%s", time.Since(start), rep.Summary())

@@ -22,6 +22,7 @@ const (
 	CodeVersion        ErrorCode = 8  // unsupported protocol version
 	CodeInternal       ErrorCode = 9  // the peer failed to answer for a reason of its own
 	CodeCancelled      ErrorCode = 10 // the requester gave up on a request (stream cancel code)
+	CodeNoProof        ErrorCode = 11 // the peer did not prove it knows the private swarm's secret
 )
 
 // Sentinel errors. A code received from a peer, or detected locally, matches
@@ -38,6 +39,7 @@ var (
 	ErrVersion        = errors.New("wire: unsupported protocol version")
 	ErrInternal       = errors.New("wire: internal error")
 	ErrCancelled      = errors.New("wire: request cancelled")
+	ErrNoProof        = errors.New("wire: no proof of the swarm secret")
 )
 
 var codeNames = [...]string{
@@ -52,6 +54,7 @@ var codeNames = [...]string{
 	CodeVersion:        "version",
 	CodeInternal:       "internal",
 	CodeCancelled:      "cancelled",
+	CodeNoProof:        "no proof",
 }
 
 var codeErrs = [...]error{
@@ -66,6 +69,7 @@ var codeErrs = [...]error{
 	CodeVersion:        ErrVersion,
 	CodeInternal:       ErrInternal,
 	CodeCancelled:      ErrCancelled,
+	CodeNoProof:        ErrNoProof,
 }
 
 // String returns the code's name.

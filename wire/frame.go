@@ -17,6 +17,7 @@ const (
 	TypeRecord      Type = 0x03 // control stream: a signed record, for gossip
 	TypePeers       Type = 0x04 // control stream: peer exchange
 	TypeError       Type = 0x05 // request stream: an error answer
+	TypeProof       Type = 0x06 // proof stream (private swarms): MAC proving the swarm secret
 	TypeGetManifest Type = 0x10 // request stream: ask for a manifest
 	TypeGetChunk    Type = 0x11 // request stream: ask for a chunk
 	TypeManifest    Type = 0x20 // request stream: the manifest's bytes
@@ -34,6 +35,7 @@ const (
 	getManifestSize = idSize
 	getChunkSize    = idSize + 4
 	errorMaxSize    = 2 + MaxReason
+	proofSize       = 32 // HMAC-SHA256
 	peerEntryMax    = 1 + 16 + 2
 
 	// MaxRecord is the largest Record payload: a pkarr signed packet in relay
@@ -54,6 +56,8 @@ func (t Type) String() string {
 		return "Peers"
 	case TypeError:
 		return "Error"
+	case TypeProof:
+		return "Proof"
 	case TypeGetManifest:
 		return "GetManifest"
 	case TypeGetChunk:
@@ -79,6 +83,8 @@ func typeCap(t Type) int {
 		return MaxRecord
 	case TypeError:
 		return errorMaxSize
+	case TypeProof:
+		return proofSize
 	case TypeGetManifest:
 		return getManifestSize
 	case TypeGetChunk:

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rpe-project/engine/internal/atomicfile"
 )
 
 const (
@@ -301,14 +303,7 @@ func decodePending(data []byte) (*Pending, error) {
 
 // ClearPending removes the pending-install marker; no marker is no error.
 func ClearPending(stateDir string) error {
-	err := os.Remove(filepath.Join(stateDir, PendingFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err == nil {
-		err = syncDir(stateDir)
-	}
-	if err != nil {
+	if err := atomicfile.Remove(filepath.Join(stateDir, PendingFile)); err != nil {
 		return fmt.Errorf("clear pending install: %w", err)
 	}
 	return nil
@@ -853,38 +848,13 @@ func readCapped(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxStateFile+1))
 }
 
-// writeFileAtomic writes data to path (mode 0600) through a synced
-// temporary file and a rename, then syncs the directory, creating it (0700)
-// if needed.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+// writeFileAtomic writes data to path (mode 0600) with atomicfile,
+// creating its directory (0700) if needed.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	removeStale(dir, filepath.Base(path))
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMarker+"*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 // LockFile is the name of the installer's lock file in the state directory.

@@ -7,7 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/rpe-project/engine/internal/atomicfile"
 )
 
 var (
@@ -22,13 +23,13 @@ var (
 	ErrNoBackup = errors.New("installer: no backup")
 	// ErrNotDurable is returned when a file was renamed into place but the
 	// directory holding it could not be synced: the change is visible, but
-	// a power loss may still undo it.
-	ErrNotDurable = errors.New("installer: directory sync failed")
+	// a power loss may still undo it. It is atomicfile's.
+	ErrNotDurable = atomicfile.ErrNotDurable
 )
 
 // tempMarker is part of the name of every temporary file the installer
 // writes, ".<name>.rpe-new-<random>", beside the file it will replace.
-const tempMarker = ".rpe-new-"
+const tempMarker = atomicfile.TempMarker
 
 // BackupPath returns where the state directory keeps the previous
 // executable of target: <stateDir>/backup/<base name of target>.
@@ -138,13 +139,8 @@ func replace(target, staged, backupPath string, makeBackup bool, h *hooks) error
 	if err != nil {
 		return fmt.Errorf("swap %s: write new file: %w", target, err)
 	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			os.Remove(tmp)
-		}
-	}()
-	if err := h.fireAfterTemp(tmp); err != nil {
+	defer tmp.Abort()
+	if err := h.fireAfterTemp(tmp.Name()); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)
 	}
 	if makeBackup {
@@ -155,15 +151,11 @@ func replace(target, staged, backupPath string, makeBackup bool, h *hooks) error
 			return fmt.Errorf("swap %s: backup: %w", target, err)
 		}
 	}
-	if err := h.fireBeforeRename(tmp); err != nil {
+	if err := h.fireBeforeRename(tmp.Name()); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)
 	}
-	if err := os.Rename(tmp, target); err != nil {
+	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)
-	}
-	renamed = true
-	if err := syncDir(filepath.Dir(target)); err != nil {
-		return fmt.Errorf("swap %s: %w: %w", target, ErrNotDurable, err)
 	}
 	return nil
 }
@@ -214,73 +206,45 @@ func regular(path string, noLink bool) (fs.FileInfo, error) {
 // replaceWithCopy atomically replaces dst with a copy of src that has the
 // mode (and owner) of like: temporary file, fsync, rename, directory fsync.
 func replaceWithCopy(dst, src string, like fs.FileInfo) error {
-	tmp, err := writeTemp(dst, src, like)
+	f, err := writeTemp(dst, src, like)
 	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotDurable, err)
-	}
-	return nil
+	return f.Commit()
 }
 
 // writeTemp copies src into a new temporary file beside dst, gives it the
-// mode and, where possible, the owner of like, fsyncs and closes it, and
-// returns its name. On error nothing is left behind. Stale temporary files
-// for dst from an earlier crash are removed first.
-func writeTemp(dst, src string, like fs.FileInfo) (name string, err error) {
-	dir, base := filepath.Dir(dst), filepath.Base(dst)
-	removeStale(dir, base)
+// mode and, where possible, the owner of like, fsyncs and closes it. On
+// error nothing is left behind. Stale temporary files for dst from an
+// earlier crash are removed first.
+func writeTemp(dst, src string, like fs.FileInfo) (f *atomicfile.File, err error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer in.Close()
-	out, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
+	out, err := atomicfile.Create(dst)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			out.Close()
-			os.Remove(out.Name())
+			out.Abort()
 		}
 	}()
 	if _, err := io.Copy(out, in); err != nil {
-		return "", fmt.Errorf("copy %s: %w", src, err)
+		return nil, fmt.Errorf("copy %s: %w", src, err)
 	}
 	if like != nil {
-		keepOwner(out, like)
+		keepOwner(out.File, like)
 		if err := out.Chmod(like.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	if err := out.Sync(); err != nil {
-		return "", err
+		return nil, err
 	}
-	if err := out.Close(); err != nil {
-		return "", err
-	}
-	return out.Name(), nil
-}
-
-// removeStale removes temporary files a crashed Swap or Rollback left for
-// base in dir. Errors are ignored: a leftover only wastes space.
-func removeStale(dir, base string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	prefix := "." + base + tempMarker
-	for _, e := range entries {
-		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), prefix) {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	return out, nil
 }
 
 // mkdirDurable creates dir (0700) and any missing parents, syncing the
@@ -308,18 +272,5 @@ func mkdirDurable(dir string, h *hooks) error {
 	if h != nil && h.createdDir != nil {
 		h.createdDir(dir, parent)
 	}
-	return syncDir(parent)
-}
-
-// syncDir fsyncs a directory so a rename in it survives a power loss.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.SyncDir(parent)
 }

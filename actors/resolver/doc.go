@@ -17,6 +17,11 @@
 // entry for this target, or names a release below the floor or when the
 // floor cannot be read (once per record, though every lookup finds it again).
 //
+// While lookups bring nothing newer than the record held, the interval
+// doubles after each, up to four times PollInterval; a newer record, from
+// the DHT or from a peer, brings it back to PollInterval. A node that holds
+// no record yet polls at PollInterval.
+//
 // After every third lookup in a row that finds no record it bootstraps the
 // DHT node again, in case the routing table has gone stale, and reports
 // Rebootstrapped.

@@ -74,6 +74,8 @@ func explain(err error) error {
 		return fmt.Errorf("%s; check --bootstrap (is a DHT node such as `rpe dht-node` running there?)", msg)
 	case errors.Is(err, engine.ErrNoRecord):
 		return fmt.Errorf("%s; check --pubkey, or publish first with rpe publish", msg)
+	case errors.Is(err, engine.ErrDHTTimedOut):
+		return fmt.Errorf("%s; the DHT is slow or churning: try again, or allow more time", msg)
 	case errors.Is(err, engine.ErrUnknownApp):
 		return fmt.Errorf("%s; check --app, --channel and --platform", msg)
 	}

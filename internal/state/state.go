@@ -2,8 +2,9 @@
 // directory that more than one stage needs: the highest version ever
 // accepted (the rollback floor) and the newest signed record held.
 //
-// Each file is replaced atomically (temporary file, fsync, rename), so a
-// crash leaves the old or the new contents, never a mix.
+// Each file is replaced atomically (temporary file, fsync, rename, directory
+// fsync: atomicfile), so a crash or power loss leaves the old or the new
+// contents, never a mix.
 package state
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/rpe-project/engine/internal/atomicfile"
 	"github.com/rpe-project/engine/release"
 )
 
@@ -74,23 +76,9 @@ func SaveRecord(dir string, p *release.SignedPacket) error {
 	return WriteAtomic(filepath.Join(dir, recordFile), p.EncodeRelay())
 }
 
-// WriteAtomic replaces path with b: temporary file in the same directory,
-// fsync, rename.
+// WriteAtomic replaces path with b (mode 0600) so that it survives a
+// power loss whole: temporary file, fsync, rename, directory fsync
+// (atomicfile).
 func WriteAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(b)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return nil
+	return atomicfile.WriteFile(path, b, 0o600)
 }

@@ -45,6 +45,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rpe-project/engine/internal/atomicfile"
 	"github.com/rpe-project/engine/release"
 )
 
@@ -561,14 +562,15 @@ func readCapped(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// tempPrefix starts the names of writeAtomic's temporary files.
+// tempPrefix starts the names of the temporary files older versions left;
+// atomicfile's contain atomicfile.TempMarker.
 const tempPrefix = ".tmp-"
 
 // removeTemps deletes temporary files a crash left in a release directory.
 func removeTemps(rd string) {
 	ents, _ := os.ReadDir(rd)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), tempPrefix) && e.Type().IsRegular() {
+		if (strings.HasPrefix(e.Name(), tempPrefix) || strings.Contains(e.Name(), atomicfile.TempMarker)) && e.Type().IsRegular() {
 			os.Remove(filepath.Join(rd, e.Name()))
 		}
 	}
@@ -580,34 +582,19 @@ func createHave(rd string, b []byte) (*os.File, error) {
 	return createAtomic(filepath.Join(rd, "have"), b)
 }
 
-// writeAtomic replaces path with b through a temporary file and a rename,
-// so a crash leaves either the old or the new contents.
+// writeAtomic replaces path with b through atomicfile, so a crash or power
+// loss leaves either the old or the new contents.
 func writeAtomic(path string, b []byte) error {
-	f, err := createAtomic(path, b)
-	if err != nil {
-		return err
-	}
-	return f.Close()
+	return atomicfile.WriteFile(path, b, 0o600)
 }
 
-// createAtomic is writeAtomic returning the new file, still open for
-// reading and writing.
+// createAtomic is writeAtomic returning the new file, open for reading and
+// writing.
 func createAtomic(path string, b []byte) (*os.File, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return nil, err
 	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, err
-	}
-	return tmp, nil
+	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
 type bitfield struct{ b []byte }

@@ -39,7 +39,7 @@ func newConn(h *Host, port uint16) *conn {
 	return &conn{
 		host:    h,
 		port:    port,
-		laddr:   &net.UDPAddr{IP: h.addr.AsSlice(), Port: int(port)},
+		laddr:   &net.UDPAddr{IP: h.inside.AsSlice(), Port: int(port)},
 		done:    make(chan struct{}),
 		ready:   make(chan struct{}, 1),
 		resched: make(chan struct{}),
@@ -149,7 +149,24 @@ func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	h := c.host
 	h.packetsSent.Add(1)
 	h.bytesSent.Add(int64(len(b)))
+	if h.nat != nil && dst.Addr() == h.inside {
+		if !h.cut.Load() {
+			h.deliverLocal(c.port, dst.Port(), b)
+		} else {
+			h.packetsDropped.Add(1)
+		}
+		return len(b), nil
+	}
 	to := h.net.Host(dst.Addr())
+	srcPort := c.port
+	if h.nat != nil && to != nil {
+		p, ok := h.nat.outbound(c.port, dst)
+		if !ok {
+			h.packetsDropped.Add(1)
+			return len(b), nil
+		}
+		srcPort = p
+	}
 	// The path MTU check is also what keeps simnet working: its token
 	// bucket never admits a packet larger than the bucket, and a link
 	// handed one stalls for good.
@@ -157,7 +174,7 @@ func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		h.packetsDropped.Add(1)
 		return len(b), nil
 	}
-	if err := h.send(c.port, to, dst.Port(), b); err != nil {
+	if err := h.send(srcPort, to, dst.Port(), b); err != nil {
 		// The network was closed under us.
 		return 0, c.opError("write", addr, net.ErrClosed)
 	}

@@ -21,6 +21,8 @@
 //   - Packet loss per host (deterministic per seed and address), cutting a
 //     host off and healing it, partitions between groups of hosts.
 //   - Per-host byte and packet counters.
+//   - NAT boxes (AddHostNAT): a host may sit behind a NAT of its own, of one
+//     of the RFC 4787 kinds (see NATType), with a mapping timeout.
 //
 // # Model
 //
@@ -44,6 +46,26 @@
 // does. Only the receive queue of a conn is bounded (Config.RecvQueue
 // packets, excess dropped like a full socket buffer); the link queues are
 // bounded by CoDel, not by size.
+//
+// # NAT
+//
+// A host behind a NAT has two addresses. Its conns are bound to its inside
+// address (Addr), the k-th /24 of Config.NATSubnet (127.64.0.0/10 by
+// default), which no other host can send to. Its NAT box holds a public
+// address of the subnet (PublicAddr), and every packet the host sends to
+// another host leaves from there, from a public port the box maps the inside
+// port to (ports from 20000 up): one port per inside port (endpoint-
+// independent mapping: full cone, address-restricted, port-restricted) or
+// one per inside port and destination (endpoint-dependent: symmetric). An
+// inbound packet reaches the inside only through a live mapping, and only
+// from whom the filtering lets in: anyone (full cone), an address the
+// mapping has sent to (address-restricted), an address and port it has sent
+// to (port-restricted, symmetric). A mapping and each of its permissions
+// lives for NAT.Timeout after the last outbound packet through it; inbound
+// packets do not refresh it (RFC 4787 allows either; this is the stricter).
+// Each NAT has one host behind it: there is no hairpinning between hosts of
+// one NAT to model. Translation happens at the ends of the path, so loss,
+// latency, cuts and partitions apply unchanged, keyed by public address.
 //
 // # Conns
 //

@@ -52,7 +52,9 @@ func (l Link) validate() error {
 // its ports. All its conns share its link.
 type Host struct {
 	net        *Network
-	addr       netip.Addr
+	addr       netip.Addr // public: the simnet address
+	inside     netip.Addr // what its conns are bound to; addr without a NAT
+	nat        *natBox    // nil without a NAT
 	link       Link
 	maxPayload int
 	nicAddr    *net.UDPAddr    // the host's simnet endpoint address
@@ -82,6 +84,7 @@ func newHost(n *Network, addr netip.Addr, l Link) *Host {
 	h := &Host{
 		net:        n,
 		addr:       addr,
+		inside:     addr,
 		link:       l,
 		maxPayload: l.MTU - ipUDPOverhead,
 		nicAddr:    &net.UDPAddr{IP: addr.AsSlice(), Port: nicPort},
@@ -94,11 +97,37 @@ func newHost(n *Network, addr netip.Addr, l Link) *Host {
 	return h
 }
 
-// Addr returns the host's address.
-func (h *Host) Addr() netip.Addr { return h.addr }
+// Addr returns the address the host's conns are bound to: behind a NAT its
+// inside address, which no other host can reach, else its public address.
+func (h *Host) Addr() netip.Addr { return h.inside }
 
-// String returns the host's address.
-func (h *Host) String() string { return h.addr.String() }
+// PublicAddr returns the address other hosts see the host's packets come
+// from: its NAT box's outside address, or its own address without a NAT.
+func (h *Host) PublicAddr() netip.Addr { return h.addr }
+
+// NAT returns the type of the host's NAT box.
+func (h *Host) NAT() NATType {
+	if h.nat == nil {
+		return NATNone
+	}
+	return h.nat.typ
+}
+
+// NATMappings returns how many live mappings the host's NAT box holds.
+func (h *Host) NATMappings() int {
+	if h.nat == nil {
+		return 0
+	}
+	return h.nat.mappings()
+}
+
+// String returns the host's address, and its public one behind a NAT.
+func (h *Host) String() string {
+	if h.nat != nil {
+		return h.inside.String() + "(" + h.addr.String() + ")"
+	}
+	return h.addr.String()
+}
 
 // Link returns the link the host was added with, with its current latency
 // and loss.
@@ -232,6 +261,14 @@ func (h *Host) demux() {
 			src.packetsDropped.Add(1)
 			continue
 		}
+		if h.nat != nil {
+			p, ok := h.nat.inbound(dstPort, netip.AddrPortFrom(src.addr, srcPort))
+			if !ok {
+				src.packetsDropped.Add(1)
+				continue
+			}
+			dstPort = p
+		}
 		h.mu.Lock()
 		c := h.conns[dstPort]
 		h.mu.Unlock()
@@ -246,6 +283,21 @@ func (h *Host) demux() {
 		h.packetsRecv.Add(1)
 		h.bytesRecv.Add(int64(len(payload)))
 	}
+}
+
+// deliverLocal hands a packet from one of the host's conns to another
+// without crossing the link or the NAT box: a host behind a NAT sending to
+// its own inside address.
+func (h *Host) deliverLocal(srcPort, dstPort uint16, p []byte) {
+	h.mu.Lock()
+	c := h.conns[dstPort]
+	h.mu.Unlock()
+	if c == nil || !c.deliver(packet{from: netip.AddrPortFrom(h.inside, srcPort), data: append([]byte(nil), p...)}) {
+		h.packetsDropped.Add(1)
+		return
+	}
+	h.packetsRecv.Add(1)
+	h.bytesRecv.Add(int64(len(p)))
 }
 
 // close closes the host's conns and endpoint for Network.Close.

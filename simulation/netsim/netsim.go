@@ -80,6 +80,11 @@ type Config struct {
 	// them; more are dropped, as by a full socket buffer. Default
 	// DefaultRecvQueue.
 	RecvQueue int
+	// NATSubnet is where the inside addresses of hosts behind a NAT come
+	// from: the k-th such host gets the address .2 of the k-th /24 of it.
+	// It must lie inside 127.0.0.0/8 and not overlap Subnet. Default
+	// 127.64.0.0/10 (16384 NATs).
+	NATSubnet netip.Prefix
 }
 
 // Counters counts traffic. For a host, BytesSent and PacketsSent count what
@@ -111,6 +116,7 @@ type Network struct {
 	maxHosts  int
 	recvQueue int
 	linkBurst time.Duration
+	natSubnet netip.Prefix
 	sim       *simnet.Simnet
 	dropAddr  *net.UDPAddr // routed nowhere: simnet drops packets sent here
 	bufs      sync.Pool    // *[]byte scratch for framing
@@ -118,6 +124,7 @@ type Network struct {
 
 	mu     sync.RWMutex
 	hosts  []*Host // hosts[i] has address base+1+i
+	nats   int     // hosts behind a NAT so far
 	closed bool
 }
 
@@ -135,6 +142,20 @@ func New(cfg Config) (*Network, error) {
 		return nil, fmt.Errorf("netsim: subnet %s has room for fewer than 2 hosts", subnet)
 	}
 	subnet = subnet.Masked()
+	natSubnet := cfg.NATSubnet
+	if !natSubnet.IsValid() {
+		natSubnet = netip.MustParsePrefix("127.64.0.0/10")
+	}
+	if !natSubnet.Addr().Is4() || natSubnet.Bits() < 8 || !loopback.Contains(natSubnet.Addr()) {
+		return nil, fmt.Errorf("netsim: NAT subnet %s: %w", natSubnet, ErrNotLoopback)
+	}
+	natSubnet = natSubnet.Masked()
+	if natSubnet.Bits() > 24 {
+		return nil, fmt.Errorf("netsim: NAT subnet %s is smaller than a /24", natSubnet)
+	}
+	if natSubnet.Overlaps(subnet) {
+		return nil, fmt.Errorf("netsim: NAT subnet %s overlaps subnet %s", natSubnet, subnet)
+	}
 	if cfg.RecvQueue < 0 {
 		return nil, fmt.Errorf("netsim: negative receive queue %d", cfg.RecvQueue)
 	}
@@ -149,6 +170,7 @@ func New(cfg Config) (*Network, error) {
 		base:      addrToUint(subnet.Addr()),
 		maxHosts:  1<<(32-subnet.Bits()) - 2,
 		recvQueue: cfg.RecvQueue,
+		natSubnet: natSubnet,
 		dropAddr:  &net.UDPAddr{IP: subnet.Addr().AsSlice(), Port: 0},
 	}
 	switch {
@@ -177,9 +199,24 @@ var loopback = netip.MustParsePrefix("127.0.0.0/8")
 func (n *Network) Subnet() netip.Prefix { return n.subnet }
 
 // AddHost adds a host with the next free address of the subnet.
-func (n *Network) AddHost(l Link) (*Host, error) {
+func (n *Network) AddHost(l Link) (*Host, error) { return n.AddHostNAT(l, NAT{}) }
+
+// AddHostNAT adds a host behind a NAT box of its own. The box holds the next
+// free address of the subnet (the host's PublicAddr); the host's conns are
+// bound to its inside address (Addr), which nobody outside can send to. With
+// NATNone it is AddHost.
+func (n *Network) AddHostNAT(l Link, nat NAT) (*Host, error) {
 	if err := l.validate(); err != nil {
 		return nil, err
+	}
+	if nat.Type < NATNone || nat.Type > NATSymmetric {
+		return nil, fmt.Errorf("%w: %d", ErrBadNATType, int(nat.Type))
+	}
+	if nat.Timeout < 0 {
+		return nil, fmt.Errorf("netsim: negative NAT timeout %v", nat.Timeout)
+	}
+	if nat.Timeout == 0 {
+		nat.Timeout = DefaultNATTimeout
 	}
 	if l.MTU == 0 {
 		l.MTU = DefaultMTU
@@ -194,6 +231,14 @@ func (n *Network) AddHost(l Link) (*Host, error) {
 	}
 	addr := uintToAddr(n.base + 1 + uint32(len(n.hosts)))
 	h := newHost(n, addr, l)
+	if nat.Type != NATNone {
+		if n.nats >= 1<<(24-n.natSubnet.Bits()) {
+			return nil, fmt.Errorf("netsim: add host behind NAT: NAT subnet %s: %w", n.natSubnet, ErrSubnetFull)
+		}
+		h.inside = uintToAddr(addrToUint(n.natSubnet.Addr()) + uint32(n.nats)<<8 + 2)
+		h.nat = newNATBox(nat)
+		n.nats++
+	}
 	h.nic = n.sim.NewEndpoint(h.nicAddr, simnet.NodeBiDiLinkSettings{
 		Uplink:   simnet.LinkSettings{BitsPerSecond: bitsPerSecond(l.Up), MTU: n.burst(l.Up, h.maxPayload)},
 		Downlink: simnet.LinkSettings{BitsPerSecond: bitsPerSecond(l.Down), MTU: n.burst(l.Down, h.maxPayload)},
@@ -201,7 +246,7 @@ func (n *Network) AddHost(l Link) (*Host, error) {
 	n.hosts = append(n.hosts, h)
 	n.demuxers.Add(1)
 	go h.demux()
-	n.log.Debug("netsim: host added", "addr", addr, "up", l.Up, "down", l.Down, "latency", l.Latency, "loss", l.Loss, "mtu", l.MTU)
+	n.log.Debug("netsim: host added", "addr", addr, "inside", h.inside, "nat", nat.Type, "up", l.Up, "down", l.Down, "latency", l.Latency, "loss", l.Loss, "mtu", l.MTU)
 	return h, nil
 }
 
@@ -232,7 +277,7 @@ func (n *Network) Hosts() []*Host {
 	return append([]*Host(nil), n.hosts...)
 }
 
-// Host returns the host with the address, or nil.
+// Host returns the host with the public address, or nil.
 func (n *Network) Host(addr netip.Addr) *Host {
 	addr = addr.Unmap()
 	if !addr.Is4() {
