@@ -41,6 +41,11 @@ type PublishConfig struct {
 	Expires time.Duration
 	// Force publishes even when the record names the same or a newer version.
 	Force bool
+	// SharedSecret, in z-base-32, publishes into the private swarm of that
+	// secret (see Config.SharedSecret): the record's entry is encrypted and
+	// the release is seeded only to peers that prove they know the secret.
+	// The record's public entries, and private ones of other targets, stay.
+	SharedSecret string
 
 	// StateDir keeps the seeded copy and the node key; default a new
 	// temporary directory removed by Stop.
@@ -82,6 +87,10 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
+	priv, err := privateSwarm(pc.SharedSecret, pub)
+	if err != nil {
+		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
+	}
 	sm, err := publishManifest(pc, pub, now())
 	if err != nil {
 		return nil, err
@@ -113,7 +122,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 			// Never used (seedOnly), but never the running process either.
 			Exec: func(string, []string, []string) error { return nil },
 		},
-		hooks: h, now: now, pub: pub, version: man.Version, seedOnly: true,
+		hooks: h, now: now, pub: pub, version: man.Version, seedOnly: true, private: priv,
 		target: release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform},
 	}
 	if s.Logger == nil {
@@ -142,7 +151,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		cleanup()
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	pkt, err := publishRecord(ctx, pc, netNode, sm, now())
+	pkt, err := publishRecord(ctx, pc, netNode, sm, now(), priv)
 	if err != nil {
 		netNode.Close()
 		cleanup()
@@ -218,7 +227,7 @@ func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*r
 	return sm, nil
 }
 
-func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm *release.SignedManifest, now time.Time) (*release.SignedPacket, error) {
+func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm *release.SignedManifest, now time.Time, priv *release.Private) (*release.SignedPacket, error) {
 	bctx, cancel := context.WithTimeout(ctx, pc.LookupTimeout)
 	defer cancel()
 	// Join in the background: the record operations do not wait for it.
@@ -231,7 +240,11 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 	man := sm.Manifest
 	target := release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform}
 	if prev != nil && !pc.Force {
-		if e, err := prev.Lookup(target); err == nil && !man.Version.GreaterThan(e.Version) {
+		lookup := prev.Lookup
+		if priv != nil {
+			lookup = func(t release.Target) (release.Entry, error) { return prev.LookupSealed(t, priv) }
+		}
+		if e, err := lookup(target); err == nil && !man.Version.GreaterThan(e.Version) {
 			return nil, fmt.Errorf("publish: %w: the record names %s for %s/%s/%s, this is %s (use --force)",
 				ErrNotNewer, e.Version, man.App, man.Channel, man.Platform, man.Version)
 		}
@@ -243,7 +256,12 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
 		// The record vouches for the release as long as its manifest does.
 		Expires: man.Expires}
-	pkt, err := release.MergeEntry(pc.Key, prev, entry, seq)
+	var pkt *release.SignedPacket
+	if priv != nil {
+		pkt, err = release.MergeSealedEntry(pc.Key, prev, entry, seq, priv, nil)
+	} else {
+		pkt, err = release.MergeEntry(pc.Key, prev, entry, seq)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

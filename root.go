@@ -157,6 +157,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	case *installer.InstallFailed:
 		r.pending = nil
 		r.e.events.emit(Failed{Stage: StageInstaller, Err: m.Err})
+	case *installer.RolledBack:
+		r.e.events.emit(rolledBackEvent(m))
+	case *installer.Confirmed:
+		r.e.events.emit(Confirmed{Version: m.Version})
 	}
 }
 
@@ -180,13 +184,15 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "verifier")
 	r.installer = name((installer.Props(installer.Config{
 		Target: s.Target, StateDir: s.StateDir, Policy: s.Apply.installer(), Exec: installer.Execer(s.Exec), PreviousVersion: s.version.String(),
-		Now: s.now, Logger: log, FaultHook: r.hook("installer"),
+		HealthCheck: s.HealthCheck, Now: s.now, Logger: log, FaultHook: r.hook("installer"),
 	})), "installer")
 	r.swarm = name((swarm.Props(swarm.Config{
 		Node: r.e.node, Store: r.e.store, NodeKey: r.nodeKey, UploadRate: s.UploadRate,
 		// Chunks and manifests as large as a manifest may declare.
 		Limits:       wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
 		FindInterval: s.hooks.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
+		Private: s.private,
+		Topic:   swarm.MeshTopic(s.pub, s.App),
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
@@ -194,8 +200,8 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "downloader")
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
-		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
-		StaleAfter: s.StaleAfter, Now: s.now,
+		StateDir: s.StateDir, PollInterval: s.PollInterval, NoPoll: s.NoPoll, Logger: log, FaultHook: r.hook("resolver"),
+		StaleAfter: s.StaleAfter, Now: s.now, Private: s.private,
 	})), "resolver")
 }
 

@@ -30,7 +30,6 @@ import (
 	"github.com/Masterminds/semver/v3"
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/rpe-project/engine/actors/installer"
 	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/store"
 	"github.com/rpe-project/engine/network"
@@ -72,6 +71,10 @@ type Config struct {
 	// default 5m. A node also learns of a release at once from any peer
 	// that gossips a newer signed record.
 	PollInterval time.Duration
+	// NoPoll turns the polling off: the node learns of releases only from
+	// its peers (the app's awareness mesh and gossip). For tests and
+	// simulations of the mesh; default false.
+	NoPoll bool
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
 	// DownloadRate caps chunk downloads in bytes per second; 0 means
@@ -88,6 +91,12 @@ type Config struct {
 	// a restart into a new version, or the next start rolls back; default: a
 	// started engine counts as healthy.
 	HealthCheck func(ctx context.Context) error
+	// SharedSecret, in z-base-32 (52 characters, from `rpe init
+	// --private`), makes the node a member of the publisher's private
+	// swarm: it reads only the record's private entries (encrypted with a
+	// key derived from the secret), finds peers under swarm IDs derived from
+	// it, and talks only to peers that prove they know it. Empty: public.
+	SharedSecret string
 	// StaleAfter is how old (by its signing time) the newest record the node
 	// holds may grow before it emits Stale; zero means never. Set it above
 	// the interval at which the publisher re-signs its record.
@@ -106,6 +115,8 @@ type settings struct {
 	// fetch or install: a publisher must not replace its own artifact, or
 	// itself, with a newer release someone else published.
 	seedOnly bool
+	// private is the private swarm of SharedSecret; nil when public.
+	private *release.Private
 }
 
 func populate(ctx context.Context, cfg Config) (*settings, error) {
@@ -118,6 +129,9 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("engine: Config.PublisherKey: %w", err)
 	}
 	s.pub = pub
+	if s.private, err = privateSwarm(cfg.SharedSecret, pub); err != nil {
+		return nil, fmt.Errorf("engine: Config.SharedSecret: %w", err)
+	}
 	for _, d := range []struct {
 		name string
 		v    int64
@@ -258,26 +272,25 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(s.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: state dir: %w", err)
 	}
-	boot, err := installer.Boot(s.StateDir, s.version.String(), s.now())
-	if err != nil {
-		s.Logger.Warn("engine: pending install check", "err", err)
-	}
-	e, err := startNode(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	e.confirmHealth(boot)
-	return e, nil
+	// The installer stage, the trial's only writer, checks for a pending
+	// install as it starts (installer.Boot) and runs the health check.
+	return startNode(ctx, s)
 }
 
 // startNode opens the node's sockets and starts it.
 func startNode(ctx context.Context, s *settings) (*Engine, error) {
-	node, err := network.New(ctx, network.Config{
+	nc := network.Config{
 		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
 		QueryResendDelay: s.hooks.QueryResendDelay,
-	})
+	}
+	if nc.DHTConn == nil && nc.QUICConn == nil {
+		// A restarted node listens on its old ports when it can, so its
+		// announced address stays true.
+		nc.PortFile = filepath.Join(s.StateDir, "ports")
+	}
+	node, err := network.New(ctx, nc)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
@@ -360,6 +373,19 @@ func openStoreWith(s *settings, sm *release.SignedManifest, path string) (*store
 // appFromPath is the default app name: the artifact's base name.
 func appFromPath(p string) string { return filepath.Base(p) }
 
+// privateSwarm derives the private swarm of a secret in text form; an empty
+// text is a public swarm (nil).
+func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error) {
+	if secret == "" {
+		return nil, nil
+	}
+	sec, err := release.ParseSecret(secret)
+	if err != nil {
+		return nil, err
+	}
+	return release.NewPrivate(sec, pub)
+}
+
 func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
 	path := filepath.Join(dir, "node.key")
 	k, err := release.ReadSecretKeyFile(path)
@@ -376,46 +402,6 @@ func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("engine: node key: %w", err)
 	}
 	return k, nil
-}
-
-// confirmHealth finishes an install that restarted into this version: it
-// confirms once the health check passes, or rolls back and restarts into the
-// old version when it fails. A rollback found at boot is reported.
-func (e *Engine) confirmHealth(b installer.BootResult) {
-	switch b.State {
-	case installer.BootRolledBack:
-		e.events.emit(Failed{Stage: StageInstaller, Err: fmt.Errorf("version %s rolled back: %w", b.Pending.Version, b.Reason)})
-		if b.Restart && e.cfg.Exec != nil {
-			go e.cfg.Exec(b.Pending.Target, os.Args, os.Environ())
-		}
-		return
-	case installer.BootTrial:
-	default:
-		return
-	}
-	check, exec, now := e.cfg.HealthCheck, installer.Execer(e.cfg.Exec), e.cfg.now
-	if exec == nil {
-		exec = installer.ExecSelf
-	}
-	go func() {
-		if check != nil {
-			ctx, cancel := context.WithDeadline(context.Background(), b.Pending.Deadline)
-			defer cancel()
-			if err := check(ctx); err != nil {
-				e.cfg.Logger.Error("engine: health check failed; rolling back", "version", b.Pending.Version, "err", err)
-				if rerr := b.RollBack(err, now()); rerr != nil {
-					e.cfg.Logger.Error("engine: roll back", "err", rerr)
-					return
-				}
-				e.events.emit(Failed{Stage: StageInstaller, Err: fmt.Errorf("version %s failed its health check and was rolled back: %w", b.Pending.Version, err)})
-				exec(b.Pending.Target, os.Args, os.Environ())
-				return
-			}
-		}
-		if err := b.Confirm(); err != nil {
-			e.cfg.Logger.Error("engine: confirm install", "err", err)
-		}
-	}()
 }
 
 // Bootstrapped is closed when the node's first DHT bootstrap, started by

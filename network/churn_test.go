@@ -94,3 +94,30 @@ func TestDepartedNodesMasked(t *testing.T) {
 		t.Error("the first node still hands out the departed node")
 	}
 }
+
+// TestRestartKeepsPorts: a node restarted with the same port file listens
+// on the same DHT and QUIC ports; if a port is taken it takes another and
+// saves that.
+func TestRestartKeepsPorts(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.NoBootstrap = true
+	cfg.PortFile = t.TempDir() + "/ports"
+	first, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dht, quic := first.DHTAddr(), first.QUICAddr()
+	first.Close()
+	again := newTestNode(t, cfg)
+	if again.DHTAddr() != dht || again.QUICAddr() != quic {
+		t.Fatalf("restarted on %v/%v, was %v/%v", again.DHTAddr(), again.QUICAddr(), dht, quic)
+	}
+	// The ports are taken (by the running node): a third takes others.
+	third := newTestNode(t, cfg)
+	if third.QUICAddr() == quic || third.DHTAddr() == dht {
+		t.Fatalf("third node on %v/%v", third.DHTAddr(), third.QUICAddr())
+	}
+	if d, q := readPorts(cfg.PortFile); d != int(third.DHTAddr().Port()) || q != int(third.QUICAddr().Port()) {
+		t.Fatalf("port file holds %d/%d", d, q)
+	}
+}

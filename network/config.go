@@ -65,6 +65,12 @@ type Config struct {
 	// nil. Default ":0". Tests pass "127.0.0.1:0".
 	ListenDHT, ListenQUIC string
 
+	// PortFile, when set, names a file that keeps the ports the node
+	// listened on: a restarted node listens on them again when ListenDHT or
+	// ListenQUIC asks for any port (":0", "127.0.0.1:0") and they are free,
+	// so its announced address stays true. Default none.
+	PortFile string
+
 	// Bootstrap lists host:port starting nodes. Nil means PublicRouters
 	// unless NoBootstrap is set. Host names are resolved when a traversal
 	// needs them (only while the routing table is empty).

@@ -81,17 +81,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.local = bep44.NewWrapper(n.items, cfg.ItemTTL)
 
-	var lc net.ListenConfig
+	var savedDHT, savedQUIC int
+	if cfg.PortFile != "" {
+		savedDHT, savedQUIC = readPorts(cfg.PortFile)
+	}
 	dc, ownDHT := cfg.DHTConn, false
 	if dc == nil {
-		if dc, err = lc.ListenPacket(ctx, "udp", cfg.ListenDHT); err != nil {
+		if dc, err = listenReusing(ctx, cfg.ListenDHT, savedDHT); err != nil {
 			return nil, fmt.Errorf("listen DHT on %s: %w", cfg.ListenDHT, err)
 		}
 		ownDHT = true
 	}
 	qc, ownQUIC := cfg.QUICConn, false
 	if qc == nil {
-		if qc, err = lc.ListenPacket(ctx, "udp", cfg.ListenQUIC); err != nil {
+		if qc, err = listenReusing(ctx, cfg.ListenQUIC, savedQUIC); err != nil {
 			if ownDHT {
 				dc.Close()
 			}
@@ -132,6 +135,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start DHT server: %w", err)
 	}
 	n.transport = &quic.Transport{Conn: qc}
+	if cfg.PortFile != "" {
+		d, q := int(addrPortOfNet(dc.LocalAddr()).Port()), int(addrPortOfNet(qc.LocalAddr()).Port())
+		if d != savedDHT || q != savedQUIC {
+			if err := writePorts(cfg.PortFile, d, q); err != nil {
+				n.log.Warn("save ports", "file", cfg.PortFile, "err", err)
+			}
+		}
+	}
 	n.log = n.log.With("dht", n.DHTAddr().String())
 	return n, nil
 }

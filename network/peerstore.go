@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,14 @@ import (
 // one address but the last vanishes). It is bounded in swarms and in peers
 // per swarm, evicting the least recently announced, and entries expire after
 // ttl. The DHT server hands out announce tokens only when a peer store is set.
+//
+// A token proves an IP address, not a port: one host can announce any
+// number of ports, dead or fake, and bury the real peers of a swarm. So a
+// swarm keeps at most maxPortsPerIP ports of one IP (a new one evicts that
+// IP's least recently announced), and answers list the most recently
+// announced peers first: a peer that re-announces is alive, and a restarted
+// node's new port displaces its old one. 127.0.0.1 is exempt: tests and the
+// demo run every node there (tests of the cap use other loopback addresses).
 type peerStore struct {
 	maxSwarms, maxPeers int
 	ttl                 time.Duration
@@ -30,6 +39,13 @@ type swarmPeers struct {
 }
 
 var _ peer_store.Interface = (*peerStore)(nil)
+
+// maxPortsPerIP is how many ports of one IP a swarm keeps.
+const maxPortsPerIP = 4
+
+// capPorts reports whether maxPortsPerIP applies to a: everywhere but
+// 127.0.0.1.
+func capPorts(a netip.Addr) bool { return a != netip.AddrFrom4([4]byte{127, 0, 0, 1}) }
 
 func newPeerStore(maxSwarms, maxPeers int, ttl time.Duration) *peerStore {
 	return &peerStore{maxSwarms: maxSwarms, maxPeers: maxPeers, ttl: ttl,
@@ -78,6 +94,23 @@ func (ps *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 		ps.swarms[ih] = sw
 	}
 	sw.last = now
+	if _, ok := sw.peers[ap]; !ok && capPorts(ap.Addr()) {
+		var same int
+		var oldest netip.AddrPort
+		var t time.Time
+		for k, at := range sw.peers {
+			if k.Addr() != ap.Addr() {
+				continue
+			}
+			same++
+			if t.IsZero() || at.Before(t) {
+				oldest, t = k, at
+			}
+		}
+		if same >= maxPortsPerIP {
+			delete(sw.peers, oldest)
+		}
+	}
 	if _, ok := sw.peers[ap]; !ok && len(sw.peers) >= ps.maxPeers {
 		var oldest netip.AddrPort
 		var t time.Time
@@ -91,8 +124,9 @@ func (ps *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 	sw.peers[ap] = now
 }
 
-// GetPeers returns up to maxPeersPerReply live peers of the swarm, a random
-// sample when there are more, so repeated lookups see different peers.
+// GetPeers returns up to maxPeersPerReply live peers of the swarm: when
+// there are more, the most recently announced half of a reply, and a random
+// sample of the others, so repeated lookups still see different peers.
 func (ps *peerStore) GetPeers(ih peer_store.InfoHash) []krpc.NodeAddr {
 	now := time.Now()
 	ps.mu.Lock()
@@ -101,23 +135,31 @@ func (ps *peerStore) GetPeers(ih peer_store.InfoHash) []krpc.NodeAddr {
 	if sw == nil {
 		return nil
 	}
-	out := make([]krpc.NodeAddr, 0, min(len(sw.peers), maxPeersPerReply))
-	seen := 0
+	type entry struct {
+		ap netip.AddrPort
+		at time.Time
+	}
+	all := make([]entry, 0, len(sw.peers))
 	for ap, at := range sw.peers {
 		if now.Sub(at) > ps.ttl {
 			delete(sw.peers, ap)
 			continue
 		}
-		na := krpc.NodeAddr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
-		seen++
-		if len(out) < maxPeersPerReply {
-			out = append(out, na)
-		} else if j := rand.IntN(seen); j < maxPeersPerReply {
-			out[j] = na // reservoir sampling
-		}
+		all = append(all, entry{ap, at})
 	}
 	if len(sw.peers) == 0 {
 		delete(ps.swarms, ih)
+	}
+	if len(all) > maxPeersPerReply {
+		slices.SortFunc(all, func(a, b entry) int { return b.at.Compare(a.at) })
+		newest := maxPeersPerReply / 2
+		rest := all[newest:]
+		rand.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
+		all = all[:maxPeersPerReply]
+	}
+	out := make([]krpc.NodeAddr, len(all))
+	for i, e := range all {
+		out[i] = krpc.NodeAddr{IP: net.IP(e.ap.Addr().AsSlice()), Port: int(e.ap.Port())}
 	}
 	return out
 }

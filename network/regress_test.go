@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func TestPeerStoreBoundsAndExpiry(t *testing.T) {
 	}
 	many := newPeerStore(1, 1000, time.Hour)
 	for port := 1; port <= 200; port++ {
-		many.AddPeer(a, krpc.NodeAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
+		many.AddPeer(a, krpc.NodeAddr{IP: net.IPv4(127, 0, 1, byte(port)), Port: port})
 	}
 	if got := len(many.GetPeers(a)); got != maxPeersPerReply {
 		t.Fatalf("reply carries %d peers, cap %d", got, maxPeersPerReply)
@@ -578,5 +579,46 @@ func TestLoneNodeKeepsRecord(t *testing.T) {
 	got, _, err := late.GetRecord(ctx, sp.PublicKey)
 	if err != nil || string(got.Packet) != "lone" {
 		t.Fatalf("late get: %v", err)
+	}
+}
+
+// TestPeerStoreFakePortFlood: one address announcing 200 ports keeps only
+// maxPortsPerIP of them, the honest peers of the swarm stay listed, and a
+// reply lists the most recently announced peers.
+func TestPeerStoreFakePortFlood(t *testing.T) {
+	ps := newPeerStore(10, 512, time.Hour)
+	var ih [20]byte
+	honest := []krpc.NodeAddr{{IP: net.IPv4(127, 0, 0, 1).To4(), Port: 4000}, {IP: net.IPv4(127, 0, 0, 3).To4(), Port: 4001}}
+	for _, h := range honest {
+		ps.AddPeer(ih, h)
+	}
+	for port := 10000; port < 10200; port++ {
+		ps.AddPeer(ih, krpc.NodeAddr{IP: net.IPv4(127, 0, 0, 66), Port: port})
+	}
+	got := ps.GetPeers(ih)
+	if len(got) != len(honest)+maxPortsPerIP {
+		t.Fatalf("got %d peers, want the %d honest and %d of the flood", len(got), len(honest), maxPortsPerIP)
+	}
+	for _, h := range honest {
+		if !slices.ContainsFunc(got, func(na krpc.NodeAddr) bool { return na.String() == h.String() }) {
+			t.Errorf("honest peer %v buried", h)
+		}
+	}
+	// 127.0.0.1 is exempt: tests and the demo run every node there.
+	for port := 5000; port < 5100; port++ {
+		ps.AddPeer(ih, krpc.NodeAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+	}
+	if n := ps.len(ih); n != len(honest)+maxPortsPerIP+100 {
+		t.Fatalf("%d peers stored", n)
+	}
+	// A full reply: its first half is the most recently announced.
+	got = ps.GetPeers(ih)
+	if len(got) != maxPeersPerReply {
+		t.Fatalf("reply carries %d peers", len(got))
+	}
+	for _, na := range got[:maxPeersPerReply/2] {
+		if na.Port < 5000+100-maxPeersPerReply/2 {
+			t.Fatalf("reply starts with %v, not among the newest", na)
+		}
 	}
 }

@@ -60,7 +60,7 @@ var (
 
 	// ErrKeyPermissions means a secret key or shared secret file may be
 	// read or written by group or others; the error names the chmod to run.
-	ErrKeyPermissions = errors.New("secret file is accessible by group or others")
+	ErrKeyPermissions = errors.New("accessible by group or others")
 
 	// ErrStaleSeq means a new signed packet would not have a larger sequence
 	// number than the one it replaces, so DHT nodes would refuse it.

@@ -146,7 +146,7 @@ func checkPrivateMode(path, kind string, mode fs.FileMode) error {
 		return nil
 	}
 	if perm := mode.Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%s %s: %w: mode %04o lets group or others access it; run: chmod 600 %s",
+		return fmt.Errorf("%s %s: %w (mode %04o); run: chmod 600 %s",
 			kind, path, ErrKeyPermissions, perm, shellQuote(path))
 	}
 	return nil

@@ -27,6 +27,8 @@ const (
 // hostNet is where a run adds its hosts: netsim or loopback.
 type hostNet interface {
 	addHost(netsim.Link) (host, error)
+	// addHostNAT adds a host behind a NAT box of the type.
+	addHostNAT(netsim.Link, netsim.NATType) (host, error)
 	// bytesSent is every UDP payload byte sent so far, or -1 when the
 	// kernel carries them and nothing counts them.
 	bytesSent() int64
@@ -56,6 +58,14 @@ type netsimHost struct{ h *netsim.Host }
 
 func (s netsimNet) addHost(l netsim.Link) (host, error) {
 	h, err := s.n.AddHost(l)
+	if err != nil {
+		return nil, err
+	}
+	return netsimHost{h}, nil
+}
+
+func (s netsimNet) addHostNAT(l netsim.Link, typ netsim.NATType) (host, error) {
+	h, err := s.n.AddHostNAT(l, netsim.NAT{Type: typ})
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +118,13 @@ func (l *loopbackNet) addHost(netsim.Link) (host, error) {
 	h.dht = d.LocalAddr().(*net.UDPAddr).AddrPort()
 	h.quic = q.LocalAddr().(*net.UDPAddr).AddrPort()
 	return h, nil
+}
+
+func (l *loopbackNet) addHostNAT(link netsim.Link, typ netsim.NATType) (host, error) {
+	if typ != netsim.NATNone {
+		return nil, fmt.Errorf("loopback: no NAT boxes (%s)", typ)
+	}
+	return l.addHost(link)
 }
 
 func (l *loopbackNet) bytesSent() int64 { return -1 }

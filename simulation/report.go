@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rpe-project/engine/simulation/netsim"
 )
 
 // Report is what a run measured. Times are seconds since the moment of
@@ -59,6 +61,9 @@ type Report struct {
 	// CorruptServed counts corrupt chunk answers hostile peers handed over
 	// (the attack's attempts; how many reached a node depends on timing).
 	CorruptServed int64 `json:"corrupt_served"`
+	// Outsider is what the outsiders of a private scenario learned; nil
+	// for a public one.
+	Outsider *OutsiderReport `json:"outsider,omitempty"`
 	// PublisherLeftS is when the publisher stopped, if it did.
 	PublisherLeftS *float64 `json:"publisher_left_s"`
 	// StartupS is the time from the start of the run until publishing
@@ -70,6 +75,9 @@ type Report struct {
 	// (DHT, QUIC headers and retransmissions included); 0 on loopback,
 	// where the kernel carries them.
 	NetBytesSent int64 `json:"net_bytes_sent"`
+	// NAT says which nodes sat behind which NAT type and how many of them
+	// completed; nil when no node, nor the publisher, was behind a NAT.
+	NAT *NATReport `json:"nat,omitempty"`
 	// AddrViolations counts packets from or to an address outside
 	// 127.0.0.0/8 (must be 0; netsim would refuse to send them anyway).
 	AddrViolations int64 `json:"addr_violations"`
@@ -210,6 +218,15 @@ func (r *Report) Summary() string {
 	perNode := int64(0)
 	if r.Nodes > 0 {
 		perNode = r.PeakRSSBytes / int64(r.Nodes)
+	}
+	if r.NAT != nil {
+		fmt.Fprintf(&b, "NAT: mix %s, publisher %s; completed per type:", r.NAT.Mix, r.NAT.PublisherNAT)
+		for _, typ := range netsim.NATTypes() {
+			if n := r.NAT.Nodes[typ.String()]; n > 0 {
+				fmt.Fprintf(&b, " %s %d/%d", typ, r.NAT.Completed[typ.String()], n)
+			}
+		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)  CPU %s\n",
 		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS, f(r.CPUS))

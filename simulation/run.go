@@ -53,6 +53,7 @@ type run struct {
 
 	nodes   []*simNode
 	hostile []*hostile
+	out     *outsiders   // a private scenario's outsiders; nil otherwise
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
 
@@ -111,6 +112,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	if err := r.makeArtifact(dir); err != nil {
 		return Report{}, err
 	}
+	if err := r.setupPrivate(); err != nil {
+		return Report{}, err
+	}
 	if s.Net == Loopback {
 		r.net = &loopbackNet{}
 	} else {
@@ -138,11 +142,14 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	if err := r.startHostile(ctx); err != nil {
 		return Report{}, err
 	}
+	if err := r.startOutsiders(ctx, dir); err != nil {
+		return Report{}, err
+	}
 	r.settle(ctx)
 	report.StartupS = seconds(time.Since(start))
 
 	r.progress("publishing", 0)
-	pubHost, err := r.net.addHost(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss})
+	pubHost, err := r.net.addHostNAT(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss}, s.PublisherNAT)
 	if err != nil {
 		return Report{}, fmt.Errorf("simulation: publisher host: %w", err)
 	}
@@ -162,6 +169,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
 		StateDir: filepath.Join(dir, "publisher"), Bootstrap: r.someNodes(8), LookupTimeout: time.Minute,
 		Logger: logger.With("node", "publisher"), UploadRate: r.engineRate(s.PublisherUp),
+		SharedSecret: r.sharedSecret(),
 	})
 	pcancel()
 	if err != nil {
@@ -177,6 +185,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		return Report{}, err
 	}
 	pubDone := drain(p.Events())
+	if r.out != nil {
+		r.wg.Go(func() { r.probeOutsider(ctx, p.Manifest) })
+	}
 
 	// Watch until every node has verified and installed, or the timeout.
 	deadline := time.NewTimer(s.Timeout)
@@ -237,6 +248,7 @@ watch:
 	r.pubSent.Store(pubUploaded)
 	report.PublisherLeftS = leftAt
 	r.stopNodes()
+	r.stopOutsiders(report)
 	r.finish(report, pubUploaded)
 	report.WallS = seconds(time.Since(start))
 	if cpu0 >= 0 {
@@ -360,7 +372,7 @@ func (r *run) someNodes(n int) []string {
 // the same addresses.
 func (r *run) addHosts(dir string) error {
 	for i := range r.s.Nodes {
-		h, err := r.net.addHost(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss})
+		h, err := r.net.addHostNAT(netsim.Link{Up: r.plan.up[i], Down: r.plan.down[i], Latency: r.s.Latency, Loss: r.s.Loss}, r.plan.nat[i])
 		if err != nil {
 			return fmt.Errorf("simulation: node host: %w", err)
 		}
@@ -385,6 +397,7 @@ func (r *run) addHosts(dir string) error {
 			Bootstrap: boot, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,
 			Exec:       func(string, []string, []string) error { return nil },
 			UploadRate: r.engineRate(r.plan.up[i]), DownloadRate: r.engineRate(r.plan.down[i]),
+			SharedSecret: r.sharedSecret(),
 		}
 		n.hooks = hooks.Hooks{
 			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
@@ -820,6 +833,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		rep.CorruptServed += h.corrupt.Load()
 	}
 	rep.Failed = rep.Nodes - rep.Completed
+	rep.NAT = r.natReport()
 	rep.SetTimes(verified, aware)
 	rep.NetBytesSent = max(0, r.net.bytesSent())
 	rep.AddrViolations = r.bad.Load()
@@ -850,6 +864,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 
 // teardown stops what is left, in reverse order of starting.
 func (r *run) teardown() {
+	r.stopOutsiders(&Report{}) // when Run failed before stopping them
 	for _, n := range r.nodes {
 		n.mu.Lock()
 		n.closing = true

@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/rpe-project/engine/simulation/netsim"
 )
 
 // ErrBadScenario means a Scenario field is out of range.
@@ -53,6 +55,15 @@ type Scenario struct {
 	// themselves, hostile peers are not rate-limited, and Latency only
 	// sets the default QueryResendDelay (200ms there); Loss must be 0.
 	Net Net
+	// Private makes the swarm private: the publisher and every honest node
+	// share a secret, and two outsiders that know only the public key (a
+	// complete engine and a hostile client) try to learn the version, find
+	// peers and get chunks; Report.Outsider says what they got.
+	Private bool
+	// NAT puts fractions of the honest nodes behind NAT boxes of their own
+	// (netsim only); PublisherNAT is the publisher's. Default: no NAT.
+	NAT          NATMix
+	PublisherNAT netsim.NATType
 	// Seed fixes the topology, the rates drawn, the hostile set and the
 	// churn schedule.
 	Seed int64
@@ -166,6 +177,13 @@ func (s Scenario) populate() (Scenario, error) {
 		return bad("negative duration")
 	case s.Bootstraps < 0:
 		return bad("bootstraps %d is negative", s.Bootstraps)
+	case s.PublisherNAT < netsim.NATNone || s.PublisherNAT > netsim.NATSymmetric:
+		return bad("publisher NAT type %d", int(s.PublisherNAT))
+	case s.Net == Loopback && (len(s.NAT) > 0 || s.PublisherNAT != netsim.NATNone):
+		return bad("NAT boxes exist only on netsim")
+	}
+	if err := s.NAT.validate(); err != nil {
+		return s, err
 	}
 	if s.Latency == 0 {
 		s.Latency = 10 * time.Millisecond
@@ -205,6 +223,7 @@ type plan struct {
 	hostile  []HostileKind // per hostile peer
 	churn    []churnPlan   // per honest node; nil entries are not churned
 	boot     [][]int       // per honest node: earlier nodes it starts from
+	nat      []netsim.NATType
 }
 
 // churnPlan says when a node is stopped and for how long.
@@ -240,6 +259,8 @@ func (s Scenario) plan() plan {
 			down: time.Duration(500+r.IntN(2500)) * time.Millisecond,
 		}
 	}
+	// A generator of its own, so a NAT mix leaves every other draw as it was.
+	p.nat = s.NAT.assign(s.Nodes, rand.New(rand.NewPCG(uint64(s.Seed), 0x6e6174))) // "nat"
 	nHostile := int(math.Round(s.Hostile * float64(s.Nodes)))
 	for i := range nHostile {
 		p.hostile = append(p.hostile, HostileKind(i%int(numHostileKinds)))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rpe-project/engine/internal/units"
+	"github.com/rpe-project/engine/simulation/netsim"
 )
 
 // runVirtual runs a scenario inside a testing/synctest bubble: every timer
@@ -53,9 +54,22 @@ func TestSimVirtual(t *testing.T) {
 			t.Fatalf("RPE_SIM_UP=%q: %v", v, err)
 		}
 	}
+	// RPE_SIM_NAT and RPE_SIM_PUBLISHER_NAT are rpe sim's --nat and
+	// --publisher-nat.
+	mix, err := ParseNATMix(os.Getenv("RPE_SIM_NAT"))
+	if err != nil {
+		t.Fatalf("RPE_SIM_NAT: %v", err)
+	}
+	pubNAT := netsim.NATNone
+	if v := os.Getenv("RPE_SIM_PUBLISHER_NAT"); v != "" {
+		if pubNAT, err = netsim.ParseNATType(v); err != nil {
+			t.Fatalf("RPE_SIM_PUBLISHER_NAT: %v", err)
+		}
+	}
 	start := time.Now()
 	rep := runVirtual(t, Scenario{
 		Nodes: n, Size: 4 << 20, Up: up, PublisherUp: up, Seed: 1,
+		NAT: mix, PublisherNAT: pubNAT,
 		Timeout: 10 * time.Minute, Logger: testLogger(t),
 	})
 	t.Logf("wall %v\n%s", time.Since(start), rep.Summary())

@@ -35,6 +35,35 @@
 // the clock skips runs at the jump, a time that occurs twice runs at the
 // first occurrence still ahead.
 //
+// # The trial: states and who moves between them
+//
+// The trial (the pending-install marker, the backup it names and the list
+// of failed releases) has one writer at run time: the installer stage. It
+// calls Boot as it first starts, runs the embedding program's health check
+// on a goroutine of its own whose only output is a message back to the
+// stage, and alone confirms or rolls back. A supervisor that runs the
+// program as a child (internal/supervise, used by `rpe node --run`) writes
+// nothing: its Exec restarts the child and its HealthCheck reports whether
+// the child stayed up, and the stage decides. The plain functions below
+// keep their flock for the one case of two processes on one state
+// directory (the old process's stage, and the new process's Boot after a
+// real exec).
+//
+//	state          marker on disk                  moved by (function)            to
+//	clean          none                            stage: apply → SwapOnTrial     waiting
+//	waiting        deadline unarmed or armed,      stage: ExecNew (arms), or the  on trial
+//	               new version not yet started     new process's stage: Boot
+//	on trial       Attempts ≥ 1, deadline armed    stage: health check passed →   confirmed (clean)
+//	                                               Confirm
+//	on trial       same                            stage: check failed, deadline  rolled back (clean,
+//	                                               or MaxAttempts → RollBack/Boot release listed failed)
+//	stale          marker names a file the target  stage: Boot (bootStale)        clean, or rolled back
+//	               does not hold (crash mid-swap)                                 if it replaced an
+//	                                                                              unconfirmed version
+//
+// After a rollback the stage restarts into the restored version (Exec): a
+// real exec, or the supervisor's restart of its child.
+//
 // # Health and rollback
 //
 // A new version is on trial until it confirms that it is healthy, under
@@ -124,9 +153,9 @@
 // initialisation, a missing shared library, an instruction the CPU lacks)
 // never runs this code, so it cannot roll itself back. Under a supervisor
 // that calls BeforeLaunch before each start, the deadline armed by ExecNew
-// ends the trial and the supervisor restores the backup (`rpe node --run`
-// instead runs the trial for its child itself and rolls back when the child
-// exits early). With self-exec alone and no supervisor, such a process is
+// ends the trial and the supervisor restores the backup (under `rpe node
+// --run` the stage runs the child's trial: the child exiting early fails
+// its health check, and the stage rolls back). With self-exec alone and no supervisor, such a process is
 // simply gone: nothing restarts it, and the backup waits in the state
 // directory for a human (`cp <StateDir>/backup/<name> <target>`). A new
 // version that hangs without ever reaching the engine's timer is likewise
@@ -134,9 +163,9 @@
 //
 // One state directory belongs to one installing process. Within it, Boot,
 // Confirm, RollBack, SwapOnTrial and ExecNew each hold an flock on
-// <StateDir>/install.lock while they read, decide and write, so the engine
-// confirming on one goroutine and the installer actor installing on another
-// (or a supervisor's BeforeLaunch and its child) take turns; where flock is
+// <StateDir>/install.lock while they read, decide and write, so two
+// processes on one state directory (the old process and the new one after
+// an exec, or a supervisor's BeforeLaunch and its child) take turns; where flock is
 // missing (not Linux, macOS or a BSD) nothing serialises them. Swap
 // replaces a regular file only; callers resolve symlinks first
 // (engine.Config.Target does).

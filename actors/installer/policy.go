@@ -20,6 +20,14 @@ const (
 	OnRestart
 	// At swaps and re-executes at the next local Hour:Minute.
 	At
+	// Window swaps and re-executes at once when the local wall clock is
+	// inside [Hour:Minute, EndHour:EndMinute), else at the window's next
+	// start. A window whose end is before its start crosses midnight
+	// (22:00-02:00).
+	Window
+	// Manual swaps and re-executes only when the program asks (the engine
+	// reports the release ready and waits for Engine.Apply).
+	Manual
 )
 
 // ErrBadPolicy is returned (wrapped) by ParsePolicy for text that names no
@@ -32,11 +40,14 @@ var ErrBadPolicy = errors.New("installer: bad apply policy")
 type Policy struct {
 	Kind         PolicyKind
 	Hour, Minute int
+	// EndHour and EndMinute end a Window (exclusive).
+	EndHour, EndMinute int
 }
 
-// ParsePolicy reads "now", "on-restart" or "at=HH:MM" (24-hour clock, the
-// hour may have one digit, the minute has two). Case and surrounding spaces
-// are ignored. An empty string is Now, the default.
+// ParsePolicy reads "now", "on-restart", "manual", "at=HH:MM" or
+// "window=HH:MM-HH:MM" (24-hour clock, the hour may have one digit, the
+// minute has two). Case and surrounding spaces are ignored. An empty string
+// is Now, the default.
 func ParsePolicy(s string) (Policy, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	switch t {
@@ -44,22 +55,48 @@ func ParsePolicy(s string) (Policy, error) {
 		return Policy{Kind: Now}, nil
 	case "on-restart":
 		return Policy{Kind: OnRestart}, nil
+	case "manual":
+		return Policy{Kind: Manual}, nil
 	}
-	clock, ok := strings.CutPrefix(t, "at=")
-	if !ok {
-		return Policy{}, fmt.Errorf("%w %q: want now, on-restart or at=HH:MM", ErrBadPolicy, s)
+	var p Policy
+	if clock, ok := strings.CutPrefix(t, "at="); ok {
+		h, m, err := parseClock(clock)
+		if err != nil {
+			return Policy{}, fmt.Errorf("%w %q: %w", ErrBadPolicy, s, err)
+		}
+		p = Policy{Kind: At, Hour: h, Minute: m}
+	} else if span, ok := strings.CutPrefix(t, "window="); ok {
+		from, to, ok := strings.Cut(span, "-")
+		if !ok {
+			return Policy{}, fmt.Errorf("%w %q: window must be HH:MM-HH:MM", ErrBadPolicy, s)
+		}
+		h, m, err := parseClock(from)
+		if err != nil {
+			return Policy{}, fmt.Errorf("%w %q: %w", ErrBadPolicy, s, err)
+		}
+		eh, em, err := parseClock(to)
+		if err != nil {
+			return Policy{}, fmt.Errorf("%w %q: %w", ErrBadPolicy, s, err)
+		}
+		p = Policy{Kind: Window, Hour: h, Minute: m, EndHour: eh, EndMinute: em}
+	} else {
+		return Policy{}, fmt.Errorf("%w %q: want now, on-restart, manual, at=HH:MM or window=HH:MM-HH:MM", ErrBadPolicy, s)
 	}
-	hh, mm, ok := strings.Cut(clock, ":")
-	if !ok || len(hh) < 1 || len(hh) > 2 || len(mm) != 2 || !digits(hh) || !digits(mm) {
-		return Policy{}, fmt.Errorf("%w %q: time must be HH:MM", ErrBadPolicy, s)
-	}
-	h, _ := strconv.Atoi(hh)
-	m, _ := strconv.Atoi(mm)
-	p := Policy{Kind: At, Hour: h, Minute: m}
 	if err := p.Validate(); err != nil {
 		return Policy{}, fmt.Errorf("%w %q: %w", ErrBadPolicy, s, err)
 	}
 	return p, nil
+}
+
+// parseClock reads H:MM or HH:MM (range checked by Validate).
+func parseClock(clock string) (h, m int, err error) {
+	hh, mm, ok := strings.Cut(clock, ":")
+	if !ok || len(hh) < 1 || len(hh) > 2 || len(mm) != 2 || !digits(hh) || !digits(mm) {
+		return 0, 0, fmt.Errorf("time %q must be HH:MM", clock)
+	}
+	h, _ = strconv.Atoi(hh)
+	m, _ = strconv.Atoi(mm)
+	return h, m, nil
 }
 
 func digits(s string) bool {
@@ -75,18 +112,33 @@ func digits(s string) bool {
 // hour in 0..23 and a minute in 0..59.
 func (p Policy) Validate() error {
 	switch p.Kind {
-	case Now, OnRestart:
+	case Now, OnRestart, Manual:
 		return nil
 	case At:
-		if p.Hour < 0 || p.Hour > 23 {
-			return fmt.Errorf("hour %d out of range 0..23", p.Hour)
+		return checkClock(p.Hour, p.Minute)
+	case Window:
+		if err := checkClock(p.Hour, p.Minute); err != nil {
+			return err
 		}
-		if p.Minute < 0 || p.Minute > 59 {
-			return fmt.Errorf("minute %d out of range 0..59", p.Minute)
+		if err := checkClock(p.EndHour, p.EndMinute); err != nil {
+			return err
+		}
+		if p.Hour == p.EndHour && p.Minute == p.EndMinute {
+			return errors.New("empty window: start and end are equal")
 		}
 		return nil
 	}
 	return fmt.Errorf("unknown policy kind %d", int(p.Kind))
+}
+
+func checkClock(h, m int) error {
+	if h < 0 || h > 23 {
+		return fmt.Errorf("hour %d out of range 0..23", h)
+	}
+	if m < 0 || m > 59 {
+		return fmt.Errorf("minute %d out of range 0..59", m)
+	}
+	return nil
 }
 
 // String returns the text ParsePolicy reads back.
@@ -98,12 +150,16 @@ func (p Policy) String() string {
 		return "on-restart"
 	case At:
 		return fmt.Sprintf("at=%02d:%02d", p.Hour, p.Minute)
+	case Window:
+		return fmt.Sprintf("window=%02d:%02d-%02d:%02d", p.Hour, p.Minute, p.EndHour, p.EndMinute)
+	case Manual:
+		return "manual"
 	}
 	return fmt.Sprintf("policy(%d)", int(p.Kind))
 }
 
 // Restarts reports whether the policy re-executes the process after the
-// swap (Now and At do, OnRestart does not).
+// swap (all but OnRestart do).
 func (p Policy) Restarts() bool { return p.Kind != OnRestart }
 
 // NextApply returns when to swap (and, unless OnRestart, re-execute) a
@@ -122,9 +178,30 @@ func (p Policy) Restarts() bool { return p.Kind != OnRestart }
 //   - when HH:MM happens twice (fall back), the first occurrence at or after
 //     now is taken.
 //
+// For Window it returns now when the wall clock of now.Location() reads a
+// time inside the window (start included, end excluded; a window that ends
+// before it starts runs across midnight), else the next start of the window
+// as At computes it. Inside is judged by the wall clock, so on a day the
+// clock changes the window keeps its wall-clock bounds: it is an hour
+// shorter or longer in real time. A window that lies wholly in the hour a
+// clock skips opens for the instant of the jump.
+//
+// Manual never applies by itself: it returns the zero time.
+//
 // An invalid Policy (see Validate) is applied now.
 func (p Policy) NextApply(now time.Time) time.Time {
-	if p.Kind != At || p.Validate() != nil {
+	if p.Validate() != nil {
+		return now
+	}
+	switch p.Kind {
+	case Manual:
+		return time.Time{}
+	case Window:
+		if p.inWindow(now) {
+			return now
+		}
+	case At:
+	default:
 		return now
 	}
 	loc := now.Location()
@@ -147,6 +224,16 @@ func (p Policy) NextApply(now time.Time) time.Time {
 	}
 	// Unreachable for any real zone; applying now is the safe answer.
 	return now
+}
+
+// inWindow reports whether now's wall clock is inside the window.
+func (p Policy) inWindow(now time.Time) bool {
+	m := now.Hour()*60 + now.Minute()
+	start, end := p.Hour*60+p.Minute, p.EndHour*60+p.EndMinute
+	if start < end {
+		return start <= m && m < end
+	}
+	return m >= start || m < end
 }
 
 // occurrences returns the instants of day (y, m, d) in loc whose wall clock
@@ -208,5 +295,5 @@ func (p *Policy) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Set makes *Policy a flag.Value: flag.Var(&cfg.Apply, "apply", "now, on-restart or at=HH:MM").
+// Set makes *Policy a flag.Value: flag.Var(&cfg.Apply, "apply", "now, on-restart, manual, at=HH:MM or window=HH:MM-HH:MM").
 func (p *Policy) Set(s string) error { return p.UnmarshalText([]byte(s)) }

@@ -201,3 +201,100 @@ func TestPolicyTextAndFlag(t *testing.T) {
 		t.Error("flag accepted at=25:00")
 	}
 }
+
+func TestParseWindowAndManual(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want Policy
+		str  string
+	}{
+		{"window=22:00-02:00", Policy{Kind: Window, Hour: 22, EndHour: 2}, "window=22:00-02:00"},
+		{"WINDOW=1:30-4:05", Policy{Kind: Window, Hour: 1, Minute: 30, EndHour: 4, EndMinute: 5}, "window=01:30-04:05"},
+		{"manual", Policy{Kind: Manual}, "manual"},
+	} {
+		got, err := ParsePolicy(c.in)
+		if err != nil || got != c.want || got.String() != c.str {
+			t.Errorf("ParsePolicy(%q) = %+v %q, %v; want %+v %q", c.in, got, got.String(), err, c.want, c.str)
+		}
+		if back, err := ParsePolicy(got.String()); err != nil || back != got {
+			t.Errorf("round trip of %q: %+v, %v", c.in, back, err)
+		}
+	}
+	for _, in := range []string{"window=", "window=22:00", "window=22:00-22:00", "window=22:00-24:00", "window=2200-0200", "window=22:00-02:00-03:00", "manually"} {
+		if p, err := ParsePolicy(in); !errors.Is(err, ErrBadPolicy) {
+			t.Errorf("ParsePolicy(%q) = %+v, %v; want ErrBadPolicy", in, p, err)
+		}
+	}
+}
+
+// TestNextApplyWindow: inside the window (start included, end excluded) a
+// release applies at once; outside, at the window's next start. Windows
+// cross midnight, and keep their wall-clock bounds across a DST change.
+func TestNextApplyWindow(t *testing.T) {
+	ny := mustLoc(t, "America/New_York")
+	utc := time.UTC
+	w := func(h, m, eh, em int) Policy {
+		return Policy{Kind: Window, Hour: h, Minute: m, EndHour: eh, EndMinute: em}
+	}
+	d := func(loc *time.Location, y int, mo time.Month, dd, h, mi int) time.Time {
+		return time.Date(y, mo, dd, h, mi, 0, 0, loc)
+	}
+	u := func(y int, mo time.Month, dd, h, mi int) time.Time { return time.Date(y, mo, dd, h, mi, 0, 0, utc) }
+	cases := []struct {
+		name string
+		p    Policy
+		now  time.Time
+		want time.Time
+	}{
+		{"inside", w(1, 0, 4, 0), d(utc, 2026, 5, 1, 2, 0), d(utc, 2026, 5, 1, 2, 0)},
+		{"at the start", w(1, 0, 4, 0), d(utc, 2026, 5, 1, 1, 0), d(utc, 2026, 5, 1, 1, 0)},
+		{"at the end: tomorrow", w(1, 0, 4, 0), d(utc, 2026, 5, 1, 4, 0), d(utc, 2026, 5, 2, 1, 0)},
+		{"before: later today", w(1, 0, 4, 0), d(utc, 2026, 5, 1, 0, 30), d(utc, 2026, 5, 1, 1, 0)},
+		// 23:59 -> 00:01: a window opening at 00:01 is taken the next day,
+		// two minutes later.
+		{"23:59 to a window at 00:01", w(0, 1, 3, 0), d(utc, 2026, 5, 1, 23, 59), d(utc, 2026, 5, 2, 0, 1)},
+		{"crossing midnight: before midnight", w(23, 0, 1, 0), d(utc, 2026, 5, 1, 23, 59), d(utc, 2026, 5, 1, 23, 59)},
+		{"crossing midnight: after midnight", w(23, 0, 1, 0), d(utc, 2026, 5, 2, 0, 1), d(utc, 2026, 5, 2, 0, 1)},
+		{"crossing midnight: after its end", w(23, 0, 1, 0), d(utc, 2026, 5, 2, 1, 0), d(utc, 2026, 5, 2, 23, 0)},
+		{"crossing midnight: new year", w(23, 30, 0, 30), d(utc, 2026, 12, 31, 12, 0), d(utc, 2026, 12, 31, 23, 30)},
+		// New York, 2026-03-08: 02:00 EST -> 03:00 EDT (07:00 UTC).
+		{"spring: window opens at the jump", w(2, 30, 4, 0), d(ny, 2026, 3, 8, 1, 0), u(2026, 3, 8, 7, 0)},
+		{"spring: inside after the jump", w(1, 0, 4, 0), u(2026, 3, 8, 7, 30).In(ny), u(2026, 3, 8, 7, 30)},
+		{"spring: after the shortened window", w(1, 0, 4, 0), d(ny, 2026, 3, 8, 4, 0), d(ny, 2026, 3, 9, 1, 0)},
+		// New York, 2026-11-01: 02:00 EDT -> 01:00 EST (06:00 UTC); 01:xx twice.
+		{"autumn: inside the first 01:30", w(1, 0, 2, 0), u(2026, 11, 1, 5, 30).In(ny), u(2026, 11, 1, 5, 30)},
+		{"autumn: inside the second 01:30", w(1, 0, 2, 0), u(2026, 11, 1, 6, 30).In(ny), u(2026, 11, 1, 6, 30)},
+		{"autumn: before opens at the first 01:00", w(1, 0, 2, 0), d(ny, 2026, 11, 1, 0, 30), u(2026, 11, 1, 5, 0)},
+	}
+	for _, c := range cases {
+		got := c.p.NextApply(c.now)
+		if !got.Equal(c.want) {
+			t.Errorf("%s: %v.NextApply(%v) = %v (%v), want %v (%v)", c.name, c.p, c.now, got, got.UTC(), c.want, c.want.UTC())
+		}
+	}
+	// Every minute of a year's two change days and a normal day: the answer
+	// is never in the past, and its wall clock is inside the window (or at
+	// a jump over the whole window).
+	for _, day := range []time.Time{d(ny, 2026, 3, 8, 0, 0), d(ny, 2026, 11, 1, 0, 0), d(ny, 2026, 6, 1, 0, 0)} {
+		for _, p := range []Policy{w(1, 30, 2, 30), w(23, 0, 2, 0), w(2, 10, 2, 50)} {
+			for m := 0; m < 25*60; m++ {
+				now := day.Add(time.Duration(m) * time.Minute)
+				got := p.NextApply(now)
+				if got.Before(now) || got.Sub(now) > 25*time.Hour {
+					t.Fatalf("%v at %v: %v", p, now, got)
+				}
+				if !p.inWindow(got) {
+					if _, end := got.Add(-time.Nanosecond).ZoneBounds(); !end.Equal(got) {
+						t.Fatalf("%v at %v: %v is outside the window and no jump", p, now, got)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestNextApplyManual(t *testing.T) {
+	if got := (Policy{Kind: Manual}).NextApply(time.Now()); !got.IsZero() {
+		t.Fatalf("manual NextApply = %v, want never (zero)", got)
+	}
+}

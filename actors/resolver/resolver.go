@@ -38,12 +38,18 @@ type Config struct {
 	// PollInterval is the mean time between DHT lookups; zero or negative
 	// means the default, 5m.
 	PollInterval time.Duration
+	// NoPoll turns polling off: the record is looked up only when asked
+	// (Poll), and news comes from peers (Offer). For tests of the mesh.
+	NoPoll bool
 	// FirstPoll is the delay before the first lookup; zero or negative
 	// means the default, 1s.
 	FirstPoll time.Duration
 	// RePutInterval is how often the held record is put again even when the
 	// DHT has it; zero or negative means the default, 30m.
 	RePutInterval time.Duration
+	// Private, when set, makes the node read its private swarm's sealed
+	// entry instead of the public one.
+	Private *release.Private
 	// StaleAfter is how old the newest record held may grow (by its signing
 	// time) before the stage reports Stale; zero or negative means never.
 	StaleAfter time.Duration
@@ -131,9 +137,16 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 			r.cfg.Logger.Warn("resolver: ignoring held record", "err", err)
 		} else if p != nil && p.PublicKey == r.cfg.PublisherKey {
 			r.held = p
+			// Gossip it: peers that connect learn it at once (the mesh),
+			// which is how a publisher pushes a new record.
+			if ctx.Parent() != nil {
+				ctx.Send(ctx.Parent(), &RecordUpdated{Packet: p})
+			}
 			r.consider(ctx, p, "disk")
 		}
-		r.after(ctx, r.cfg.FirstPoll)
+		if !r.cfg.NoPoll {
+			r.after(ctx, r.cfg.FirstPoll)
+		}
 	case *actor.Stopping, *actor.Restarting:
 		r.cancel()
 	case *Poll:
@@ -151,7 +164,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 			r.quiet++
 		}
 		r.checkStale(ctx)
-		if !r.armed {
+		if !r.armed && !r.cfg.NoPoll {
 			r.after(ctx, r.jitter(backoff(r.cfg.PollInterval, r.quiet)))
 		}
 	case *bootstrapped:
@@ -301,7 +314,7 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 }
 
 func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, from string) {
-	e, err := p.Lookup(r.cfg.Target)
+	e, err := r.lookup(p)
 	if err != nil {
 		// Signed by the publisher but with no entry for this target, or
 		// not in the format: say so once, as silence would hide a

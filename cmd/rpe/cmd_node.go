@@ -7,23 +7,22 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	engine "github.com/rpe-project/engine"
-	"github.com/rpe-project/engine/actors/installer"
+	"github.com/rpe-project/engine/internal/supervise"
 	"github.com/rpe-project/engine/release"
 )
 
 func init() {
 	register(&command{
 		name: "node",
-		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--run -- CMD ARGS...]",
+		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--secret FILE] [--stale-after D] [--run -- CMD ARGS...]",
 		summary: "Keep any program up to date: follow the key, download, verify and swap PATH; " +
 			"with --run, run CMD as a child and restart it into each new version. Seeds what it has.",
 		run: runNode,
@@ -45,6 +44,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
+	secretFile := addSecretFlag(fs)
 	staleAfter := fs.Duration("stale-after", 0, "warn when the newest record seen was signed longer ago than this (an eclipse or a publisher that stopped re-signing); 0: never")
 	join := fs.Duration("join-timeout", 10*time.Second, "fail when no DHT node has answered after this long")
 	nf := addNetFlags(fs)
@@ -100,9 +100,6 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if stateDir, err = filepath.Abs(stateDir); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return fmt.Errorf("--state-dir %s: %v; choose a writable directory", stateDir, errors.Unwrap(err))
-	}
 	current := *version
 	if current == "" {
 		if b, err := readFileLimit(filepath.Join(stateDir, nodeVersionFile), 256); err == nil {
@@ -115,36 +112,62 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if _, err := release.ParseVersion(current); err != nil {
 		return usageError{fmt.Errorf("--version: %w", err)}
 	}
+	secret, err := sharedSecret(*secretFile)
+	if err != nil {
+		return err
+	}
+	// Only a valid command line creates anything.
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return fmt.Errorf("--state-dir %s: %v; choose a writable directory", stateDir, errors.Unwrap(err))
+	}
 	if policy == engine.ApplyOnRestart && !*run {
 		// Nothing to restart: swap at once.
 		policy = engine.ApplyNow
 	}
 
 	out := newNodeOutput(e, of)
-	var ch *child
+	var sup *supervise.Supervisor
+	exec, check := func(string, []string, []string) error { return nil }, (func(context.Context) error)(nil)
 	if *run {
-		ch = &child{argv: pos, stdout: e.stdout, stderr: e.stderr, exited: make(chan error, 1)}
+		// With --json, stdout carries only rpe's events: the child's output
+		// goes to stderr.
+		childOut := e.stdout
+		if *of.json {
+			childOut = e.stderr
+		}
+		sup, err = supervise.New(supervise.Config{Argv: pos, Stdout: childOut, Stderr: e.stderr, Healthy: *healthy,
+			OnStart: func(pid int, restart bool) { out.started(pos, pid, restart) }})
+		if err != nil {
+			return err
+		}
+		exec, check = sup.Exec, sup.HealthCheck
 	}
-	sup := &nodeSupervisor{stateDir: stateDir, child: ch, healthy: *healthy, out: out, trialExit: make(chan error, 1), version: current}
-	var healthCheck func(context.Context) error
-	childStarted := make(chan struct{})
-	if pending, _ := installer.ReadPending(stateDir); ch != nil && pending != nil && pending.Version == current {
-		// rpe node stopped while current was on trial: the engine resumes
-		// the trial, and the child must pass it again.
-		sup.trial, sup.previous = true, pending.PreviousVersion
-		healthCheck = func(hctx context.Context) error { return sup.resumeTrial(hctx, childStarted, pending.Version) }
-	}
+	// Without --run nothing runs the program: exec returns at once, and the
+	// installer confirms the swap. With --run the supervisor restarts the
+	// child into the new version and reports whether it stayed up; the
+	// engine's installer alone confirms or rolls back.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(sigs)
 	eng, err := engine.Start(ctx, engine.Config{
-		HealthCheck:  healthCheck,
+		SharedSecret: secret,
+		HealthCheck:  check,
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
-		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: sup.exec,
+		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: exec,
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll,
 		StaleAfter: *staleAfter,
 	})
 	if err != nil {
 		return explain(err)
 	}
+	// The child goes first, then the engine: a service manager that stops
+	// rpe node stops its program too (the signal is passed on, and rpe node
+	// waits for the child), so no copy is left running.
+	stopSig := os.Signal(syscall.SIGTERM)
 	defer func() {
+		if sup != nil {
+			sup.Stop(stopSig)
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		eng.Stop(sctx)
@@ -156,43 +179,58 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	if *version == "" && current == "0.0.0" {
 		holds = "an unknown version (the newest release will be installed)"
 	}
-	out.info("following %s for %s/%s/%s; %s holds %s", *tf.pubkey, *tf.app, *tf.channel, *tf.platform, *target, holds)
-	if ch != nil {
-		if err := ch.start(); err != nil {
+	out.following(*tf.pubkey, *tf.app, *tf.channel, *tf.platform, *target, holds)
+	var childExited <-chan error
+	if sup != nil {
+		if err := sup.Start(); err != nil {
 			return fmt.Errorf("--run %s: %v", pos[0], err)
 		}
-		close(childStarted)
-		defer ch.stop(10 * time.Second)
-		out.info("started %s (pid %d)", strings.Join(pos, " "), ch.pid())
-	}
-	var childExited <-chan error
-	if ch != nil {
-		childExited = ch.exited
+		childExited = sup.Exited()
 	}
 	events := eng.Events()
 	for {
 		select {
+		case sig := <-sigs:
+			stopSig = sig
+			out.stopping(sig)
+			return nil
 		case <-ctx.Done():
-			out.info("stopping")
+			select {
+			case sig := <-sigs:
+				stopSig = sig
+			default:
+			}
+			out.stopping(stopSig)
 			return nil
 		case err := <-childExited:
-			if sup.childExited(err) {
-				continue // the supervisor rolls back and restarts it
-			}
+			out.exited(pos[0], err)
 			if err != nil {
 				return fmt.Errorf("%s exited: %v", pos[0], err)
 			}
-			out.info("%s exited", pos[0])
 			return nil
 		case ev, ok := <-events:
 			if !ok {
 				return nil
 			}
-			if in, ok := ev.(engine.Installed); ok {
-				sup.installed(in.Version)
+			switch ev := ev.(type) {
+			case engine.Installed:
+				saveVersion(stateDir, ev.Version, out)
+			case engine.RolledBack:
+				saveVersion(stateDir, ev.PreviousVersion, out)
+				if sup != nil {
+					sup.Restored()
+				}
 			}
 			out.event(ev)
 		}
+	}
+}
+
+// saveVersion records that the target now holds version v, for the next
+// start of rpe node.
+func saveVersion(stateDir, v string, out *nodeOutput) {
+	if err := writeFileAtomic(filepath.Join(stateDir, nodeVersionFile), []byte(v+"\n"), 0o644); err != nil {
+		out.warn("cannot record the installed version: %v", err)
 	}
 }
 
@@ -226,254 +264,9 @@ func waitJoined(ctx context.Context, eng *engine.Engine, boot []string, d time.D
 	return nil
 }
 
-// nodeSupervisor is the engine's Execer for rpe node: instead of replacing
-// rpe, it restarts the child into the new version and watches it through
-// the installer's trial (confirm when healthy, roll back when not).
-type nodeSupervisor struct {
-	stateDir string
-	child    *child
-	healthy  time.Duration
-	out      *nodeOutput
-
-	// trialExit passes the child's exit to the trial being watched.
-	trialExit chan error
-
-	mu    sync.Mutex
-	trial bool
-	// version is what the target holds, previous what it held before the
-	// last install (what a rollback restores).
-	version, previous string
-}
-
-// installed records that the target now holds version v.
-func (s *nodeSupervisor) installed(v string) {
-	s.mu.Lock()
-	s.previous, s.version = s.version, v
-	s.mu.Unlock()
-	s.saveVersion(v)
-}
-
-func (s *nodeSupervisor) saveVersion(v string) {
-	if err := writeFileAtomic(filepath.Join(s.stateDir, nodeVersionFile), []byte(v+"\n"), 0o644); err != nil {
-		s.out.info("warning: cannot record the installed version: %v", err)
-	}
-}
-
-// childExited hands the child's exit to a running trial and says whether
-// there was one.
-func (s *nodeSupervisor) childExited(err error) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.trial {
-		return false
-	}
-	select {
-	case s.trialExit <- err:
-	default:
-	}
-	return true
-}
-
-func (s *nodeSupervisor) exec(path string, argv, env []string) error {
-	if s.child == nil {
-		// Nothing runs the program: the swap is final.
-		if err := installer.ClearPending(s.stateDir); err != nil {
-			return err
-		}
-		return nil
-	}
-	p, err := installer.ReadPending(s.stateDir)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.trial = p != nil
-	s.mu.Unlock()
-	select {
-	case <-s.trialExit: // an exit from an earlier trial
-	default:
-	}
-	if err := s.child.restart(10 * time.Second); err != nil {
-		s.mu.Lock()
-		s.trial = false
-		s.mu.Unlock()
-		return err // the installer puts the old version back
-	}
-	if p == nil {
-		return nil
-	}
-	s.out.info("restarted %s into %s (pid %d)", s.child.argv[0], p.Version, s.child.pid())
-	res, err := installer.Boot(s.stateDir, p.Version, time.Now())
-	if err != nil || res.State != installer.BootTrial {
-		s.mu.Lock()
-		s.trial = false
-		s.mu.Unlock()
-		return nil
-	}
-	go s.watchTrial(res, p)
-	return nil
-}
-
-// resumeTrial is the engine's health check when rpe node starts while a
-// version is on trial: the child must keep running for the health window.
-// On failure the engine rolls back and calls exec, which restarts the child.
-func (s *nodeSupervisor) resumeTrial(ctx context.Context, started <-chan struct{}, version string) error {
-	defer func() {
-		s.mu.Lock()
-		s.trial = false
-		s.mu.Unlock()
-	}()
-	select {
-	case <-started:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	t := time.NewTimer(s.healthy)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		s.out.info("%s is healthy", version)
-		return nil
-	case err := <-s.trialExit:
-		s.mu.Lock()
-		prev := s.previous
-		s.version = prev
-		s.mu.Unlock()
-		s.saveVersion(prev)
-		s.out.info("%s exited after less than %v (%v); rolling back to %s", version, s.healthy, err, prev)
-		return fmt.Errorf("exited after less than %v: %v", s.healthy, err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// watchTrial confirms the new version once the child has run for the
-// health window, or rolls back and restarts the old one if it exits sooner.
-func (s *nodeSupervisor) watchTrial(res installer.BootResult, p *installer.Pending) {
-	defer func() {
-		s.mu.Lock()
-		s.trial = false
-		s.mu.Unlock()
-	}()
-	t := time.NewTimer(s.healthy)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		if err := res.Confirm(); err != nil {
-			s.out.info("warning: confirm %s: %v", p.Version, err)
-			return
-		}
-		s.out.info("%s is healthy", p.Version)
-	case err := <-s.trialExit:
-		reason := fmt.Errorf("exited after less than %v: %v", s.healthy, err)
-		if rerr := res.RollBack(reason, time.Now()); rerr != nil {
-			s.out.info("warning: roll back %s: %v", p.Version, rerr)
-			return
-		}
-		s.mu.Lock()
-		prev := s.previous
-		s.version = prev
-		s.mu.Unlock()
-		s.saveVersion(prev)
-		s.out.info("%s %s; rolled back to %s", p.Version, reason, prev)
-		if err := s.child.start(); err != nil {
-			s.out.info("warning: restart %s: %v", s.child.argv[0], err)
-		}
-	}
-}
-
-// child is the program rpe node --run keeps running.
-type child struct {
-	argv           []string
-	stdout, stderr io.Writer
-	// exited receives the exit of a child that stopped by itself.
-	exited chan error
-
-	mu  sync.Mutex
-	cur *proc
-}
-
-// proc is one run of the child.
-type proc struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	stopping atomic.Bool // stopped by rpe node, not by itself
-}
-
-// start starts the child unless it is running already: rpe node's own
-// first start and a restart by the engine (a rollback found at boot) may
-// come in either order, and only one child may run.
-func (c *child) start() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != nil {
-		select {
-		case <-c.cur.done:
-		default:
-			return nil
-		}
-	}
-	cmd := exec.Command(c.argv[0], c.argv[1:]...)
-	cmd.Stdout, cmd.Stderr = c.stdout, c.stderr
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	c.cur = p
-	go func() {
-		err := cmd.Wait()
-		if !p.stopping.Load() {
-			select {
-			case c.exited <- err:
-			default:
-			}
-		}
-		close(p.done)
-	}()
-	return nil
-}
-
-func (c *child) pid() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur == nil {
-		return 0
-	}
-	return c.cur.cmd.Process.Pid
-}
-
-// stop asks the child to stop (SIGTERM) and kills it after timeout.
-func (c *child) stop(timeout time.Duration) {
-	c.mu.Lock()
-	p := c.cur
-	c.mu.Unlock()
-	if p == nil {
-		return
-	}
-	p.stopping.Store(true)
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (c *child) restart(timeout time.Duration) error {
-	c.stop(timeout)
-	return c.start()
-}
-
-// nodeOutput prints what a node does: lines for people, or one JSON object
-// per event with --json.
+// nodeOutput prints what a node does: lines for people, or with --json one
+// JSON object per event and nothing else ({"event": kind, "time": ..., and
+// the event's fields}; the kinds are listed in docs/FORMATS.md).
 type nodeOutput struct {
 	w     io.Writer
 	json  bool
@@ -490,24 +283,87 @@ func newNodeOutput(e *env, of outFlags) *nodeOutput {
 	return o
 }
 
-func (o *nodeOutput) info(format string, a ...any) {
+// emit writes one JSON event (--json only).
+func (o *nodeOutput) emit(kind string, m map[string]any) {
+	if m == nil {
+		m = map[string]any{}
+	}
+	m["event"], m["time"] = kind, time.Now().UTC()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	msg := fmt.Sprintf(format, a...)
-	if o.json {
-		json.NewEncoder(o.w).Encode(map[string]any{"event": "info", "time": time.Now().UTC(), "msg": msg})
+	json.NewEncoder(o.w).Encode(m)
+}
+
+// say prints a line for people (not with --json or --quiet).
+func (o *nodeOutput) say(format string, a ...any) {
+	if o.json || o.quiet {
 		return
 	}
-	if !o.quiet || strings.HasPrefix(msg, "warning") {
-		fmt.Fprintln(o.w, msg)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Fprintf(o.w, format+"\n", a...)
+}
+
+// warn prints a warning, also with --quiet; with --json a "warning" event.
+func (o *nodeOutput) warn(format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	if o.json {
+		o.emit("warning", map[string]any{"msg": msg})
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Fprintln(o.w, "warning: "+msg)
+}
+
+func (o *nodeOutput) following(key, app, channel, platform, target, holds string) {
+	if o.json {
+		o.emit("following", map[string]any{"pubkey": key, "app": app, "channel": channel, "platform": platform, "target": target, "holds": holds})
+		return
+	}
+	o.say("following %s for %s/%s/%s; %s holds %s", key, app, channel, platform, target, holds)
+}
+
+// started reports a child started: the first start, or a restart into a
+// new or a restored version.
+func (o *nodeOutput) started(argv []string, pid int, restart bool) {
+	kind := "started"
+	if restart {
+		kind = "restarted"
+	}
+	if o.json {
+		o.emit(kind, map[string]any{"pid": pid, "cmd": argv})
+		return
+	}
+	o.say("%s %s (pid %d)", kind, strings.Join(argv, " "), pid)
+}
+
+func (o *nodeOutput) stopping(sig os.Signal) {
+	if o.json {
+		o.emit("stopping", map[string]any{"signal": sig.String()})
+		return
+	}
+	o.say("stopping (%v)", sig)
+}
+
+func (o *nodeOutput) exited(name string, err error) {
+	if o.json {
+		m := map[string]any{"cmd": name}
+		if err != nil {
+			m["err"] = err.Error()
+		}
+		o.emit("exited", m)
+		return
+	}
+	if err == nil {
+		o.say("%s exited", name)
 	}
 }
 
 func (o *nodeOutput) event(ev engine.Event) {
 	if o.json {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		m := map[string]any{"event": strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", ev), "engine.")), "time": time.Now().UTC()}
+		m := map[string]any{}
+		kind := strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", ev), "engine."))
 		switch ev := ev.(type) {
 		case engine.ReleaseFound:
 			m["version"], m["manifest_id"], m["size"] = ev.Version, ev.ManifestID.String(), ev.Size
@@ -519,6 +375,10 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["version"], m["at"] = ev.Version, ev.At
 		case engine.Installed:
 			m["version"], m["manifest_id"], m["target"], m["restarting"] = ev.Version, ev.ManifestID.String(), ev.Target, ev.Restarting
+		case engine.RolledBack:
+			m["version"], m["previous_version"], m["manifest_id"], m["reason"], m["restarting"] = ev.Version, ev.PreviousVersion, ev.ManifestID.String(), fmt.Sprint(ev.Reason), ev.Restarting
+		case engine.Confirmed:
+			m["version"] = ev.Version
 		case engine.Refused:
 			m["what"], m["peer"], m["reason"] = ev.What, ev.Peer, fmt.Sprint(ev.Reason)
 		case engine.Failed:
@@ -528,7 +388,7 @@ func (o *nodeOutput) event(ev engine.Event) {
 		case engine.Served, engine.StageRestarted:
 			return
 		}
-		json.NewEncoder(o.w).Encode(m)
+		o.emit(kind, m)
 		return
 	}
 	switch ev := ev.(type) {
@@ -541,22 +401,26 @@ func (o *nodeOutput) event(ev engine.Event) {
 			o.bar.finish()
 			o.bar = newByteBar(o.w)
 		}
-		o.info("verified %s (%s)", ev.Version, ev.ManifestID)
+		o.say("verified %s (%s)", ev.Version, ev.ManifestID)
 	case engine.Scheduled:
-		o.info("%s will be installed at %s", ev.Version, ev.At.Format("15:04"))
+		o.say("%s will be installed at %s", ev.Version, ev.At.Format("15:04"))
 	case engine.Installed:
-		o.info("installed %s at %s", ev.Version, ev.Target)
+		o.say("installed %s at %s", ev.Version, ev.Target)
+	case engine.RolledBack:
+		o.warn("%s failed its trial (%v); rolled back to %s", ev.Version, ev.Reason, ev.PreviousVersion)
+	case engine.Confirmed:
+		o.say("%s is healthy", ev.Version)
 	case engine.Refused:
 		if ev.What != engine.RefusedChunk {
-			o.info("refused a %s: %v", ev.What, ev.Reason)
+			o.say("refused a %s: %v", ev.What, ev.Reason)
 		}
 	case engine.Failed:
-		o.info("warning: %s: %v", ev.Stage, ev.Err)
+		o.warn("%s: %v", ev.Stage, ev.Err)
 	case engine.Stale:
 		if ev.Signed.IsZero() {
-			o.info("warning: stale: no record found in %s", age(ev.Age))
+			o.warn("stale: no record found in %s", age(ev.Age))
 		} else {
-			o.info("warning: stale: the newest record was signed %s ago (%s)", age(ev.Age), ev.Signed.UTC().Format(time.RFC3339))
+			o.warn("stale: the newest record was signed %s ago (%s)", age(ev.Age), ev.Signed.UTC().Format(time.RFC3339))
 		}
 	}
 }

@@ -20,7 +20,7 @@ import (
 func init() {
 	register(&command{
 		name:    "publish",
-		args:    "ARTIFACT --key FILE (--version V | --manifest FILE.rpem) [--app A] [--channel C] [--platform P] [--expires D] [--force] [--bootstrap HOST:PORT,...] [--listen ADDR]",
+		args:    "ARTIFACT --key FILE (--version V | --manifest FILE.rpem) [--app A] [--channel C] [--platform P] [--expires D] [--force] [--secret FILE] [--bootstrap HOST:PORT,...] [--listen ADDR]",
 		summary: "Sign an artifact (or take its signed manifest), put the record in the DHT and seed it until interrupted.",
 		run:     runPublish,
 	})
@@ -92,6 +92,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	c := commands["publish"]
 	fs := newFlags(e, c)
 	key := fs.String("key", "", "secret key `FILE` (default $RPE_KEY)")
+	secretFile := addSecretFlag(fs)
 	version := fs.String("version", "", "semantic `version` of the artifact")
 	manifest := fs.String("manifest", "", "publish this signed manifest `FILE` (from rpe sign) instead of signing")
 	app := fs.String("app", "", "app `name` (default: the artifact's file name)")
@@ -148,8 +149,13 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	} else if !fi.Mode().IsRegular() {
 		return fmt.Errorf("artifact %s is not a regular file", pos[0])
 	}
+	secret, err := sharedSecret(*secretFile)
+	if err != nil {
+		return err
+	}
 	pc := engine.PublishConfig{
-		Key: sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
+		SharedSecret: secret,
+		Key:          sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
 		Expires: life, Force: *force, StateDir: *nf.stateDir, Bootstrap: boot,
 		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate, Logger: of.logger(e),
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rpe-project/engine/internal/units"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/simulation"
+	"github.com/rpe-project/engine/simulation/netsim"
 )
 
 func init() {
@@ -100,6 +101,8 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&s.ChunkTimeout, "chunk-timeout", 0, "each node's limit for one chunk request (default the engine's, 20s)")
 	fs.DurationVar(&s.FindInterval, "find-interval", 3*time.Second, "each node's peer lookup interval while downloading")
 	netName := fs.String("net", string(simulation.Netsim), "the network: netsim (in memory: rates, latency, loss) or loopback (real UDP sockets on 127.0.0.1; the engines limit their rates)")
+	natMix := fs.String("nat", "", "fractions of nodes behind each NAT type, e.g. `none=0.2,port-restricted=0.7,symmetric=0.1` (types: none, full-cone, address-restricted, port-restricted, symmetric; the rest have none)")
+	pubNAT := fs.String("publisher-nat", "none", "the publisher's NAT type")
 	reportPath := fs.String("report", "", "also write the report as JSON to `FILE`")
 	plotPath := fs.String("plot", "", "write an SVG plot of completion over time to `FILE.svg`")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (start-up included) to `FILE`, for go tool pprof")
@@ -115,6 +118,12 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return usagef("--chunk-size %s: want 16KiB to 16MiB", units.FormatSize(chunk))
 	}
 	s.ChunkSize = int(chunk)
+	if s.NAT, err = simulation.ParseNATMix(*natMix); err != nil {
+		return usagef("--nat: %v", err)
+	}
+	if s.PublisherNAT, err = netsim.ParseNATType(*pubNAT); err != nil {
+		return usagef("--publisher-nat: %v", err)
+	}
 	s.Net = simulation.Net(*netName)
 	if s.Net != simulation.Netsim && s.Net != simulation.Loopback {
 		return usagef("--net %q: want netsim or loopback", *netName)

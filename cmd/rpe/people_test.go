@@ -368,6 +368,11 @@ func TestNodeRunRestartsChild(t *testing.T) {
 	}
 
 	p2.Stop(context.Background())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+	})
 	publish(v3, "1.2.0")
 	waitUntil(t, 60*time.Second, "1.2.0 to be rolled back", func() bool { return strings.Contains(stdout.String(), "rolled back to 1.1.0") })
 	waitUntil(t, 10*time.Second, "v2 to run again", func() bool { return strings.Count(stdout.String(), "prog v2") >= 2 })
@@ -441,7 +446,7 @@ func TestNodeResumesTrial(t *testing.T) {
 		}
 	})
 	waitUntil(t, 30*time.Second, "the rollback and v1 running", func() bool {
-		return strings.Contains(stdout.String(), "rolling back to 1.0.0") && strings.Contains(stdout.String(), "prog v1")
+		return strings.Contains(stdout.String(), "rolled back to 1.0.0") && strings.Contains(stdout.String(), "prog v1")
 	})
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, old) {
 		t.Fatalf("target was not rolled back:\n%s", stdout.String())

@@ -1,0 +1,48 @@
+package engine
+
+import (
+	"github.com/rpe-project/engine/actors/installer"
+	"github.com/rpe-project/engine/release"
+)
+
+// RolledBack: a new version failed its trial and the previous one is back
+// at the target. The failed release is never installed again on this node.
+// Found at start (an earlier start of the new version crashed, exited or
+// ran out of time) or after a failed HealthCheck.
+type RolledBack struct {
+	Version         string // the version that failed
+	PreviousVersion string // the version restored
+	ManifestID      release.ManifestID
+	// Reason says why: it wraps ErrHealthDeadline, ErrTooManyAttempts, or
+	// the HealthCheck's error.
+	Reason error
+	// Restarting means the program is about to be restarted into the
+	// restored version (Config.Exec).
+	Restarting bool
+}
+
+// Confirmed: the version on trial proved healthy (HealthCheck passed); the
+// previous executable stays in the state directory for a manual rollback.
+type Confirmed struct {
+	Version string
+}
+
+// Why a trial failed, for errors.Is on RolledBack.Reason.
+var (
+	// ErrHealthDeadline: the new version did not confirm its health in time.
+	ErrHealthDeadline = installer.ErrHealthDeadline
+	// ErrTooManyAttempts: the new version was started too often without
+	// confirming its health.
+	ErrTooManyAttempts = installer.ErrTooManyAttempts
+)
+
+func (RolledBack) event() {}
+func (Confirmed) event()  {}
+
+func rolledBackEvent(m *installer.RolledBack) RolledBack {
+	ev := RolledBack{Version: m.Version, PreviousVersion: m.PreviousVersion, Reason: m.Reason, Restarting: m.Restarting}
+	if id, err := release.ParseManifestID(m.ManifestID); err == nil {
+		ev.ManifestID = id
+	}
+	return ev
+}

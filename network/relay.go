@@ -1,0 +1,352 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// relaySessionIdle is how long a relay keeps a session nobody sends on.
+const relaySessionIdle = time.Minute
+
+// relaySession is a pair a relay forwards for.
+type relaySession struct {
+	a, b netip.AddrPort // requester, target
+	last time.Time
+}
+
+// relayer is both halves of relaying: the relay's forwarding table (when
+// ReachConfig.Relay is set) and this node's own relayed conns.
+type relayer struct {
+	r *Reach
+
+	mu       sync.Mutex
+	sessions map[uint64]*relaySession     // as relay
+	limits   map[netip.Addr]*rate.Limiter // as relay, per sending node
+	conns    map[uint64]*RelayConn        // as an end
+	incoming chan *RelayConn
+	closed   bool
+}
+
+func newRelayer(r *Reach) *relayer {
+	return &relayer{
+		r:        r,
+		sessions: make(map[uint64]*relaySession),
+		limits:   make(map[netip.Addr]*rate.Limiter),
+		conns:    make(map[uint64]*RelayConn),
+		incoming: make(chan *RelayConn, 16),
+	}
+}
+
+func (l *relayer) close() {
+	l.mu.Lock()
+	l.closed = true
+	conns := make([]*RelayConn, 0, len(l.conns))
+	for _, c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func (l *relayer) handle(src netip.AddrPort, m reachMsg) {
+	switch m.typ {
+	case msgRelayConnect:
+		l.open(src, m)
+	case msgRelayIncoming:
+		l.r.mu.Lock()
+		_, ours := l.r.observed[src] // only a relay we registered with
+		l.r.mu.Unlock()
+		if !ours || !m.addr.IsValid() {
+			return
+		}
+		l.mu.Lock()
+		if _, dup := l.conns[m.nonce]; dup || l.closed {
+			l.mu.Unlock()
+			return
+		}
+		c := newRelayConn(l, m.nonce, src, m.addr)
+		l.conns[m.nonce] = c
+		l.mu.Unlock()
+		select {
+		case l.incoming <- c:
+		default:
+			c.Close() // nobody takes relayed conns
+		}
+	case msgRelayData:
+		if l.forward(src, m) {
+			return
+		}
+		l.mu.Lock()
+		c := l.conns[m.nonce]
+		l.mu.Unlock()
+		if c != nil && c.relay == src {
+			c.deliver(m.payload)
+		}
+	}
+}
+
+// open answers a relay request as relay.
+func (l *relayer) open(src netip.AddrPort, m reachMsg) {
+	_, registered := l.r.lookup(m.addr)
+	now := time.Now()
+	l.mu.Lock()
+	for id, s := range l.sessions {
+		if now.Sub(s.last) > relaySessionIdle {
+			delete(l.sessions, id)
+		}
+	}
+	s, exists := l.sessions[m.nonce]
+	ok := l.r.cfg.Relay && registered && (exists || len(l.sessions) < l.r.cfg.MaxRelays)
+	if ok && !exists {
+		s = &relaySession{a: src, b: m.addr, last: now}
+		l.sessions[m.nonce] = s
+	}
+	ok = ok && s.a == src && s.b == m.addr
+	l.mu.Unlock()
+	if !ok {
+		l.r.send(src, reachMsg{typ: msgRefused, nonce: m.nonce})
+		return
+	}
+	l.r.send(m.addr, reachMsg{typ: msgRelayIncoming, nonce: m.nonce, addr: src})
+	l.r.send(src, reachMsg{typ: msgRelayOK, nonce: m.nonce, addr: m.addr})
+}
+
+// forward passes a session's packet to the other end, within the sender's
+// bandwidth cap; it reports whether this node relays the session.
+func (l *relayer) forward(src netip.AddrPort, m reachMsg) bool {
+	l.mu.Lock()
+	s := l.sessions[m.nonce]
+	if s == nil {
+		l.mu.Unlock()
+		return false
+	}
+	var to netip.AddrPort
+	switch src {
+	case s.a:
+		to = s.b
+	case s.b:
+		to = s.a
+	default:
+		l.mu.Unlock()
+		return true
+	}
+	s.last = time.Now()
+	lim := l.limits[src.Addr()]
+	if lim == nil {
+		rt := l.r.cfg.RelayRate
+		lim = rate.NewLimiter(rate.Limit(rt), max(rt, 64<<10)) // a second's worth
+		l.limits[src.Addr()] = lim
+	}
+	l.mu.Unlock()
+	if !lim.AllowN(time.Now(), len(m.payload)) {
+		return true // over the cap: dropped, QUIC backs off
+	}
+	l.r.send(to, reachMsg{typ: msgRelayData, nonce: m.nonce, payload: m.payload})
+	return true
+}
+
+// DialRelay asks relay, a node both sides are registered with, to forward
+// packets between this node and target, and returns the conn carrying
+// them. Run QUIC over it (a quic.Transport on the conn, with path MTU
+// discovery off): the relay then forwards only ciphertext. Target receives
+// its end from Incoming.
+func (r *Reach) DialRelay(ctx context.Context, relay, target netip.AddrPort) (*RelayConn, error) {
+	nonce := newNonce()
+	a, err := r.request(ctx, relay, reachMsg{typ: msgRelayConnect, nonce: nonce, addr: target})
+	if err != nil {
+		return nil, fmt.Errorf("relay to %s via %s: %w", target, relay, err)
+	}
+	if a.typ != msgRelayOK {
+		return nil, fmt.Errorf("relay to %s via %s: %w", target, relay, ErrRelayRefused)
+	}
+	l := r.relay
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, ErrReachClosed
+	}
+	c := newRelayConn(l, nonce, relay, target)
+	l.conns[nonce] = c
+	return c, nil
+}
+
+// Incoming delivers the relayed conns others opened to this node; if
+// nobody takes them, they are closed.
+func (r *Reach) Incoming() <-chan *RelayConn { return r.relay.incoming }
+
+// RelayConn is one end of a relayed session: a net.PacketConn whose
+// packets travel, framed, through the relay to the other end. Whatever
+// address WriteTo is given, packets go to the other end; ReadFrom reports
+// the other end's address as the relay sees it.
+type RelayConn struct {
+	l      *relayer
+	nonce  uint64
+	relay  netip.AddrPort
+	remote *net.UDPAddr
+	local  *net.UDPAddr
+
+	ready   chan struct{} // cap 1
+	done    chan struct{}
+	resched chan struct{}
+
+	mu       sync.Mutex
+	queue    [][]byte
+	closed   bool
+	deadline time.Time
+}
+
+var _ net.PacketConn = (*RelayConn)(nil)
+
+// relayQueue bounds the packets waiting in a RelayConn.
+const relayQueue = 256
+
+func newRelayConn(l *relayer, nonce uint64, relay, remote netip.AddrPort) *RelayConn {
+	return &RelayConn{
+		l: l, nonce: nonce, relay: relay,
+		remote:  net.UDPAddrFromAddrPort(remote),
+		local:   net.UDPAddrFromAddrPort(l.r.local),
+		ready:   make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		resched: make(chan struct{}),
+	}
+}
+
+// Relay returns the address of the relay.
+func (c *RelayConn) Relay() netip.AddrPort { return c.relay }
+
+// RemoteAddr returns the other end's address as the relay sees it.
+func (c *RelayConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *RelayConn) deliver(p []byte) {
+	c.mu.Lock()
+	if c.closed || len(c.queue) >= relayQueue {
+		c.mu.Unlock()
+		return
+	}
+	c.queue = append(c.queue, append([]byte(nil), p...))
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
+// ReadFrom returns the next packet from the other end.
+func (c *RelayConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return 0, nil, net.ErrClosed
+		}
+		if len(c.queue) > 0 {
+			p := c.queue[0]
+			c.queue[0] = nil
+			c.queue = c.queue[1:]
+			if len(c.queue) > 0 {
+				select {
+				case c.ready <- struct{}{}:
+				default:
+				}
+			}
+			c.mu.Unlock()
+			return copy(b, p), c.remote, nil
+		}
+		deadline, resched := c.deadline, c.resched
+		c.mu.Unlock()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				return 0, nil, os.ErrDeadlineExceeded
+			}
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			expired = timer.C
+		}
+		select {
+		case <-c.ready:
+		case <-resched:
+		case <-expired:
+		case <-c.done:
+		}
+	}
+}
+
+// WriteTo sends p to the other end through the relay. A packet larger than
+// a relay carries is dropped, as a router drops one over the path MTU.
+func (c *RelayConn) WriteTo(p []byte, _ net.Addr) (int, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return 0, net.ErrClosed
+	}
+	if len(p) > maxRelayPayload {
+		return len(p), nil
+	}
+	c.l.r.send(c.relay, reachMsg{typ: msgRelayData, nonce: c.nonce, payload: p})
+	return len(p), nil
+}
+
+// Close closes the conn; a blocked ReadFrom returns net.ErrClosed.
+func (c *RelayConn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.queue = nil
+	close(c.done)
+	c.mu.Unlock()
+	c.l.mu.Lock()
+	if c.l.conns[c.nonce] == c {
+		delete(c.l.conns, c.nonce)
+	}
+	c.l.mu.Unlock()
+	return nil
+}
+
+// LocalAddr returns the node's QUIC socket address.
+func (c *RelayConn) LocalAddr() net.Addr { return c.local }
+
+// SetDeadline sets the read deadline; writes never block.
+func (c *RelayConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }
+
+// SetReadDeadline sets when a blocked or later ReadFrom gives up.
+func (c *RelayConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.deadline = t
+	close(c.resched)
+	c.resched = make(chan struct{})
+	c.mu.Unlock()
+	return nil
+}
+
+// SetWriteDeadline does nothing: writes never block.
+func (c *RelayConn) SetWriteDeadline(time.Time) error { return nil }
+
+// SetReadBuffer does nothing; quic-go looks for it.
+func (c *RelayConn) SetReadBuffer(int) error { return nil }
+
+// SetWriteBuffer does nothing; quic-go looks for it.
+func (c *RelayConn) SetWriteBuffer(int) error { return nil }
