@@ -105,6 +105,11 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		if r.swarm != nil {
 			ctx.Send(r.swarm, &swarm.Gossip{Packet: m.Packet})
 		}
+	case *resolver.KeyRotated:
+		k := m.New
+		r.e.trusted.Store(&k)
+		r.e.update(func(s *Status) { s.PublicKey = m.New.String() })
+		r.e.events.emit(KeyRotated{Old: m.Old.String(), New: m.New.String()})
 	case *resolver.Stale:
 		r.e.update(func(s *Status) { s.Stale = true })
 		r.e.events.emit(Stale{Signed: m.Signed, Age: m.Age})
@@ -161,6 +166,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.e.events.emit(rolledBackEvent(m))
 	case *installer.Confirmed:
 		r.e.events.emit(Confirmed{Version: m.Version})
+	case *installer.Ready:
+		r.e.events.emit(UpdateReady{Version: m.Manifest.Manifest.Version.String(), ManifestID: m.Manifest.ID})
+	case *applyRequest:
+		ctx.RequestWithCustomSender(r.installer, &installer.Apply{}, ctx.Sender())
 	}
 }
 
@@ -179,6 +188,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 		Policy: verifier.Policy{
 			PublisherKey: s.pub, Target: s.target, Current: s.version,
 			Floor: func() (*semver.Version, error) { return state.Highest(s.StateDir) },
+			Key:   func() release.PublicKey { return *r.e.trusted.Load() },
 		},
 		Now: s.now, Logger: log, FaultHook: r.hook("verifier"),
 	})), "verifier")

@@ -95,7 +95,13 @@ type resolverActor struct {
 	// target, so that one record is refused once, not at every lookup.
 	refused refusal
 	lastPut time.Time
-	started time.Time // by cfg.Now, for Stale before any record
+	// key is the publisher key trusted now (PublisherKey after the
+	// rotations followed); keyErr is set when the rotations could not be
+	// read, and then no record is trusted.
+	key       release.PublicKey
+	rotations []*release.Rotation
+	keyErr    error
+	started   time.Time // by cfg.Now, for Stale before any record
 	// staleSeq is the seq of the held record last reported Stale (-1: none
 	// held), so that one record is reported once.
 	staleSeq int64
@@ -133,9 +139,10 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.ctx, r.cancel = context.WithCancel(context.Background())
 		r.started = r.now()
+		r.loadKey()
 		if p, err := state.Record(r.cfg.StateDir); err != nil {
 			r.cfg.Logger.Warn("resolver: ignoring held record", "err", err)
-		} else if p != nil && p.PublicKey == r.cfg.PublisherKey {
+		} else if p != nil && p.PublicKey == r.key && r.keyErr == nil {
 			r.held = p
 			// Gossip it: peers that connect learn it at once (the mesh),
 			// which is how a publisher pushes a new record.
@@ -230,7 +237,7 @@ func (r *resolverActor) poll(ctx actor.Context) {
 		return
 	}
 	r.polling = true
-	sys, self, c, node, pub := ctx.ActorSystem(), ctx.Self(), r.ctx, r.cfg.Node, r.cfg.PublisherKey
+	sys, self, c, node, pub := ctx.ActorSystem(), ctx.Self(), r.ctx, r.cfg.Node, r.key
 	go func() {
 		gctx, cancel := context.WithTimeout(c, 30*time.Second)
 		defer cancel()
@@ -281,8 +288,12 @@ func (r *resolverActor) onPollResult(ctx actor.Context, m *pollResult) {
 
 // offer takes a verified-or-not packet from anywhere and acts on it.
 func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from string) {
-	if p.PublicKey != r.cfg.PublisherKey {
+	if p.PublicKey != r.key {
 		r.refuse(ctx, from, fmt.Errorf("%w: %s", ErrWrongKey, p.PublicKey))
+		return
+	}
+	if r.keyErr != nil {
+		r.refuse(ctx, from, r.keyErr)
 		return
 	}
 	if err := p.Verify(); err != nil {
@@ -299,6 +310,9 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 		} else {
 			r.refuse(ctx, from, err)
 		}
+		return
+	}
+	if (r.held == nil || p.Seq > r.held.Seq) && r.rotate(ctx, p, from) {
 		return
 	}
 	if r.held == nil || p.Seq > r.held.Seq {

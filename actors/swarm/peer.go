@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"time"
 
@@ -285,13 +286,14 @@ func (h *handler) chunk(id release.ManifestID, index uint32, buf []byte) (b []by
 		return nil, wire.ErrNotFound // without waiting for a slot
 	}
 	// Wait for an upload slot; ChunkSent frees it once the answer is out.
-	if !h.cfg.ctr.up.acquire(h.ctx, id, int(index), n, r.Complete(), h.cfg.uploadWait) {
+	peer := h.cfg.conn.RemoteID()
+	if !h.cfg.ctr.up.acquire(h.ctx, peer, id, int(index), n, r.Complete(), h.cfg.uploadWait) {
 		return nil, wire.ErrBusy
 	}
 	answered := false
 	defer func() {
 		if !answered {
-			h.cfg.ctr.up.finish(id, int(index), false) // no answer will be sent (an error, or a panic)
+			h.cfg.ctr.up.finish(peer, id, int(index), false) // no answer will be sent (an error, or a panic)
 		}
 	}()
 	b, err = r.ReadChunk(int(index), buf)
@@ -319,7 +321,12 @@ func (h *handler) chunk(id release.ManifestID, index uint32, buf []byte) (b []by
 func (h *handler) ChunkSent(id release.ManifestID, index uint32, err error) {
 	defer h.recovered("ChunkSent", nil)
 	sent := err == nil
-	h.cfg.ctr.up.finish(id, int(index), sent)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		// The peer did not take the answer at wire's minimum rate.
+		h.cfg.ctr.up.slow(h.cfg.conn.RemoteID())
+		h.cfg.ctr.slowAnswers.Add(1)
+	}
+	h.cfg.ctr.up.finish(h.cfg.conn.RemoteID(), id, int(index), sent)
 	if !sent {
 		h.cfg.logger.Debug("swarm: chunk answer not sent", "peer", h.cfg.conn.RemoteID(), "chunk", index, "err", err)
 		return

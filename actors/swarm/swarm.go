@@ -116,6 +116,7 @@ type counters struct {
 	dials              atomic.Int64 // dials started
 	recordChecks       atomic.Int64 // gossiped records whose signature was checked
 	servePanics        atomic.Int64 // panics while serving a peer, each one peer dropped
+	slowAnswers        atomic.Int64 // answers abandoned below wire's MinAnswerRate
 }
 
 // queue adds d to the peer messages queued for the swarm actor.
