@@ -145,7 +145,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	// The record: merge into the current one, so other apps' entries stay.
 	netNode, err := network.New(ctx, network.Config{
 		DHTConn: h.DHTConn, QUICConn: h.QUICConn, ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
-		Bootstrap: s.Bootstrap, Logger: s.Logger, QueryResendDelay: h.QueryResendDelay,
+		Bootstrap: s.Bootstrap, Logger: s.Logger, QueryResendDelay: h.QueryResendDelay, DHTReadOnly: h.DHTReadOnly,
 	})
 	if err != nil {
 		cleanup()
