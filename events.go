@@ -99,6 +99,14 @@ type Stale struct {
 	Age    time.Duration
 }
 
+// KeyRotated: the publisher moved from key Old to key New with a statement
+// signed by both (see docs/SECURITY.md); the node saved it and from now on,
+// restarts included, accepts records and manifests signed by New only.
+type KeyRotated struct {
+	Old, New string // z-base-32
+}
+
+func (KeyRotated) event()     {}
 func (Stale) event()          {}
 func (ReleaseFound) event()   {}
 func (Progress) event()       {}

@@ -105,6 +105,11 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		if r.swarm != nil {
 			ctx.Send(r.swarm, &swarm.Gossip{Packet: m.Packet})
 		}
+	case *resolver.KeyRotated:
+		k := m.New
+		r.e.trusted.Store(&k)
+		r.e.update(func(s *Status) { s.PublicKey = m.New.String() })
+		r.e.events.emit(KeyRotated{Old: m.Old.String(), New: m.New.String()})
 	case *resolver.Stale:
 		r.e.update(func(s *Status) { s.Stale = true })
 		r.e.events.emit(Stale{Signed: m.Signed, Age: m.Age})
@@ -179,6 +184,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 		Policy: verifier.Policy{
 			PublisherKey: s.pub, Target: s.target, Current: s.version,
 			Floor: func() (*semver.Version, error) { return state.Highest(s.StateDir) },
+			Key:   func() release.PublicKey { return *r.e.trusted.Load() },
 		},
 		Now: s.now, Logger: log, FaultHook: r.hook("verifier"),
 	})), "verifier")
@@ -192,6 +198,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 		Limits:       wire.Limits{MaxChunk: release.MaxChunkSize, MaxManifest: release.MaxManifestSize},
 		FindInterval: s.hooks.FindInterval, Logger: log, FaultHook: r.hook("swarm"),
 		Private: s.private,
+		Topic:   swarm.MeshTopic(s.pub, s.App),
 	})), "swarm")
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
@@ -199,7 +206,7 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	})), "downloader")
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
-		StateDir: s.StateDir, PollInterval: s.PollInterval, Logger: log, FaultHook: r.hook("resolver"),
+		StateDir: s.StateDir, PollInterval: s.PollInterval, NoPoll: s.NoPoll, Logger: log, FaultHook: r.hook("resolver"),
 		StaleAfter: s.StaleAfter, Now: s.now, Private: s.private,
 	})), "resolver")
 }

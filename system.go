@@ -31,6 +31,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/rpe-project/engine/internal/hooks"
+	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/internal/store"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -71,6 +72,10 @@ type Config struct {
 	// default 5m. A node also learns of a release at once from any peer
 	// that gossips a newer signed record.
 	PollInterval time.Duration
+	// NoPoll turns the polling off: the node learns of releases only from
+	// its peers (the app's awareness mesh and gossip). For tests and
+	// simulations of the mesh; default false.
+	NoPoll bool
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
 	// DownloadRate caps chunk downloads in bytes per second; 0 means
@@ -213,6 +218,7 @@ type Engine struct {
 	status Status
 
 	rootPID       atomic.Pointer[actor.PID]
+	trusted       atomic.Pointer[release.PublicKey] // the publisher key trusted now (after rotations)
 	bootstrapDone chan struct{}
 	stopping      chan struct{}
 	stopOnce      sync.Once
@@ -268,6 +274,11 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := os.MkdirAll(s.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("engine: state dir: %w", err)
 	}
+	// A node that followed a key rotation trusts the new key alone, also
+	// after a restart with the old key still configured.
+	if s.pub, _, err = state.TrustedKey(s.StateDir, s.pub); err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	// The installer stage, the trial's only writer, checks for a pending
 	// install as it starts (installer.Boot) and runs the health check.
 	return startNode(ctx, s)
@@ -315,6 +326,7 @@ func startNodeOn(ctx context.Context, s *settings, node *network.Node) (*Engine,
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e := &Engine{cfg: s, node: node, store: st, events: newEventQueue(), stopping: make(chan struct{})}
+	e.trusted.Store(&s.pub)
 	e.status = Status{
 		PublicKey: s.pub.String(), App: s.App, Channel: s.Channel, Platform: s.Platform,
 		CurrentVersion: s.version.String(), DHTAddr: node.DHTAddr().String(), QUICAddr: node.QUICAddr().String(),

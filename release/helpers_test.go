@@ -26,6 +26,15 @@ func otherKey() ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(s)
 }
 
+func thirdKey() ed25519.PrivateKey { return otherKeyN(3) }
+
+// otherKeyN is a fixed key whose seed starts with n.
+func otherKeyN(n byte) ed25519.PrivateKey {
+	s := make([]byte, ed25519.SeedSize)
+	s[0], s[1] = n, 0x77
+	return ed25519.NewKeyFromSeed(s)
+}
+
 // testTime is the fixed creation time of test manifests.
 var testTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 

@@ -736,18 +736,39 @@ func (c *Conn) answer(s *quic.Stream, t Type, data []byte) error {
 	// An answer the peer does not take in time is abandoned, so that a
 	// stuck stream cannot hold the handler's resources (its upload slot)
 	// for the connection's lifetime.
-	s.SetWriteDeadline(time.Now().Add(c.lim.AnswerTimeout))
+	// It is written in pieces, each with its own deadline: a peer that takes
+	// it slower than MinAnswerRate (plus SlowAnswerGrace per piece) loses it
+	// within seconds, so stalled answers cannot hold the slots for long.
+	final := time.Now().Add(c.lim.AnswerTimeout)
+	write := func(b []byte) error {
+		d := time.Now().Add(c.lim.SlowAnswerGrace + time.Duration(int64(len(b))*int64(time.Second)/int64(c.lim.MinAnswerRate)))
+		if d.After(final) {
+			d = final
+		}
+		s.SetWriteDeadline(d)
+		if _, err := s.Write(b); err != nil {
+			s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
+			return err
+		}
+		return nil
+	}
 	var h [HeaderSize]byte
-	if _, err := s.Write(AppendHeader(h[:0], t, len(data))); err != nil {
-		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
+	if err := write(AppendHeader(h[:0], t, len(data))); err != nil {
 		return err
 	}
-	if _, err := s.Write(data); err != nil {
-		s.CancelWrite(quic.StreamErrorCode(CodeCancelled))
-		return err
+	for len(data) > 0 {
+		n := min(len(data), answerPiece)
+		if err := write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
 	}
 	return s.Close()
 }
+
+// answerPiece is the size of the pieces an answer is written in, each
+// under its own MinAnswerRate deadline.
+const answerPiece = 32 << 10
 
 // answerError writes an Error answer for a handler's error. Only the code
 // and a short reason go to the peer, never the local error text.

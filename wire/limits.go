@@ -36,6 +36,15 @@ type Limits struct {
 	// abandoned (the stream is reset with CodeCancelled), freeing the
 	// goroutine, the buffer and the upload slot it held. Default 30 s.
 	AnswerTimeout time.Duration
+	// MinAnswerRate is the slowest a peer may take a chunk or manifest
+	// answer, in bytes per second: each piece of an answer (32 KiB) must be
+	// taken within SlowAnswerGrace plus its time at this rate, or the answer
+	// is abandoned as AnswerTimeout would, freeing its upload slot within
+	// seconds instead of half a minute (slow retrieval). Default 16 KiB/s.
+	MinAnswerRate int
+	// SlowAnswerGrace is the slack added to each piece's time at
+	// MinAnswerRate. Default 2 s.
+	SlowAnswerGrace time.Duration
 	// IdleTimeout closes a connection that has heard nothing for this long.
 	// Default 30 s.
 	IdleTimeout time.Duration
@@ -58,6 +67,8 @@ const (
 	DefaultHelloTimeout   = 30 * time.Second
 	DefaultAnswerTimeout  = 30 * time.Second
 	DefaultIdleTimeout    = 30 * time.Second
+	DefaultMinAnswerRate  = 16 << 10
+	DefaultSlowGrace      = 2 * time.Second
 	DefaultKeepAlive      = 10 * time.Second
 	DefaultStreamWindow   = 16 << 20
 	DefaultConnWindow     = 32 << 20
@@ -80,6 +91,7 @@ func (l Limits) withDefaults() (Limits, error) {
 		{"MaxInflight", &l.MaxInflight, DefaultMaxInflight},
 		{"StreamWindow", &l.StreamWindow, DefaultStreamWindow},
 		{"ConnWindow", &l.ConnWindow, DefaultConnWindow},
+		{"MinAnswerRate", &l.MinAnswerRate, DefaultMinAnswerRate},
 	}
 	for _, f := range ints {
 		switch {
@@ -99,6 +111,7 @@ func (l Limits) withDefaults() (Limits, error) {
 		{"AnswerTimeout", &l.AnswerTimeout, DefaultAnswerTimeout},
 		{"IdleTimeout", &l.IdleTimeout, DefaultIdleTimeout},
 		{"KeepAlive", &l.KeepAlive, DefaultKeepAlive},
+		{"SlowAnswerGrace", &l.SlowAnswerGrace, DefaultSlowGrace},
 	}
 	for _, f := range durs {
 		switch {

@@ -18,6 +18,18 @@
 // and the chunk set lives in the store, so a restarted downloader resumes
 // where it stopped and never fetches a verified chunk again.
 //
-// It sends Progress, ManifestRefused, ChunkRefused, Completed and Failed to
-// its parent.
+// The downloader owns the fetch in progress (download.json, the job, what it
+// knows each peer holds and which chunk it asked of whom) and no connection:
+// it asks the swarm for the manifest or a chunk from a given peer
+// (swarm.GetManifest, swarm.GetChunk, swarm.CancelChunk) and gets
+// swarm.ManifestArrived, swarm.ChunkArrived or swarm.ChunkFailed back. On
+// PeerDown the peer's requests are forgotten, so its chunks are asked of
+// others at once; an answer that still arrives is used.
+//
+// It receives Fetch, PeerUp, PeerDown and PeerHas (from the swarm),
+// the swarm's answers, the verifier's answers, VerifierRestarted,
+// SwarmRestarted and Stats. It sends Join, Leave, GetManifest, GetChunk,
+// CancelChunk, Verified and Misbehaved to the swarm, CheckManifest,
+// CheckChunk and Finish to the verifier, and Progress, ManifestAccepted,
+// ManifestRefused, ChunkRefused, Completed and Failed to its parent.
 package downloader

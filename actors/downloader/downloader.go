@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 
 	"github.com/rpe-project/engine/actors/swarm"
 	"github.com/rpe-project/engine/actors/verifier"
+	"github.com/rpe-project/engine/internal/plan"
 	"github.com/rpe-project/engine/internal/state"
 	"github.com/rpe-project/engine/internal/store"
 	"github.com/rpe-project/engine/release"
@@ -78,29 +77,18 @@ type counters struct {
 	chunks, rejected atomic.Int64
 }
 
+// dpeer is what the downloader keeps of a peer outside the plan: what it
+// announced (so the plan of a release whose manifest comes later starts
+// from it, and the manifest is asked of a holder) and when it last failed
+// to give the manifest. Which chunks to ask of it, its claims refuted, its
+// requests and its rate live in the job's plan.
 type dpeer struct {
-	conn      *wire.Conn
-	inflight  int
-	has       map[release.ManifestID][]byte // bitfields learnt from Hello/Have
-	complete  map[release.ManifestID]bool
-	lacks     map[int]time.Time
-	noMan     time.Time // when it last failed to give the manifest
-	busyUntil time.Time // it answered busy: not asked before then
-	fails     int
-	// refuted holds the chunks of release refutedID that the peer claimed
-	// (in its Hello, as complete, or in a Have) and then refused to give:
-	// they count as not held until it announces them again with a Have, so
-	// a peer claiming everything cannot make a chunk look less rare than it
-	// is and keep the seeds from being asked for it.
-	refuted     map[int]bool
-	refutedID   release.ManifestID
-	falseClaims int // chunks of refutedID it claimed and refused
+	has      map[release.ManifestID][]byte // bitfields learnt from Hello/Have
+	complete map[release.ManifestID]bool
+	noMan    time.Time // when it last failed to give the manifest
 }
 
 func (p *dpeer) holds(id release.ManifestID, i int) (known, ok bool) {
-	if p.refutedID == id && p.refuted[i] {
-		return true, false
-	}
 	if p.complete[id] {
 		return true, true
 	}
@@ -109,25 +97,6 @@ func (p *dpeer) holds(id release.ManifestID, i int) (known, ok bool) {
 		return false, false
 	}
 	return true, i/8 < len(bf) && bf[i/8]&(0x80>>(i%8)) != 0
-}
-
-// request is a chunk asked of one or more peers (more only in the endgame).
-type request struct {
-	peers   map[wire.NodeID]bool
-	started time.Time
-}
-
-// refute records that the peer refused chunk i of id, which it claimed,
-// and reports how many claims on id it has now been caught out on.
-func (p *dpeer) refute(id release.ManifestID, i int) int {
-	if p.refutedID != id || p.refuted == nil {
-		p.refuted, p.refutedID, p.falseClaims = map[int]bool{}, id, 0
-	}
-	if !p.refuted[i] {
-		p.refuted[i] = true
-		p.falseClaims++
-	}
-	return p.falseClaims
 }
 
 // falseClaimLimit is how many chunks a peer may claim and then refuse
@@ -140,24 +109,11 @@ const falseClaimLimit = 4
 // rateBurst is the download limiter's bucket size.
 const rateBurst = 64 << 10
 
-// busyBackoff is how long a peer that answered busy is not asked.
-const busyBackoff = 500 * time.Millisecond
-
-// seedPerPeer caps the requests in flight to one seed.
-const seedPerPeer = 2
-
-// endgameChunks is how few chunks may be missing for the endgame to begin.
-const endgameChunks = 2
-
-// endgameAfter is how long a chunk must have been in flight before, with
-// nothing else left to ask for, it is asked of a second peer.
-const endgameAfter = 1500 * time.Millisecond
-
 type job struct {
 	entry      release.Entry
 	rel        *store.Release // nil until the manifest is accepted
 	manifestIn bool           // a manifest request or check is under way
-	inflight   map[int]*request
+	plan       *plan.State    // which chunk of whom; nil until rel is set
 	verifying  map[int]uint64 // chunk -> token of the check under way
 }
 
@@ -185,21 +141,17 @@ func Props(cfg Config) *actor.Props {
 }
 
 // internal messages
-type (
-	manifestArrived struct {
-		peer wire.NodeID
-		raw  []byte
-		err  error
-	}
-	chunkArrived struct {
-		id    release.ManifestID
-		peer  wire.NodeID
-		index int
-		data  []byte
-		err   error
-	}
-	tick struct{}
-)
+type tick struct{}
+
+// chunkArrived is the answer to a chunk request, from the swarm's
+// ChunkArrived (data) or ChunkFailed (err).
+type chunkArrived struct {
+	id    release.ManifestID
+	peer  wire.NodeID
+	index int
+	data  []byte
+	err   error
+}
 
 func (d *downloaderActor) Receive(ctx actor.Context) {
 	msg := ctx.Message()
@@ -218,16 +170,17 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		d.fetch(ctx, m.Entry)
 	case *swarm.PeerUp:
 		if _, ok := d.peers[m.Peer]; !ok {
-			d.peers[m.Peer] = &dpeer{conn: m.Conn, has: map[release.ManifestID][]byte{}, complete: map[release.ManifestID]bool{}, lacks: map[int]time.Time{}}
-		} else {
-			d.peers[m.Peer].conn = m.Conn
+			d.peers[m.Peer] = &dpeer{has: map[release.ManifestID][]byte{}, complete: map[release.ManifestID]bool{}}
+			if j := d.job; j != nil && j.plan != nil {
+				j.plan.AddPeer(m.Peer)
+			}
 		}
 		d.schedule(ctx)
 	case *swarm.PeerDown:
-		delete(d.peers, m.Peer)
+		d.peerDown(ctx, m.Peer)
 	case *swarm.PeerHas:
 		d.onHas(ctx, m)
-	case *manifestArrived:
+	case *swarm.ManifestArrived:
 		d.onManifest(ctx, m)
 	case *verifier.ManifestAccepted:
 		d.onManifestAccepted(ctx, m)
@@ -240,8 +193,10 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		d.send(ctx, &ManifestRefused{Entry: m.Entry, Err: m.Err})
 		d.send(ctx, &Failed{Entry: m.Entry, Err: m.Err})
 		d.clearJob(ctx)
-	case *chunkArrived:
-		d.onChunk(ctx, m)
+	case *swarm.ChunkArrived:
+		d.onChunk(ctx, &chunkArrived{id: m.ID, peer: m.Peer, index: m.Index, data: m.Data})
+	case *swarm.ChunkFailed:
+		d.onChunk(ctx, &chunkArrived{id: m.ID, peer: m.Peer, index: m.Index, err: m.Err})
 	case *verifier.ChunkVerified:
 		d.onVerified(ctx, m)
 	case *verifier.ChunkRejected:
@@ -261,13 +216,14 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		}
 		d.cfg.Logger.Warn("downloader: whole file refused, starting over", "release", m.Manifest.ID.Short(), "err", m.Err)
 		j.rel.Reset()
+		d.newPlan()
 		d.schedule(ctx)
 	case *VerifierRestarted:
 		d.recheck(ctx)
 	case *SwarmRestarted:
 		d.peers = map[wire.NodeID]*dpeer{}
 		if d.job != nil {
-			d.job.inflight = map[int]*request{}
+			d.newPlan()
 			d.job.manifestIn = false
 			ctx.Request(d.cfg.Swarm, &swarm.Join{ID: d.job.entry.ManifestID})
 		}
@@ -289,24 +245,26 @@ func (d *downloaderActor) logState() {
 	if j == nil || !d.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
-	busy, known, seeds := 0, 0, 0
+	known, seeds := 0, 0
 	for _, p := range d.peers {
-		busy += p.inflight
 		if p.complete[j.entry.ManifestID] {
 			seeds++
 		} else if _, ok := p.has[j.entry.ManifestID]; ok {
 			known++
 		}
 	}
-	verified, total := 0, 0
+	verified, total, inflight := 0, 0, 0
+	if j.plan != nil {
+		inflight = j.plan.InFlight()
+	}
 	if j.rel != nil {
 		verified, total = j.rel.Count(), j.rel.Manifest().Manifest.NumChunks()
 	}
 	d.cfg.Logger.Debug("downloader: state", "release", j.entry.ManifestID.Short(),
 		"manifest", j.rel != nil, "manifest_asked", j.manifestIn,
 		"verified", verified, "total", total,
-		"inflight", len(j.inflight), "verifying", len(j.verifying), "peers", len(d.peers),
-		"seeds", seeds, "known", known, "requests", busy)
+		"inflight", inflight, "verifying", len(j.verifying), "peers", len(d.peers),
+		"seeds", seeds, "known", known)
 }
 
 func (d *downloaderActor) send(ctx actor.Context, m any) {
@@ -385,7 +343,7 @@ func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 		d.send(ctx, &Failed{Entry: e, Err: fmt.Errorf("save download state: %w", err)})
 		return
 	}
-	d.job = &job{entry: e, inflight: map[int]*request{}, verifying: map[int]uint64{}}
+	d.job = &job{entry: e, verifying: map[int]uint64{}}
 	if r := d.cfg.Store.Get(e.ManifestID); r != nil {
 		// A release already on disk passes the same manifest checks as one
 		// from a peer: the running version or the floor may have moved, or
@@ -411,11 +369,17 @@ func (d *downloaderActor) onHas(ctx actor.Context, m *swarm.PeerHas) {
 	switch {
 	case m.Complete:
 		p.complete[m.ID] = true
+		if j.plan != nil {
+			j.plan.Bitfield(m.Peer, nil, true)
+		}
 	case m.Bitfield != nil:
 		if j.rel != nil && len(m.Bitfield) != (j.rel.Manifest().Manifest.NumChunks()+7)/8 {
 			return // a bitfield of the wrong length says nothing usable
 		}
 		p.has[m.ID] = append([]byte(nil), m.Bitfield...)
+		if j.plan != nil {
+			j.plan.Bitfield(m.Peer, m.Bitfield, false)
+		}
 	case m.Index >= 0:
 		// Before the manifest is known the chunk count is not: cap by the
 		// most a manifest may declare.
@@ -432,11 +396,10 @@ func (d *downloaderActor) onHas(ctx actor.Context, m *swarm.PeerHas) {
 		}
 		bf[m.Index/8] |= 0x80 >> (m.Index % 8)
 		p.has[m.ID] = bf
-		delete(p.lacks, m.Index)
-		if p.refutedID == m.ID {
-			// A new announcement of this chunk is believed again (the
-			// count of false claims stays).
-			delete(p.refuted, m.Index)
+		if j.plan != nil {
+			// A new announcement is believed again, even of a chunk the
+			// peer refused (its count of false claims stays).
+			j.plan.Have(m.Peer, m.Index)
 		}
 	}
 	d.schedule(ctx)
@@ -477,177 +440,101 @@ func (d *downloaderActor) schedule(ctx actor.Context) {
 			return
 		}
 		j.manifestIn = true
-		d.getManifest(ctx, bestID, best.conn, id)
+		ctx.Request(d.cfg.Swarm, &swarm.GetManifest{Peer: bestID, ID: id, Timeout: d.cfg.ChunkTimeout})
 		return
 	}
-	missing := j.rel.Missing()
-	if len(missing) == 0 {
-		return
-	}
-	// Rarity of each wanted chunk: how many partial holders (not seeds)
-	// could serve it now. Seeds (the publisher, finished nodes) are asked
-	// only for chunks no partial holder can give, and only a few at a time,
-	// so the publisher's upload goes to chunks the swarm lacks (as
-	// BitTorrent's super-seeding does) instead of to copies of chunks that
-	// peers could exchange.
-	type cand struct{ index, rarity int }
-	var cands []cand
-	for _, i := range missing {
-		if _, checking := j.verifying[i]; checking {
-			continue
-		}
-		if _, busy := j.inflight[i]; busy {
-			continue
-		}
-		n := 0
-		for _, p := range d.peers {
-			if p.complete[id] {
-				continue
-			}
-			if t, ok := p.lacks[i]; ok && now.Sub(t) < d.cfg.Retry {
-				continue
-			}
-			if _, ok := p.holds(id, i); ok {
-				n++
-			}
-		}
-		cands = append(cands, cand{i, n})
-	}
-	if len(cands) == 0 {
-		if len(missing) <= endgameChunks {
-			d.endgame(ctx, now)
-		}
-		return
-	}
-	rand.Shuffle(len(cands), func(a, b int) { cands[a], cands[b] = cands[b], cands[a] })
-	// Rarest first; the shuffle breaks ties differently on every node.
-	slices.SortStableFunc(cands, func(a, b cand) int { return a.rarity - b.rarity })
-	// Partial holders first, then seeds.
-	order := make([]wire.NodeID, 0, len(d.peers))
-	for pid, p := range d.peers {
-		if !p.complete[id] {
-			order = append(order, pid)
-		}
-	}
-	for pid, p := range d.peers {
-		if p.complete[id] {
-			order = append(order, pid)
-		}
-	}
-	taken := map[int]bool{}
-	for _, pid := range order {
-		p := d.peers[pid]
-		if now.Before(p.busyUntil) {
-			continue
-		}
-		seed := p.complete[id]
-		limit := d.cfg.PerPeer
-		if seed {
-			limit = min(limit, seedPerPeer)
-		}
-		for p.inflight < limit {
-			pick := -1
-			for _, c := range cands {
-				if taken[c.index] || (seed && c.rarity > 0) {
-					continue
-				}
-				if t, ok := p.lacks[c.index]; ok && now.Sub(t) < d.cfg.Retry {
-					continue
-				}
-				if known, ok := p.holds(id, c.index); known && !ok {
-					continue
-				}
-				pick = c.index
-				break
-			}
-			if pick < 0 {
-				break
-			}
-			taken[pick] = true
-			p.inflight++
-			j.inflight[pick] = &request{peers: map[wire.NodeID]bool{pid: true}, started: now}
-			d.getChunk(ctx, pid, p.conn, j.rel, pick)
-		}
+	for _, r := range j.plan.Plan(now) {
+		d.getChunk(ctx, r.Peer, j.rel, r.Index)
 	}
 }
 
-// endgame asks a second peer for chunks that have been in flight too long
-// once nothing else is left to ask for, so one slow peer cannot hold up the
-// end of a download. The loser's bytes are counted as wasted.
-func (d *downloaderActor) endgame(ctx actor.Context, now time.Time) {
+// newPlan makes the job's plan from the store's chunks (verified or being
+// checked count as done) and what the peers announced.
+func (d *downloaderActor) newPlan() {
 	j := d.job
-	id := j.entry.ManifestID
+	if j == nil || j.rel == nil {
+		return
+	}
+	man := j.rel.Manifest().Manifest
+	n, id := man.NumChunks(), j.rel.ID()
+	j.plan = plan.New(plan.Config{
+		Chunks: n, ChunkSize: man.ChunkSize, PerPeer: d.cfg.PerPeer, Retry: d.cfg.Retry,
+	}, func(i int) bool {
+		_, checking := j.verifying[i]
+		return checking || j.rel.Has(i)
+	})
 	for pid, p := range d.peers {
-		if p.inflight >= d.cfg.PerPeer {
-			continue
-		}
-		for i, r := range j.inflight {
-			if _, checking := j.verifying[i]; checking || len(r.peers) >= 2 || r.peers[pid] || now.Sub(r.started) < endgameAfter {
-				continue
-			}
-			if known, ok := p.holds(id, i); known && !ok {
-				continue
-			}
-			if t, ok := p.lacks[i]; ok && now.Sub(t) < d.cfg.Retry {
-				continue
-			}
-			r.peers[pid] = true
-			p.inflight++
-			d.getChunk(ctx, pid, p.conn, j.rel, i)
-			break
+		j.plan.AddPeer(pid)
+		switch bf, ok := p.has[id]; {
+		case p.complete[id]:
+			j.plan.Bitfield(pid, nil, true)
+		case ok:
+			// Haves before the manifest grew a bitfield only as far as
+			// they reached: pad it to the release's length.
+			full := make([]byte, (n+7)/8)
+			copy(full, bf)
+			j.plan.Bitfield(pid, full, false)
 		}
 	}
 }
 
-func (d *downloaderActor) getManifest(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, id release.ManifestID) {
-	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
+// getChunk asks the swarm for chunk i from peer; the answer comes back as
+// ChunkArrived or ChunkFailed. With a download rate cap the chunk is paid
+// for first, in pieces the bucket can hold.
+func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, rel *store.Release, i int) {
+	req := &swarm.GetChunk{Peer: peer, ID: rel.ID(), Index: i, Size: rel.Manifest().Manifest.ChunkLen(i), Timeout: d.cfg.ChunkTimeout}
+	if d.lim == nil {
+		ctx.Request(d.cfg.Swarm, req)
+		return
+	}
+	sys, self, c, lim, sw := ctx.ActorSystem(), ctx.Self(), d.ctx, d.lim, d.cfg.Swarm
 	go func() {
-		rctx, cancel := context.WithTimeout(c, timeout)
-		defer cancel()
-		raw, err := conn.GetManifest(rctx, id)
-		sys.Root.Send(self, &manifestArrived{peer: peer, raw: raw, err: err})
-	}()
-}
-
-func (d *downloaderActor) getChunk(ctx actor.Context, peer wire.NodeID, conn *wire.Conn, rel *store.Release, i int) {
-	sys, self, c, timeout := ctx.ActorSystem(), ctx.Self(), d.ctx, d.cfg.ChunkTimeout
-	id, n, lim := rel.ID(), rel.Manifest().Manifest.ChunkLen(i), d.lim
-	go func() {
-		// Pay for the chunk before asking, in pieces the bucket can hold.
-		for left := n; lim != nil && left > 0; left -= rateBurst {
+		for left := req.Size; left > 0; left -= rateBurst {
 			if err := lim.WaitN(c, min(left, rateBurst)); err != nil {
-				sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, err: err})
+				sys.Root.Send(self, &swarm.ChunkFailed{Peer: peer, ID: req.ID, Index: i, Err: err})
 				return
 			}
 		}
-		rctx, cancel := context.WithTimeout(c, timeout)
-		defer cancel()
-		buf, err := conn.FetchChunk(rctx, id, uint32(i), n) // allocates only for a chunk
-		sys.Root.Send(self, &chunkArrived{id: id, peer: peer, index: i, data: buf, err: err})
+		sys.Root.RequestWithCustomSender(sw, req, self)
 	}()
 }
 
-func (d *downloaderActor) onManifest(ctx actor.Context, m *manifestArrived) {
+// peerDown forgets a peer, and its requests: an answer that still comes
+// is taken, but the chunks are free to be asked of others at once.
+func (d *downloaderActor) peerDown(ctx actor.Context, peer wire.NodeID) {
+	d.dropPeer(peer)
+	d.schedule(ctx)
+}
+
+// dropPeer forgets a peer here and in the plan.
+func (d *downloaderActor) dropPeer(peer wire.NodeID) {
+	delete(d.peers, peer)
+	if j := d.job; j != nil && j.plan != nil {
+		j.plan.RemovePeer(peer)
+	}
+}
+
+func (d *downloaderActor) onManifest(ctx actor.Context, m *swarm.ManifestArrived) {
 	j := d.job
-	if j == nil || j.rel != nil {
+	if j == nil || j.rel != nil || m.ID != j.entry.ManifestID {
 		return
 	}
-	p := d.peers[m.peer]
-	if m.err != nil {
+	p := d.peers[m.Peer]
+	if m.Err != nil {
 		j.manifestIn = false
 		if p != nil {
 			p.noMan = time.Now()
 		}
-		d.cfg.Logger.Debug("downloader: manifest request", "peer", m.peer, "err", m.err)
+		d.cfg.Logger.Debug("downloader: manifest request", "peer", m.Peer, "err", m.Err)
 		return
 	}
-	if sha256.Sum256(m.raw) != j.entry.ManifestID {
+	if sha256.Sum256(m.Raw) != j.entry.ManifestID {
 		j.manifestIn = false
-		ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.peer, Reason: ErrManifestMismatch})
-		delete(d.peers, m.peer)
+		ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.Peer, Reason: ErrManifestMismatch})
+		d.dropPeer(m.Peer)
 		return
 	}
-	ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: m.raw, Entry: j.entry, Peer: m.peer})
+	ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: m.Raw, Entry: j.entry, Peer: m.Peer})
 }
 
 func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.ManifestAccepted) {
@@ -663,6 +550,7 @@ func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.Mani
 		return
 	}
 	j.rel = rel
+	d.newPlan()
 	d.send(ctx, &ManifestAccepted{Manifest: m.Manifest})
 	if rel.Complete() {
 		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: rel.Manifest(), StagingPath: rel.Path()})
@@ -672,58 +560,36 @@ func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.Mani
 }
 
 func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
-	p := d.peers[m.peer]
-	if p != nil && p.inflight > 0 {
-		p.inflight--
-	}
 	j := d.job
 	if j == nil || j.rel == nil || j.rel.ID() != m.id {
 		return
 	}
-	if r := j.inflight[m.index]; r != nil && r.peers[m.peer] {
-		delete(r.peers, m.peer)
-		if len(r.peers) == 0 || m.err == nil {
-			delete(j.inflight, m.index)
-		}
-	}
+	now := time.Now()
 	if m.err != nil {
-		refused := errors.Is(m.err, wire.ErrNotFound) || errors.Is(m.err, wire.ErrBadIndex) || errors.Is(m.err, wire.ErrInternal)
-		if p != nil && refused {
-			if _, claimed := p.holds(m.id, m.index); claimed {
-				n := p.refute(m.id, m.index)
-				d.cfg.Logger.Debug("downloader: peer refused a chunk it claimed", "chunk", m.index, "peer", m.peer, "false_claims", n, "err", m.err)
-				if n >= falseClaimLimit {
-					d.cfg.Logger.Info("downloader: dropping peer for false claims", "peer", m.peer, "false_claims", n)
-					ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.peer, Reason: fmt.Errorf("%w: refused %d chunks it claimed", ErrFalseClaims, n)})
-					delete(d.peers, m.peer)
-					p = nil
-				}
-			}
+		why := plan.Failed
+		switch {
+		case errors.Is(m.err, wire.ErrNotFound) || errors.Is(m.err, wire.ErrBadIndex) || errors.Is(m.err, wire.ErrInternal):
+			why = plan.Refused
+		case errors.Is(m.err, wire.ErrBusy):
+			// Its upload slots are full: leave the whole peer alone a
+			// moment and ask others, instead of queueing more there.
+			why = plan.Busy
 		}
-		if p != nil {
-			if refused {
-				p.lacks[m.index] = time.Now()
-				if _, known := p.has[m.id]; !known && !p.complete[m.id] {
-					// A peer whose holdings were unknown (it had nothing
-					// when it said Hello) holds nothing but what it
-					// announces from now on: without this, every such
-					// peer was asked for every chunk every Retry, tens of
-					// thousands of requests a second in a 100-node swarm.
-					p.has[m.id] = []byte{}
-				}
-			} else if errors.Is(m.err, wire.ErrBusy) {
-				// Its upload slots are full: leave the whole peer alone a
-				// moment and ask others, instead of queueing more there.
-				p.busyUntil = time.Now().Add(busyBackoff)
-			} else {
-				p.fails++
-				p.lacks[m.index] = time.Now()
+		claimed := j.plan.Holds(m.peer, m.index)
+		n := j.plan.Fail(m.peer, m.index, why, now)
+		if why == plan.Refused && claimed {
+			d.cfg.Logger.Debug("downloader: peer refused a chunk it claimed", "chunk", m.index, "peer", m.peer, "false_claims", n, "err", m.err)
+			if n >= falseClaimLimit {
+				d.cfg.Logger.Info("downloader: dropping peer for false claims", "peer", m.peer, "false_claims", n)
+				ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: m.peer, Reason: fmt.Errorf("%w: refused %d chunks it claimed", ErrFalseClaims, n)})
+				d.dropPeer(m.peer)
 			}
 		}
 		d.cfg.Logger.Debug("downloader: chunk request", "chunk", m.index, "peer", m.peer, "err", m.err)
 		d.schedule(ctx)
 		return
 	}
+	j.plan.Arrived(m.peer, m.index, len(m.data), now)
 	d.ctr.fetched.Add(int64(len(m.data)))
 	d.ctr.chunks.Add(1)
 	if _, checking := j.verifying[m.index]; checking || j.rel.Has(m.index) {
@@ -738,6 +604,11 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 	}
 	tok := d.ctr.tokens.Add(1)
 	j.verifying[m.index] = tok
+	// The chunk is done for the plan; other requests for it (the endgame's)
+	// are withdrawn.
+	for _, c := range j.plan.Got(m.index) {
+		ctx.Send(d.cfg.Swarm, &swarm.CancelChunk{Peer: c.Peer, ID: m.id, Index: c.Index})
+	}
 	ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
 		Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: m.index, Data: m.data, Peer: m.peer, Token: tok,
 	})
@@ -760,6 +631,9 @@ func (d *downloaderActor) recheck(ctx actor.Context) {
 		data, err := j.rel.ReadWritten(i)
 		if err != nil {
 			delete(j.verifying, i)
+			if j.plan != nil {
+				j.plan.Lost(i)
+			}
 			continue
 		}
 		tok := d.ctr.tokens.Add(1)
@@ -814,6 +688,9 @@ func (d *downloaderActor) onRejected(ctx actor.Context, m *verifier.ChunkRejecte
 	if j := d.job; j != nil && j.rel != nil && j.rel.ID() == m.ID {
 		if tok, ok := j.verifying[m.Index]; ok && tok == m.Token {
 			delete(j.verifying, m.Index)
+			if j.plan != nil && !j.rel.Has(m.Index) {
+				j.plan.Lost(m.Index)
+			}
 		}
 	}
 	if peer.IsZero() {
@@ -825,6 +702,6 @@ func (d *downloaderActor) onRejected(ctx actor.Context, m *verifier.ChunkRejecte
 	d.cfg.Logger.Warn("downloader: chunk refused", "chunk", m.Index, "peer", peer, "err", m.Err)
 	d.send(ctx, &ChunkRefused{ID: m.ID, Index: m.Index, Peer: peer, Err: m.Err})
 	ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: peer, Reason: m.Err})
-	delete(d.peers, peer)
+	d.dropPeer(peer)
 	d.schedule(ctx)
 }

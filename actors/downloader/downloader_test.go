@@ -57,13 +57,62 @@ func (f *fakeVerifier) Receive(ctx actor.Context) {
 	}
 }
 
-// sink swallows what the downloader tells the swarm, passing Misbehaved
-// reports to the test when it listens.
-type sink struct{ misbehaved chan *swarm.Misbehaved }
+// sink stands in for the swarm: it makes the requests the downloader asks
+// of the peers connectPeer connected (real QUIC connections), answering as
+// the swarm does, swallows the rest, and passes Misbehaved reports to the
+// test when it listens.
+type sink struct {
+	misbehaved chan *swarm.Misbehaved
+	conns      *conns
+}
+
+// conns are the test's connections by peer, shared with the sink.
+type conns struct {
+	mu sync.Mutex
+	m  map[wire.NodeID]*wire.Conn
+}
+
+func (c *conns) get(id wire.NodeID) *wire.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[id]
+}
 
 func (s sink) Receive(ctx actor.Context) {
-	if m, ok := ctx.Message().(*swarm.Misbehaved); ok && s.misbehaved != nil {
-		s.misbehaved <- m
+	sys, to := ctx.ActorSystem(), ctx.Sender()
+	switch m := ctx.Message().(type) {
+	case *swarm.Misbehaved:
+		if s.misbehaved != nil {
+			s.misbehaved <- m
+		}
+	case *swarm.GetChunk:
+		conn := s.conns.get(m.Peer)
+		go func() {
+			if conn == nil {
+				sys.Root.Send(to, &swarm.ChunkFailed{Peer: m.Peer, ID: m.ID, Index: m.Index, Err: swarm.ErrNoPeer})
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.Background(), m.Timeout)
+			defer cancel()
+			buf := make([]byte, m.Size)
+			if err := conn.GetChunk(rctx, m.ID, uint32(m.Index), buf); err != nil {
+				sys.Root.Send(to, &swarm.ChunkFailed{Peer: m.Peer, ID: m.ID, Index: m.Index, Err: err})
+				return
+			}
+			sys.Root.Send(to, &swarm.ChunkArrived{Peer: m.Peer, ID: m.ID, Index: m.Index, Data: buf})
+		}()
+	case *swarm.GetManifest:
+		conn := s.conns.get(m.Peer)
+		go func() {
+			if conn == nil {
+				sys.Root.Send(to, &swarm.ManifestArrived{Peer: m.Peer, ID: m.ID, Err: swarm.ErrNoPeer})
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.Background(), m.Timeout)
+			defer cancel()
+			raw, err := conn.GetManifest(rctx, m.ID)
+			sys.Root.Send(to, &swarm.ManifestArrived{Peer: m.Peer, ID: m.ID, Raw: raw, Err: err})
+		}()
 	}
 }
 
@@ -88,6 +137,7 @@ type rig struct {
 	answers chan *chunkArrived
 	// misbehaved receives what the downloader reports to the swarm.
 	misbehaved chan *swarm.Misbehaved
+	conns      conns
 }
 
 // newRig starts a downloader; with fetch it is fetching the rig's release.
@@ -128,7 +178,7 @@ func newRigWith(t *testing.T, fetch bool, prepare func(r *rig)) *rig {
 		return slog.New(slog.DiscardHandler)
 	}))
 	ver := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &fakeVerifier{checks: r.checks, others: r.others, sm: r.sm} }))
-	sw := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return sink{misbehaved: r.misbehaved} }))
+	sw := r.sys.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return sink{misbehaved: r.misbehaved, conns: &r.conns} }))
 	r.pid = r.sys.Root.Spawn(Props(Config{
 		Store: r.st, Swarm: sw, Verifier: ver, StateDir: dir, Retry: r.retry,
 		FaultHook: func(msg any) {
@@ -140,9 +190,16 @@ func newRigWith(t *testing.T, fetch bool, prepare func(r *rig)) *rig {
 				case r.ticks <- struct{}{}:
 				default:
 				}
-			case *chunkArrived:
+			case *swarm.ChunkArrived, *swarm.ChunkFailed:
+				a := &chunkArrived{}
+				if m, ok := msg.(*swarm.ChunkFailed); ok {
+					a.id, a.peer, a.index, a.err = m.ID, m.Peer, m.Index, m.Err
+				} else {
+					m := msg.(*swarm.ChunkArrived)
+					a.id, a.peer, a.index, a.data = m.ID, m.Peer, m.Index, m.Data
+				}
 				select {
-				case r.answers <- msg.(*chunkArrived):
+				case r.answers <- a:
 				default:
 				}
 			}
@@ -205,7 +262,7 @@ func (r *rig) chunk(i int) []byte {
 func TestWrittenChunkIsChecked(t *testing.T) {
 	r := newRig(t, true)
 	peer := wire.NodeID{1}
-	r.sys.Root.Send(r.pid, &chunkArrived{id: r.sm.ID, peer: peer, index: 1, data: r.chunk(1)})
+	r.sys.Root.Send(r.pid, &swarm.ChunkArrived{ID: r.sm.ID, Peer: peer, Index: 1, Data: r.chunk(1)})
 	c := r.nextCheck()
 	if c.msg.Index != 1 || !bytes.Equal(c.msg.Data, r.chunk(1)) || c.msg.Peer != peer || c.msg.StagingPath != r.rel.Path() {
 		t.Fatalf("CheckChunk %d from %s at %s", c.msg.Index, c.msg.Peer, c.msg.StagingPath)
@@ -217,7 +274,7 @@ func TestWrittenChunkIsChecked(t *testing.T) {
 	// A second copy while the first is being checked is not written.
 	bad := r.chunk(1)
 	bad[0] ^= 1
-	r.sys.Root.Send(r.pid, &chunkArrived{id: r.sm.ID, peer: wire.NodeID{2}, index: 1, data: bad})
+	r.sys.Root.Send(r.pid, &swarm.ChunkArrived{ID: r.sm.ID, Peer: wire.NodeID{2}, Index: 1, Data: bad})
 	r.sync()
 	if got, _ := r.rel.ReadWritten(1); !bytes.Equal(got, r.chunk(1)) {
 		t.Fatal("a duplicate overwrote a chunk under check")
@@ -228,7 +285,7 @@ func TestWrittenChunkIsChecked(t *testing.T) {
 		t.Fatal("verified chunk not marked")
 	}
 	// Once verified it is never written again.
-	r.sys.Root.Send(r.pid, &chunkArrived{id: r.sm.ID, peer: wire.NodeID{2}, index: 1, data: bad})
+	r.sys.Root.Send(r.pid, &swarm.ChunkArrived{ID: r.sm.ID, Peer: wire.NodeID{2}, Index: 1, Data: bad})
 	r.sync()
 	if got, _ := r.rel.ReadChunk(1, nil); !bytes.Equal(got, r.chunk(1)) {
 		t.Fatal("a duplicate overwrote a verified chunk")
@@ -241,7 +298,7 @@ func TestWrittenChunkIsChecked(t *testing.T) {
 func TestStaleVerifiedAfterRestart(t *testing.T) {
 	r := newRig(t, true)
 	good := r.chunk(0)
-	r.sys.Root.Send(r.pid, &chunkArrived{id: r.sm.ID, peer: wire.NodeID{1}, index: 0, data: good})
+	r.sys.Root.Send(r.pid, &swarm.ChunkArrived{ID: r.sm.ID, Peer: wire.NodeID{1}, Index: 0, Data: good})
 	stale := r.nextCheck()
 
 	r.panic.Store(true)
@@ -255,7 +312,7 @@ func TestStaleVerifiedAfterRestart(t *testing.T) {
 	r.sync()
 	bad := r.chunk(0)
 	bad[100] ^= 1
-	r.sys.Root.Send(r.pid, &chunkArrived{id: r.sm.ID, peer: wire.NodeID{2}, index: 0, data: bad})
+	r.sys.Root.Send(r.pid, &swarm.ChunkArrived{ID: r.sm.ID, Peer: wire.NodeID{2}, Index: 0, Data: bad})
 	fresh := r.nextCheck()
 	if !bytes.Equal(fresh.msg.Data, bad) {
 		t.Fatal("second check does not carry the second copy")
@@ -416,7 +473,13 @@ func (r *rig) connectPeer(h wire.Handler, seed byte) wire.NodeID {
 		ln.Close()
 		<-served
 	})
-	r.sys.Root.Send(r.pid, &swarm.PeerUp{Peer: id, Conn: conn})
+	r.conns.mu.Lock()
+	if r.conns.m == nil {
+		r.conns.m = map[wire.NodeID]*wire.Conn{}
+	}
+	r.conns.m[id] = conn
+	r.conns.mu.Unlock()
+	r.sys.Root.Send(r.pid, &swarm.PeerUp{Peer: id})
 	return id
 }
 

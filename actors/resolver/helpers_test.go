@@ -251,7 +251,7 @@ func (p *parent) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *actor.Started:
 		p.pids <- ctx.Spawn(p.props)
-	case *ReleaseFound, *RecordUpdated, *RecordRefused, *Rebootstrapped, *Stale:
+	case *ReleaseFound, *RecordUpdated, *RecordRefused, *Rebootstrapped, *Stale, *KeyRotated:
 		p.msgs <- m
 	}
 }

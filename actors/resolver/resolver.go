@@ -38,6 +38,9 @@ type Config struct {
 	// PollInterval is the mean time between DHT lookups; zero or negative
 	// means the default, 5m.
 	PollInterval time.Duration
+	// NoPoll turns polling off: the record is looked up only when asked
+	// (Poll), and news comes from peers (Offer). For tests of the mesh.
+	NoPoll bool
 	// FirstPoll is the delay before the first lookup; zero or negative
 	// means the default, 1s.
 	FirstPoll time.Duration
@@ -92,7 +95,13 @@ type resolverActor struct {
 	// target, so that one record is refused once, not at every lookup.
 	refused refusal
 	lastPut time.Time
-	started time.Time // by cfg.Now, for Stale before any record
+	// key is the publisher key trusted now (PublisherKey after the
+	// rotations followed); keyErr is set when the rotations could not be
+	// read, and then no record is trusted.
+	key       release.PublicKey
+	rotations []*release.Rotation
+	keyErr    error
+	started   time.Time // by cfg.Now, for Stale before any record
 	// staleSeq is the seq of the held record last reported Stale (-1: none
 	// held), so that one record is reported once.
 	staleSeq int64
@@ -130,13 +139,21 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.ctx, r.cancel = context.WithCancel(context.Background())
 		r.started = r.now()
+		r.loadKey()
 		if p, err := state.Record(r.cfg.StateDir); err != nil {
 			r.cfg.Logger.Warn("resolver: ignoring held record", "err", err)
-		} else if p != nil && p.PublicKey == r.cfg.PublisherKey {
+		} else if p != nil && p.PublicKey == r.key && r.keyErr == nil {
 			r.held = p
+			// Gossip it: peers that connect learn it at once (the mesh),
+			// which is how a publisher pushes a new record.
+			if ctx.Parent() != nil {
+				ctx.Send(ctx.Parent(), &RecordUpdated{Packet: p})
+			}
 			r.consider(ctx, p, "disk")
 		}
-		r.after(ctx, r.cfg.FirstPoll)
+		if !r.cfg.NoPoll {
+			r.after(ctx, r.cfg.FirstPoll)
+		}
 	case *actor.Stopping, *actor.Restarting:
 		r.cancel()
 	case *Poll:
@@ -154,7 +171,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 			r.quiet++
 		}
 		r.checkStale(ctx)
-		if !r.armed {
+		if !r.armed && !r.cfg.NoPoll {
 			r.after(ctx, r.jitter(r.cfg.PollInterval<<min(r.quiet, maxQuietShift)))
 		}
 	case *bootstrapped:
@@ -214,7 +231,7 @@ func (r *resolverActor) poll(ctx actor.Context) {
 		return
 	}
 	r.polling = true
-	sys, self, c, node, pub := ctx.ActorSystem(), ctx.Self(), r.ctx, r.cfg.Node, r.cfg.PublisherKey
+	sys, self, c, node, pub := ctx.ActorSystem(), ctx.Self(), r.ctx, r.cfg.Node, r.key
 	go func() {
 		gctx, cancel := context.WithTimeout(c, 30*time.Second)
 		defer cancel()
@@ -265,8 +282,12 @@ func (r *resolverActor) onPollResult(ctx actor.Context, m *pollResult) {
 
 // offer takes a verified-or-not packet from anywhere and acts on it.
 func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from string) {
-	if p.PublicKey != r.cfg.PublisherKey {
+	if p.PublicKey != r.key {
 		r.refuse(ctx, from, fmt.Errorf("%w: %s", ErrWrongKey, p.PublicKey))
+		return
+	}
+	if r.keyErr != nil {
+		r.refuse(ctx, from, r.keyErr)
 		return
 	}
 	if err := p.Verify(); err != nil {
@@ -283,6 +304,9 @@ func (r *resolverActor) offer(ctx actor.Context, p *release.SignedPacket, from s
 		} else {
 			r.refuse(ctx, from, err)
 		}
+		return
+	}
+	if (r.held == nil || p.Seq > r.held.Seq) && r.rotate(ctx, p, from) {
 		return
 	}
 	if r.held == nil || p.Seq > r.held.Seq {

@@ -183,8 +183,10 @@ func TestOlderRecordInDHT(t *testing.T) {
 
 	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0"), StateDir: dir})
 	got := r.sync()
-	if f := only[*ReleaseFound](got); len(got) != 1 || len(f) != 1 || f[0].Entry.Version.String() != "1.1.0" {
-		t.Fatalf("start with a held record sent %s, want ReleaseFound 1.1.0", describe(got))
+	// The held record is gossiped at start (RecordUpdated), then acted on.
+	if f, u := only[*ReleaseFound](got), only[*RecordUpdated](got); len(got) != 2 || len(f) != 1 || f[0].Entry.Version.String() != "1.1.0" ||
+		len(u) != 1 || u[0].Packet.Seq != 2000 {
+		t.Fatalf("start with a held record sent %s, want RecordUpdated seq 2000 and ReleaseFound 1.1.0", describe(got))
 	}
 
 	pr, got := r.poll()
@@ -229,6 +231,9 @@ func TestRePutHeldRecord(t *testing.T) {
 	pub := newPublisher(6)
 	dir := heldDir(t, pub.record(t, 1000, entry(target, "1.0.0")))
 	r := newRig(t, Config{Node: joinDHT(t, dht), PublisherKey: pub.pub, Current: semver.MustParse("1.0.0"), StateDir: dir})
+	if got := r.sync(); len(only[*RecordUpdated](got)) != 1 || len(got) != 1 {
+		t.Fatalf("start with a held record sent %s, want RecordUpdated (to gossip it)", describe(got))
+	}
 	pr, got := r.poll()
 	if pr.p != nil || !errors.Is(pr.err, network.ErrNotFound) {
 		t.Fatalf("lookup in an empty DHT: %v, %v; want ErrNotFound", pr.p, pr.err)

@@ -9,9 +9,31 @@
 //
 // It receives Join (find peers for a release; the sender gets PeerUp,
 // PeerDown and PeerHas), Leave, Verified (a chunk became servable: tell the
-// peers), Misbehaved (drop and ban a peer) and Gossip (send a record to every
-// peer). It sends RecordGossiped and Served (a chunk answer went out in full)
-// to its parent.
+// peers), Misbehaved (drop and ban a peer), Gossip (send a record to every
+// peer), and the requests of a subscriber: GetManifest (answered with
+// ManifestArrived), GetChunk (answered with exactly one ChunkArrived or
+// ChunkFailed) and CancelChunk. It sends RecordGossiped and Served (a chunk
+// answer went out in full) to its parent.
+//
+// # One owner per connection
+//
+// A peer's connection belongs to its peer actor and to nothing else: the
+// actor starts the connection's Serve (whose goroutines answer the peer's
+// requests through the actor's handler), holds its outbox (one writer, the
+// Hello first), and makes the requests the subscriber asks of this peer,
+// each on a goroutine under the actor's context that sends its answer to
+// the asker. Stopping the actor ends those requests (ChunkFailed) and
+// closes the connection. The swarm actor keeps what each peer holds (for
+// the upload queue and for late subscribers) and routes GetChunk and
+// GetManifest to the peer's actor; for a peer it has no connection to it
+// answers at once with ErrNoPeer. PeerUp carries no connection: the
+// downloader never touches one.
+//
+// Every method of the handler recovers: a panic while serving one peer
+// (reading the store, the upload queue, a bug) closes that peer's
+// connection with an internal error, frees the upload slot the request
+// held, and is counted; the process and the other peers go on.
+// Config.ServeFault is the seam through which tests inject such a panic.
 //
 // A peer's one-way messages reach the swarm actor one at a time: the
 // connection reads the next only once the actor has taken the last, so a

@@ -1,9 +1,20 @@
 package swarm
 
 import (
+	"errors"
+	"time"
+
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/wire"
 )
+
+// ErrNoPeer means a request named a peer the swarm has no connection to
+// (it went away, or was never connected).
+var ErrNoPeer = errors.New("swarm: no connection to that peer")
+
+// ErrServePanic means serving a peer panicked; the peer's connection is
+// closed and the node goes on.
+var ErrServePanic = errors.New("swarm: panic while serving a peer")
 
 // Join asks the swarm to find and connect to the holders of a release. The
 // sender becomes the subscriber that receives PeerUp, PeerDown and PeerHas.
@@ -28,10 +39,62 @@ type Misbehaved struct {
 // Gossip asks the swarm to pass a signed record to every connected peer.
 type Gossip struct{ Packet *release.SignedPacket }
 
-// PeerUp tells the subscriber about a usable connection.
+// PeerUp tells the subscriber about a usable connection. The connection
+// stays the swarm's: the subscriber asks through GetManifest and GetChunk.
 type PeerUp struct {
 	Peer wire.NodeID
-	Conn *wire.Conn
+}
+
+// GetManifest asks the swarm for manifest ID from Peer. The sender gets one
+// ManifestArrived, whatever happens.
+type GetManifest struct {
+	Peer    wire.NodeID
+	ID      release.ManifestID
+	Timeout time.Duration // 0: no bound but the connection's life
+}
+
+// ManifestArrived answers GetManifest: Raw, or why not in Err.
+type ManifestArrived struct {
+	Peer wire.NodeID
+	ID   release.ManifestID
+	Raw  []byte
+	Err  error
+}
+
+// GetChunk asks the swarm for chunk Index (Size bytes) of release ID from
+// Peer. The sender gets exactly one ChunkArrived or ChunkFailed, whatever
+// happens, unless it cancels the request first (CancelChunk).
+type GetChunk struct {
+	Peer    wire.NodeID
+	ID      release.ManifestID
+	Index   int
+	Size    int
+	Timeout time.Duration // 0: no bound but the connection's life
+}
+
+// CancelChunk withdraws a GetChunk (the chunk came from another peer). The
+// request ends with ChunkFailed unless its answer is already on its way.
+type CancelChunk struct {
+	Peer  wire.NodeID
+	ID    release.ManifestID
+	Index int
+}
+
+// ChunkArrived answers GetChunk with the chunk's bytes, not yet verified.
+type ChunkArrived struct {
+	Peer  wire.NodeID
+	ID    release.ManifestID
+	Index int
+	Data  []byte
+}
+
+// ChunkFailed answers GetChunk that brought no chunk, and why: errors match
+// wire's sentinels (ErrNotFound, ErrBusy, ...) or ErrNoPeer.
+type ChunkFailed struct {
+	Peer  wire.NodeID
+	ID    release.ManifestID
+	Index int
+	Err   error
 }
 
 // PeerDown tells the subscriber a connection is gone.

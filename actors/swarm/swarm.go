@@ -52,6 +52,12 @@ type Config struct {
 	UploadWait time.Duration
 	// AnnounceInterval is how often held releases are re-announced; default 5m.
 	AnnounceInterval time.Duration
+	// Topic, when not zero, is the app's awareness topic (MeshTopic): the
+	// node announces itself under it and keeps at least MeshSize
+	// connections to nodes found there, idle or not (see mesh.go).
+	Topic release.SwarmID
+	// MeshSize is how many connections the mesh keeps; default 4.
+	MeshSize int
 	// FindInterval is how often peers are looked up again while a Join is
 	// active; default 2s.
 	FindInterval time.Duration
@@ -65,6 +71,9 @@ type Config struct {
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
 	FaultHook func(msg any)
+	// ServeFault, when set, is called before each chunk is served to a
+	// peer, on the goroutine serving it; tests inject panics there.
+	ServeFault func(peer wire.NodeID, id release.ManifestID, index int)
 }
 
 func (c *Config) populate() {
@@ -79,6 +88,9 @@ func (c *Config) populate() {
 	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 5 * time.Minute
+	}
+	if c.MeshSize == 0 {
+		c.MeshSize = defaultMeshSize
 	}
 	if c.FindInterval == 0 {
 		c.FindInterval = 2 * time.Second
@@ -103,6 +115,8 @@ type counters struct {
 	queued, queuedPeak atomic.Int64
 	dials              atomic.Int64 // dials started
 	recordChecks       atomic.Int64 // gossiped records whose signature was checked
+	servePanics        atomic.Int64 // panics while serving a peer, each one peer dropped
+	slowAnswers        atomic.Int64 // answers abandoned below wire's MinAnswerRate
 }
 
 // queue adds d to the peer messages queued for the swarm actor.
@@ -180,6 +194,7 @@ const (
 
 type swarmActor struct {
 	cfg     Config
+	mesh    meshState
 	self    wire.NodeID
 	ctr     *counters
 	limiter *rate.Limiter
@@ -275,6 +290,10 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
 	case *findDone:
 		delete(s.finding, m.id)
+	case *meshFindDone:
+		s.meshFindDone(m)
+	case *meshFound:
+		s.meshFound(ctx, m.addr)
 	case *found:
 		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
@@ -295,7 +314,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.sub = ctx.Sender()
 		s.joined[m.ID] = true
 		for id, p := range s.peers {
-			ctx.Send(s.sub, &PeerUp{Peer: id, Conn: p.conn})
+			ctx.Send(s.sub, &PeerUp{Peer: id})
 			if p.hello != nil {
 				for _, hs := range p.hello.Releases {
 					if s.wanted(hs.ID) {
@@ -319,9 +338,26 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		if _, ok := s.announced[m.ID]; !ok {
 			s.announce(ctx, m.ID)
 		}
+	case *GetChunk:
+		if p := s.peers[m.Peer]; p != nil {
+			ctx.Send(p.pid, &fetchChunk{req: m, reply: ctx.Sender()})
+		} else if ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &ChunkFailed{Peer: m.Peer, ID: m.ID, Index: m.Index, Err: ErrNoPeer})
+		}
+	case *CancelChunk:
+		if p := s.peers[m.Peer]; p != nil {
+			ctx.Send(p.pid, m)
+		}
+	case *GetManifest:
+		if p := s.peers[m.Peer]; p != nil {
+			ctx.Send(p.pid, &fetchManifest{req: m, reply: ctx.Sender()})
+		} else if ctx.Sender() != nil {
+			ctx.Send(ctx.Sender(), &ManifestArrived{Peer: m.Peer, ID: m.ID, Err: ErrNoPeer})
+		}
 	case *Misbehaved:
 		s.misbehaved(m.Peer, m.Reason)
 	case *Gossip:
+		s.meshNewest(m.Packet)
 		s.sawRecord(m.Packet) // its echoes from peers need no check
 		s.broadcast(ctx, &wire.Record{Relay: m.Packet.EncodeRelay()})
 	case *Stats:
@@ -383,6 +419,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 			s.announce(ctx, r.ID())
 		}
 	}
+	s.meshTick(ctx)
 	s.schedule(ctx, s.cfg.FindInterval)
 }
 
@@ -448,6 +485,7 @@ func (s *swarmActor) onTick(ctx actor.Context) {
 			s.maybeDial(ctx, a)
 		}
 	}
+	s.meshTick(ctx)
 	s.schedule(ctx, s.cfg.FindInterval)
 }
 
@@ -486,10 +524,16 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 }
 
 func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
-	if len(s.joined) == 0 || s.dialing[a] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers || !dialable(a) {
+	if len(s.joined) == 0 || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
 		return
 	}
-	if a == s.cfg.Node.QUICAddr() {
+	s.dial(ctx, a)
+}
+
+// dial connects to a unless it cannot be a node, is this node, is being
+// dialled or connected, or failed recently.
+func (s *swarmActor) dial(ctx actor.Context, a netip.AddrPort) {
+	if s.dialing[a] || !dialable(a) || a == s.cfg.Node.QUICAddr() {
 		return
 	}
 	if t, ok := s.failed[a]; ok && time.Since(t) < redialAfter {
@@ -567,7 +611,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	}
 	pid := ctx.Spawn(peerProps(peerConfig{
 		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
-		parent: ctx.Self(), faultHook: s.cfg.FaultHook,
+		parent: ctx.Self(), faultHook: s.cfg.FaultHook, serveFault: s.cfg.ServeFault,
 	}))
 	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(),
 		hellos:  rate.NewLimiter(rate.Every(helloEvery), helloBurst),
@@ -576,7 +620,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	s.byPID[pid.Id] = id
 	s.observePeers() // reach.go
 	if s.sub != nil {
-		ctx.Send(s.sub, &PeerUp{Peer: id, Conn: conn})
+		ctx.Send(s.sub, &PeerUp{Peer: id})
 	}
 	// Peer exchange: tell the newcomer whom else we know.
 	var addrs []netip.AddrPort
@@ -591,6 +635,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	if len(addrs) > 0 {
 		ctx.Send(pid, &send{msg: &wire.Peers{Addrs: addrs}})
 	}
+	s.meshGreet(ctx, pid)
 }
 
 // takePeerMsg handles a peer's one-way message and then lets its Notify

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
 )
 
 // uploads hands out the node's upload slots (Config.MaxUploads chunk
@@ -28,19 +29,61 @@ import (
 //
 // It is shared by the swarm actor and the peer handlers, which run on the
 // connections' goroutines, so every field is guarded by mu.
+//
+// No peer can hold the slots hostage: one peer holds at most perPeer of
+// them (half, at least one) and has at most peerRequests requests holding
+// or waiting for one (more are answered busy at once); a freed slot goes
+// to a peer below its share, the one holding fewest first. A stalled
+// answer loses its slot within seconds (wire's MinAnswerRate).
 type uploads struct {
 	mu      sync.Mutex
-	free    int         // slots not taken; > 0 only when nobody waits
+	free    int         // slots not taken
+	perPeer int         // most slots one peer holds
 	waiting []*upWaiter // requests waiting for a slot, in arrival order
 	rels    map[release.ManifestID]*chunkCounts
+	peers   map[wire.NodeID]*peerUse
 }
 
+// peerUse is one peer's requests holding (active) or waiting for a slot,
+// and until when it is refused for having left an answer unread.
+type peerUse struct {
+	active, queued int
+	slowUntil      time.Time
+}
+
+// slowPenalty is how long a peer that took an answer too slowly (wire
+// abandoned it below MinAnswerRate) gets no slot: stalling answers costs
+// the staller, not the other peers.
+const slowPenalty = 30 * time.Second
+
+// peerRequests is how many requests of one peer may hold or wait for a
+// slot at once; more are answered busy without waiting.
+const peerRequests = 4
+
 func newUploads(slots int) *uploads {
-	return &uploads{free: slots, rels: map[release.ManifestID]*chunkCounts{}}
+	return &uploads{free: slots, perPeer: max(1, slots/2), rels: map[release.ManifestID]*chunkCounts{}, peers: map[wire.NodeID]*peerUse{}}
+}
+
+// use returns peer's counts, made on first use. The caller holds mu.
+func (u *uploads) use(peer wire.NodeID) *peerUse {
+	pu := u.peers[peer]
+	if pu == nil {
+		pu = &peerUse{}
+		u.peers[peer] = pu
+	}
+	return pu
+}
+
+// unuse forgets a peer with nothing holding or waiting. The caller holds mu.
+func (u *uploads) unuse(peer wire.NodeID, pu *peerUse) {
+	if pu.active == 0 && pu.queued == 0 && pu.slowUntil.IsZero() {
+		delete(u.peers, peer)
+	}
 }
 
 // upWaiter is one chunk request waiting for a slot.
 type upWaiter struct {
+	peer    wire.NodeID
 	id      release.ManifestID
 	index   int
 	seed    bool
@@ -151,7 +194,7 @@ const seedSlack = 1
 // release, so seedTurn may refuse the request at once. It reports false
 // when the request gets no slot (refused, waited too long, or ctx ended);
 // after true the caller must call finish exactly once.
-func (u *uploads) acquire(ctx context.Context, id release.ManifestID, i, n int, seed bool, wait time.Duration) bool {
+func (u *uploads) acquire(ctx context.Context, peer wire.NodeID, id release.ManifestID, i, n int, seed bool, wait time.Duration) bool {
 	u.mu.Lock()
 	c := u.counts(id, n)
 	if i < 0 || i >= len(c.sent) {
@@ -164,15 +207,25 @@ func (u *uploads) acquire(ctx context.Context, id release.ManifestID, i, n int, 
 		u.mu.Unlock()
 		return false
 	}
-	if u.free > 0 {
+	pu := u.use(peer)
+	if !pu.slowUntil.IsZero() && now.After(pu.slowUntil) {
+		pu.slowUntil = time.Time{}
+	}
+	if pu.active+pu.queued >= peerRequests || now.Before(pu.slowUntil) {
+		u.mu.Unlock()
+		return false
+	}
+	if u.free > 0 && pu.active < u.perPeer {
 		u.free--
+		pu.active++
 		c.active[i]++
 		u.mu.Unlock()
 		return true
 	}
-	w := &upWaiter{id: id, index: i, seed: seed, ready: make(chan struct{})}
+	w := &upWaiter{peer: peer, id: id, index: i, seed: seed, ready: make(chan struct{})}
 	u.waiting = append(u.waiting, w)
 	c.queued[i]++
+	pu.queued++
 	u.mu.Unlock()
 
 	t := time.NewTimer(wait)
@@ -194,16 +247,54 @@ func (u *uploads) acquire(ctx context.Context, id release.ManifestID, i, n int, 
 		}
 	}
 	c.queued[i]--
+	pu.queued--
+	u.unuse(peer, pu)
 	return false
 }
+
+// slow marks peer as having left an answer unread: it gets no slot for
+// slowPenalty, and its requests waiting now are refused.
+func (u *uploads) slow(peer wire.NodeID) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	pu := u.use(peer)
+	pu.slowUntil = time.Now().Add(slowPenalty)
+	if len(u.peers) > maxPeerUses {
+		// Bounded: forget penalties of peers with nothing under way.
+		for id, o := range u.peers {
+			if o.active == 0 && o.queued == 0 && id != peer {
+				delete(u.peers, id)
+			}
+		}
+	}
+}
+
+// activeAnswers returns how many answers hold a slot.
+func (u *uploads) activeAnswers() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for _, pu := range u.peers {
+		n += pu.active
+	}
+	return n
+}
+
+// maxPeerUses bounds the peers remembered for penalties.
+const maxPeerUses = 1024
 
 // finish frees the slot taken for chunk i of release id; sent says the
 // answer went out in full. The slot goes to the waiting request whose chunk
 // has the fewest copies outside this node (then the fewest sent, then the
 // longest waiting).
-func (u *uploads) finish(id release.ManifestID, i int, sent bool) {
+func (u *uploads) finish(peer wire.NodeID, id release.ManifestID, i int, sent bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if pu := u.peers[peer]; pu != nil && pu.active > 0 {
+		pu.active--
+		u.unuse(peer, pu)
+	}
+	u.free++
 	if c := u.rels[id]; c != nil && i < len(c.sent) {
 		if c.active[i] > 0 {
 			c.active[i]--
@@ -214,41 +305,52 @@ func (u *uploads) finish(id release.ManifestID, i int, sent bool) {
 		}
 	}
 	now := time.Now()
-	for {
+	for u.free > 0 {
 		best := u.next(now)
 		if best < 0 {
-			u.free++
 			return
 		}
 		w := u.waiting[best]
 		u.waiting = append(u.waiting[:best], u.waiting[best+1:]...)
 		c := u.rels[w.id]
 		c.queued[w.index]--
+		pu := u.use(w.peer)
+		pu.queued--
 		w.out = true
 		// The best request is for a chunk that is out already while one in
 		// demand is not: as seedTurn would now, refuse it (and so every
 		// other request of the kind, as none is better).
 		if w.seed && c.copies(w.index, now) > 0 && c.uncoveredInDemand(now) {
+			u.unuse(w.peer, pu)
 			close(w.ready)
 			continue
 		}
+		u.free--
+		pu.active++
 		c.active[w.index]++
 		w.granted = true
 		close(w.ready)
-		return
 	}
 }
 
-// next returns the index in waiting of the request to serve next, or -1.
-// The caller holds mu.
+// next returns the index in waiting of the request to serve next, or -1:
+// among the peers below their share of slots, the one holding fewest, then
+// the chunk with the fewest copies, then the fewest sent, then the longest
+// waiting. The caller holds mu.
 func (u *uploads) next(now time.Time) int {
 	best := -1
+	var bestActive int
 	var bestCopies, bestSent int32
 	for k, w := range u.waiting {
+		pu := u.peers[w.peer]
+		a := pu.active
+		if a >= u.perPeer || now.Before(pu.slowUntil) {
+			continue
+		}
 		c := u.rels[w.id]
 		cp, s := c.copies(w.index, now), c.sent[w.index]+c.active[w.index]
-		if best < 0 || cp < bestCopies || (cp == bestCopies && s < bestSent) {
-			best, bestCopies, bestSent = k, cp, s
+		if best < 0 || a < bestActive || (a == bestActive && (cp < bestCopies || (cp == bestCopies && s < bestSent))) {
+			best, bestActive, bestCopies, bestSent = k, a, cp, s
 		}
 	}
 	return best

@@ -8,7 +8,12 @@ import (
 	"time"
 
 	"github.com/rpe-project/engine/release"
+	"github.com/rpe-project/engine/wire"
 )
+
+// tp is the test peer asking for chunk i: one per chunk, so that the
+// per-peer share of slots stays out of the way of these tests.
+func tp(i int) wire.NodeID { return wire.NodeID{byte(i), 0xee} }
 
 // queue starts one goroutine per request, in this order, for chunks of
 // release id while every slot of u is taken; each goroutine sends its chunk
@@ -18,7 +23,7 @@ func queue(t *testing.T, u *uploads, id release.ManifestID, n int, seed bool, gr
 	t.Helper()
 	for _, i := range chunks {
 		go func() {
-			if u.acquire(context.Background(), id, i, n, seed, time.Minute) {
+			if u.acquire(context.Background(), tp(i), id, i, n, seed, time.Minute) {
 				granted <- i
 			} else {
 				granted <- -1 - i
@@ -32,7 +37,7 @@ func queue(t *testing.T, u *uploads, id release.ManifestID, n int, seed bool, gr
 // answer is want; format and args say what the request was about.
 func wantSlot(t *testing.T, want bool, u *uploads, id release.ManifestID, i, n int, seed bool, wait time.Duration, format string, args ...any) {
 	t.Helper()
-	if got := u.acquire(t.Context(), id, i, n, seed, wait); got != want {
+	if got := u.acquire(t.Context(), tp(i), id, i, n, seed, wait); got != want {
 		t.Fatalf("slot for chunk %d: got %v, want %v: "+format, append([]any{i, got, want}, args...)...)
 	}
 }
@@ -51,11 +56,11 @@ func TestUploadsCoverEveryChunkFirst(t *testing.T) {
 		var order []int
 		finished := 0
 		for len(order) < 7 {
-			u.finish(id, finished, true)
+			u.finish(tp(finished), id, finished, true)
 			finished = <-granted
 			order = append(order, finished)
 		}
-		u.finish(id, finished, true)
+		u.finish(tp(finished), id, finished, true)
 		// Chunk 0 was sent first, so 1, 2 and 3 (sent never) go before any
 		// repeat; then the second requests for 1 and 2 (0 was sent as
 		// often), then 0 and 3 (sent once each) in arrival order.
@@ -86,12 +91,12 @@ func TestUploadsHeldChunkWaits(t *testing.T) {
 		// Chunk 2's answer was cut off: it still has no copy outside, so it
 		// goes with chunk 0, before chunk 1 that two peers hold; among 0
 		// and 2, chunk 0 came first.
-		u.finish(id, 2, false)
+		u.finish(tp(2), id, 2, false)
 		var order []int
 		for range 3 {
 			i := <-granted
 			order = append(order, i)
-			u.finish(id, i, true)
+			u.finish(tp(i), id, i, true)
 		}
 		if want := []int{0, 2, 1}; order[0] != want[0] || order[1] != want[1] || order[2] != want[2] {
 			t.Fatalf("grant order %v, want %v", order, want)
@@ -116,7 +121,7 @@ func TestUnannouncedSendExpires(t *testing.T) {
 		const n = 2
 		for i := range n {
 			wantSlot(t, true, u, id, i, n, true, 0, "chunk %d refused", i)
-			u.finish(id, i, true)
+			u.finish(tp(i), id, i, true)
 		}
 		u.holders(id, n, []int{1}, +1) // chunk 1 was announced, chunk 0 not
 		c := u.rels[id]
@@ -132,10 +137,10 @@ func TestUnannouncedSendExpires(t *testing.T) {
 		// chunk 0 is out again.
 		wantSlot(t, true, u, id, 1, n, true, 0, "chunk 1 refused while nothing else is in demand")
 		wantSlot(t, false, u, id, 0, n, true, 100*time.Millisecond, "a request got a slot that was taken")
-		u.finish(id, 1, true)
+		u.finish(tp(1), id, 1, true)
 		wantSlot(t, false, u, id, 1, n, true, 0, "chunk 1 served again while chunk 0, asked for, has no copy")
 		wantSlot(t, true, u, id, 0, n, true, 0, "chunk 0 refused")
-		u.finish(id, 0, true)
+		u.finish(tp(0), id, 0, true)
 	})
 }
 
@@ -153,13 +158,13 @@ func TestUploadsWaitEnds(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		if u.acquire(ctx, id, 1, 2, false, time.Second) {
+		if u.acquire(ctx, tp(1), id, 1, 2, false, time.Second) {
 			t.Fatal("a cancelled request got a slot that was taken")
 		}
 		if len(u.waiting) != 0 || u.rels[id].queued[1] != 0 {
 			t.Fatalf("%d requests still queued", len(u.waiting))
 		}
-		u.finish(id, 0, true)
+		u.finish(tp(0), id, 0, true)
 		wantSlot(t, true, u, id, 1, 2, false, 0, "the freed slot was not taken")
 	})
 }
@@ -175,24 +180,24 @@ func TestSeedTurnRoundRobin(t *testing.T) {
 		// Every chunk is asked for and sent once.
 		for i := range n {
 			wantSlot(t, true, u, id, i, n, true, 0, "first request for chunk %d refused", i)
-			u.finish(id, i, true)
+			u.finish(tp(i), id, i, true)
 		}
 		// Chunk 0 twice more (once, and the slack) while 1-3 stay at one.
 		for round := range seedSlack + 1 {
 			wantSlot(t, true, u, id, 0, n, true, 0, "chunk 0 refused within the slack (round %d)", round)
-			u.finish(id, 0, true)
+			u.finish(tp(0), id, 0, true)
 		}
 		wantSlot(t, false, u, id, 0, n, true, 0, "chunk 0 served again while chunks 1-3 were served less and are in demand")
 		// An answer cut off is no turn: chunk 1 stays at one copy.
 		wantSlot(t, true, u, id, 1, n, true, 0, "chunk 1 refused")
-		u.finish(id, 1, false)
+		u.finish(tp(1), id, 1, false)
 		if got := u.rels[id].sent[1]; got != 1 {
 			t.Fatalf("chunk 1 sent %d times after a cut-off answer, want 1", got)
 		}
 		// Later only chunk 0 is wanted: the others drop out of demand.
 		time.Sleep(demandWindow + time.Second)
 		wantSlot(t, true, u, id, 0, n, true, 0, "chunk 0 refused although no other chunk is in demand")
-		u.finish(id, 0, true)
+		u.finish(tp(0), id, 0, true)
 	})
 }
 
@@ -212,7 +217,7 @@ func TestSeedNoRepeatWhileUncovered(t *testing.T) {
 		// frees: chunk 1 is in demand with no copy.
 		wantSlot(t, false, u, id, 1, n, true, 100*time.Millisecond, "a request got a slot that was taken")
 		// The slot frees: the repeat of chunk 0 is refused, not served.
-		u.finish(id, 0, true)
+		u.finish(tp(0), id, 0, true)
 		if i := <-granted; i != -1 {
 			t.Fatalf("got %d from the waiting request for chunk 0, want -1 (refused)", i)
 		}
@@ -220,19 +225,19 @@ func TestSeedNoRepeatWhileUncovered(t *testing.T) {
 		// served; then chunk 0 again.
 		wantSlot(t, false, u, id, 0, n, true, time.Minute, "chunk 0 served again while chunk 1 is in demand with no copy")
 		wantSlot(t, true, u, id, 1, n, true, time.Minute, "chunk 1 refused")
-		u.finish(id, 1, true)
+		u.finish(tp(1), id, 1, true)
 		wantSlot(t, true, u, id, 0, n, true, time.Minute, "chunk 0 refused once every chunk in demand is out")
-		u.finish(id, 0, true)
+		u.finish(tp(0), id, 0, true)
 		// Chunk 2 is asked for and gets no slot: a repeat of chunk 1 is
 		// refused; once a peer announces chunk 2 (this seed never sent it),
 		// chunk 2 counts as out and the repeat is served.
 		wantSlot(t, true, u, id, 0, n, true, time.Minute, "the free slot was not taken")
 		wantSlot(t, false, u, id, 2, n, true, 100*time.Millisecond, "a request got a slot that was taken")
-		u.finish(id, 0, true)
+		u.finish(tp(0), id, 0, true)
 		wantSlot(t, false, u, id, 1, n, true, time.Minute, "chunk 1 served again while chunk 2 is in demand with no copy")
 		u.holders(id, n, []int{2}, +1)
 		wantSlot(t, true, u, id, 1, n, true, time.Minute, "chunk 1 refused although every chunk in demand is out")
-		u.finish(id, 1, true)
+		u.finish(tp(1), id, 1, true)
 	})
 }
 
@@ -291,7 +296,7 @@ func TestSeedCoversSwarm(t *testing.T) {
 				asked[i] = true
 				outstanding++
 				go func() {
-					if !u.acquire(ctx, id, i, n, true, 500*time.Millisecond) {
+					if !u.acquire(ctx, tp(i), id, i, n, true, 500*time.Millisecond) {
 						time.Sleep(500 * time.Millisecond) // the peer's busy back-off
 						done <- -1 - i
 						return
@@ -308,7 +313,7 @@ func TestSeedCoversSwarm(t *testing.T) {
 				i := <-done
 				outstanding--
 				if i >= 0 {
-					u.finish(id, i, true)
+					u.finish(tp(i), id, i, true)
 					check()
 					sent = append(sent, i)
 					if !held[i] {

@@ -89,4 +89,7 @@ type Policy struct {
 	Floor func() (*semver.Version, error)
 	// Limits caps what a manifest may declare.
 	Limits release.Limits
+	// Key, when set, returns the publisher key trusted now, which replaces
+	// PublisherKey (it changes when the publisher rotates its key).
+	Key func() release.PublicKey
 }

@@ -95,7 +95,11 @@ func (v *verifierActor) Receive(ctx actor.Context) {
 
 func (v *verifierActor) checkManifest(m *CheckManifest) (*release.SignedManifest, error) {
 	p := v.cfg.Policy
-	sm, err := release.ParseManifest(m.Raw, p.PublisherKey, p.Limits)
+	key := p.PublisherKey
+	if p.Key != nil {
+		key = p.Key()
+	}
+	sm, err := release.ParseManifest(m.Raw, key, p.Limits)
 	if err != nil {
 		return nil, err
 	}

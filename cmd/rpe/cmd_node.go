@@ -385,6 +385,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["stage"], m["err"] = ev.Stage, fmt.Sprint(ev.Err)
 		case engine.Stale:
 			m["signed"], m["age_s"] = ev.Signed, ev.Age.Seconds()
+		case engine.KeyRotated:
+			m["old"], m["new"] = ev.Old, ev.New
 		case engine.Served, engine.StageRestarted:
 			return
 		}
@@ -416,6 +418,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 		}
 	case engine.Failed:
 		o.warn("%s: %v", ev.Stage, ev.Err)
+	case engine.KeyRotated:
+		o.say("the publisher rotated its key: now trusting %s (no longer %s)", ev.New, ev.Old)
 	case engine.Stale:
 		if ev.Signed.IsZero() {
 			o.warn("stale: no record found in %s", age(ev.Age))

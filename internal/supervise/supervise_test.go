@@ -63,10 +63,14 @@ func TestStartsOnce(t *testing.T) {
 func TestTrialExit(t *testing.T) {
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "crash")
-	s := newSup(t, time.Minute, `if [ -e `+flag+` ]; then exit 3; fi; exec sleep 60`)
+	ready := filepath.Join(dir, "ready")
+	s := newSup(t, time.Minute, `if [ -e `+flag+` ]; then exit 3; fi; touch `+ready+`; exec sleep 60`)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The first child must be past its check before the flag exists, or it
+	// exits 3 by itself, outside any trial, and rightly reports on Exited.
+	waitFile(t, ready)
 	os.WriteFile(flag, nil, 0o600)
 	if err := s.Exec("", nil, nil); err != nil {
 		t.Fatal(err)
@@ -204,3 +208,18 @@ func alive(pid int) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// waitFile waits until path exists, failing the test after 30 s.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within 30 s", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
