@@ -166,6 +166,10 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.e.events.emit(rolledBackEvent(m))
 	case *installer.Confirmed:
 		r.e.events.emit(Confirmed{Version: m.Version})
+	case *installer.Ready:
+		r.e.events.emit(UpdateReady{Version: m.Manifest.Manifest.Version.String(), ManifestID: m.Manifest.ID})
+	case *applyRequest:
+		ctx.RequestWithCustomSender(r.installer, &installer.Apply{}, ctx.Sender())
 	}
 }
 

@@ -7,11 +7,12 @@ import (
 )
 
 // Policy says when a verified release is installed: ApplyNow,
-// ApplyOnRestart or ApplyAt. The zero value is ApplyNow. A *Policy is a
+// ApplyOnRestart, ApplyAt, ApplyWindow or ApplyManual. The zero value is ApplyNow. A *Policy is a
 // flag.Value, so a command line can set it with ParsePolicy's syntax.
 type Policy struct {
-	kind         policyKind
-	hour, minute int
+	kind               policyKind
+	hour, minute       int
+	endHour, endMinute int
 }
 
 type policyKind int
@@ -20,6 +21,8 @@ const (
 	applyNow policyKind = iota
 	applyOnRestart
 	applyAt
+	applyWindow
+	applyManual
 )
 
 // ApplyNow installs at once and re-executes into the new version.
@@ -33,7 +36,20 @@ func ApplyAt(hour, minute int) Policy {
 	return Policy{kind: applyAt, hour: hour, minute: minute}
 }
 
-// ParsePolicy reads "now", "on-restart" or "at=HH:MM" (24-hour clock).
+// ApplyWindow installs when the local wall clock is inside [start, end),
+// at once if it is, else at the window's next start. A window whose end is
+// before its start runs across midnight (ApplyWindow(22, 0, 2, 0)); on a
+// day the clock changes it keeps its wall-clock bounds.
+func ApplyWindow(startHour, startMinute, endHour, endMinute int) Policy {
+	return Policy{kind: applyWindow, hour: startHour, minute: startMinute, endHour: endHour, endMinute: endMinute}
+}
+
+// ApplyManual installs only when the program calls Engine.Apply: a verified
+// release is announced by an UpdateReady event and waits.
+var ApplyManual = Policy{kind: applyManual}
+
+// ParsePolicy reads "now", "on-restart", "manual", "at=HH:MM" or
+// "window=HH:MM-HH:MM" (24-hour clock).
 // Case and surrounding spaces are ignored; "" is ApplyNow.
 func ParsePolicy(s string) (Policy, error) {
 	p, err := installer.ParsePolicy(s)
@@ -50,6 +66,8 @@ func (p Policy) String() string {
 		return "on-restart"
 	case applyAt:
 		return fmt.Sprintf("at=%02d:%02d", p.hour, p.minute)
+	case applyWindow, applyManual:
+		return p.installer().String()
 	}
 	return "now"
 }
@@ -70,6 +88,10 @@ func policyOf(p installer.Policy) Policy {
 		return ApplyOnRestart
 	case installer.At:
 		return ApplyAt(p.Hour, p.Minute)
+	case installer.Window:
+		return ApplyWindow(p.Hour, p.Minute, p.EndHour, p.EndMinute)
+	case installer.Manual:
+		return ApplyManual
 	}
 	return ApplyNow
 }
@@ -80,6 +102,10 @@ func (p Policy) installer() installer.Policy {
 		return installer.Policy{Kind: installer.OnRestart}
 	case applyAt:
 		return installer.Policy{Kind: installer.At, Hour: p.hour, Minute: p.minute}
+	case applyWindow:
+		return installer.Policy{Kind: installer.Window, Hour: p.hour, Minute: p.minute, EndHour: p.endHour, EndMinute: p.endMinute}
+	case applyManual:
+		return installer.Policy{Kind: installer.Manual}
 	}
 	return installer.Policy{Kind: installer.Now}
 }

@@ -12,6 +12,13 @@
 // twice, each at its own offsets (ErrChanged if it changes meanwhile); given
 // any other reader they read it once and share its blocks.
 //
+// It also holds the publisher key's life beyond one key pair: shared
+// secrets of private swarms, from which come the keys that seal record
+// entries, derive swarm IDs and prove the secret (secret.go), and rotation
+// statements that hand a key's trust to another (rotation.go). Secret key
+// and secret files that group or others may access are refused, as ssh
+// refuses such keys.
+//
 // Byte layouts, limits and signed messages are in docs/FORMATS.md; golden
 // encodings from a fixed key are in testdata/.
 package release

@@ -22,6 +22,10 @@
 // unidirectional control stream per direction. docs/FORMATS.md describes the
 // bytes.
 //
+// In a private swarm, Conn.Prove makes both ends prove they know the
+// swarm's secret, bound to the TLS session, before anything else is sent
+// (proof.go); a peer without the proof is dropped with CodeNoProof.
+//
 // The package knows nothing of manifests or actors: what to answer is up to a
 // Handler, and which peers to talk to is up to the caller. It owns no
 // goroutines except those a Conn runs while Serve is active, and it works over

@@ -220,7 +220,7 @@ func DecodeMessage(t Type, payload []byte) (Message, error) {
 		d.id(&g.ID)
 		g.Index = d.u32()
 		m = g
-	case TypeManifest, TypeChunk:
+	case TypeManifest, TypeChunk, TypeProof:
 		return nil, fmt.Errorf("%w: %s is raw bytes, not a message", ErrProtocol, t)
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrUnknownMessage, t)

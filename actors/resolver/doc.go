@@ -22,6 +22,13 @@
 // the DHT or from a peer, brings it back to PollInterval. A node that holds
 // no record yet polls at PollInterval.
 //
+// It trusts the configured publisher key as moved by the rotation
+// statements it followed (state file "rotations", see rotate.go) and sends
+// KeyRotated when it follows one. It refuses an entry past its expiry
+// (ErrEntryExpired) and sends Stale when the newest record it holds was
+// signed longer ago than Config.StaleAfter (fresh.go). With Config.Private
+// it reads the private swarm's sealed entries only (private.go).
+//
 // After every third lookup in a row that finds no record it bootstraps the
 // DHT node again, in case the routing table has gone stale, and reports
 // Rebootstrapped.

@@ -22,7 +22,7 @@ import (
 func init() {
 	register(&command{
 		name: "node",
-		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM] [--secret FILE] [--stale-after D] [--run -- CMD ARGS...]",
+		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM|window=HH:MM-HH:MM|manual] [--secret FILE] [--stale-after D] [--run -- CMD ARGS...]",
 		summary: "Keep any program up to date: follow the key, download, verify and swap PATH; " +
 			"with --run, run CMD as a child and restart it into each new version. Seeds what it has.",
 		run: runNode,
@@ -40,7 +40,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	target := fs.String("target", "", "the program `PATH` to keep up to date (must exist)")
 	version := fs.String("version", "", "the `version` PATH holds now (default: what rpe node last installed there, else 0.0.0: install the newest release)")
 	var policy engine.Policy
-	fs.Var(&policy, "apply", "when to install: now, on-restart or at=HH:MM (default now)")
+	fs.Var(&policy, "apply", "when to install: now, on-restart, at=HH:MM, window=HH:MM-HH:MM (local time; may cross midnight) or manual (on SIGUSR1 to rpe node) (default now)")
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
@@ -149,6 +149,12 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
 	defer signal.Stop(sigs)
+	// Under --apply manual, SIGUSR1 installs the release that waits.
+	applyNow := make(chan os.Signal, 1)
+	if policy == engine.ApplyManual {
+		signal.Notify(applyNow, syscall.SIGUSR1)
+		defer signal.Stop(applyNow)
+	}
 	eng, err := engine.Start(ctx, engine.Config{
 		SharedSecret: secret,
 		HealthCheck:  check,
@@ -202,6 +208,15 @@ func runNode(ctx context.Context, e *env, args []string) error {
 			}
 			out.stopping(stopSig)
 			return nil
+		case <-applyNow:
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := eng.Apply(actx)
+			cancel()
+			if errors.Is(err, engine.ErrNothingToApply) {
+				out.warn("SIGUSR1: no release is ready to install")
+			} else if err != nil {
+				out.warn("SIGUSR1: %v", err)
+			}
 		case err := <-childExited:
 			out.exited(pos[0], err)
 			if err != nil {
@@ -379,6 +394,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["version"], m["previous_version"], m["manifest_id"], m["reason"], m["restarting"] = ev.Version, ev.PreviousVersion, ev.ManifestID.String(), fmt.Sprint(ev.Reason), ev.Restarting
 		case engine.Confirmed:
 			m["version"] = ev.Version
+		case engine.UpdateReady:
+			m["version"], m["manifest_id"], m["pid"] = ev.Version, ev.ManifestID.String(), os.Getpid()
 		case engine.Refused:
 			m["what"], m["peer"], m["reason"] = ev.What, ev.Peer, fmt.Sprint(ev.Reason)
 		case engine.Failed:
@@ -412,6 +429,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 		o.warn("%s failed its trial (%v); rolled back to %s", ev.Version, ev.Reason, ev.PreviousVersion)
 	case engine.Confirmed:
 		o.say("%s is healthy", ev.Version)
+	case engine.UpdateReady:
+		o.say("%s is ready to install: kill -USR1 %d installs it", ev.Version, os.Getpid())
 	case engine.Refused:
 		if ev.What != engine.RefusedChunk {
 			o.say("refused a %s: %v", ev.What, ev.Reason)

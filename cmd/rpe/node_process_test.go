@@ -2,8 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -13,6 +16,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/internal/hooks"
+	"github.com/rpe-project/engine/internal/supervise"
+	"github.com/rpe-project/engine/release"
 )
 
 // TestRPEProcess is not a test: the tests below run the test binary again
@@ -166,5 +174,153 @@ func TestNodeBadVersionCreatesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(state); err == nil {
 		t.Fatal("state directory created for a refused command line")
+	}
+}
+
+// nodeEvents reads rpe node --json's stdout: every line must be a JSON
+// event; bad lines are reported on the returned channel's close with a
+// "bad" event.
+func nodeEvents(t *testing.T, r io.Reader) <-chan map[string]any {
+	t.Helper()
+	events := make(chan map[string]any, 64)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil || m["event"] == nil {
+				events <- map[string]any{"event": "bad", "line": sc.Text()}
+				return
+			}
+			events <- m
+		}
+	}()
+	return events
+}
+
+// waitEvent returns the first event of kind for which ok holds, failing on
+// a stdout line that is not a JSON event or after d.
+func waitEvent(t *testing.T, events <-chan map[string]any, d time.Duration, kind string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case m, open := <-events:
+			if !open {
+				t.Fatalf("rpe node's stdout ended before a %s event", kind)
+			}
+			if m["event"] == "bad" {
+				t.Fatalf("stdout line is not a JSON event: %q", m["line"])
+			}
+			if (kind == "" || m["event"] == kind) && (ok == nil || ok(m)) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %s event within %v", kind, d)
+		}
+	}
+}
+
+// TestNodeRollsBackCrashingRelease: real processes. rpe node --run --json
+// --apply manual runs 1.0.0; 2.0.0 is published, announced (updateready)
+// and installed on SIGUSR1; it exits 1 at start, so it is rolled back to
+// 1.0.0 with a typed rolledback event that says why, and 1.0.0 runs again.
+// A restarted rpe node refuses 2.0.0 (never retried).
+func TestNodeRollsBackCrashingRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs processes and a network")
+	}
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	dir := t.TempDir()
+	boot := testDHT(t)
+	key, pub := newKey(t, dir)
+	sk, _ := release.ReadSecretKeyFile(key)
+	target := filepath.Join(dir, "prog")
+	v1 := []byte("#!/bin/sh\necho \"prog 1.0.0\"; exec sleep 600\n")
+	os.WriteFile(target, v1, 0o755)
+	v2 := filepath.Join(dir, "prog-2.0.0")
+	os.WriteFile(v2, []byte("#!/bin/sh\necho \"prog 2.0.0 fails\"; exit 1\n"), 0o755)
+	state := filepath.Join(dir, "state")
+	start := func(extra ...string) (*exec.Cmd, <-chan map[string]any) {
+		args := append([]string{"node", "--pubkey", pub, "--app", "prog", "--target", target}, extra...)
+		cmd := rpeProcess(t, append(args, "--state-dir", state, "--poll", "1s", "--healthy-after", "5s", "--apply", "manual", "--json",
+			"--bootstrap", boot, "--listen", "127.0.0.1:0", "--run", "--", target)...)
+		stdout, _ := cmd.StdoutPipe()
+		// A file, not a pipe: a child left running cannot block Wait.
+		errf, err := os.CreateTemp(dir, "stderr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = errf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+			if t.Failed() {
+				b, _ := os.ReadFile(errf.Name())
+				t.Logf("rpe node stderr:\n%s", b)
+			}
+		})
+		return cmd, nodeEvents(t, stdout)
+	}
+	cmd, events := start("--version", "1.0.0")
+	waitEvent(t, events, 60*time.Second, "started", nil)
+
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	p, err := engine.Publish(hooks.With(pctx, &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond}), engine.PublishConfig{
+		Key: sk, Artifact: v2, Version: "2.0.0", App: "prog", Bootstrap: []string{boot},
+		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", StateDir: t.TempDir(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+
+	waitEvent(t, events, 60*time.Second, "updateready", func(m map[string]any) bool { return m["version"] == "2.0.0" })
+	cmd.Process.Signal(syscall.SIGUSR1)
+	waitEvent(t, events, 30*time.Second, "installed", func(m map[string]any) bool { return m["version"] == "2.0.0" })
+	// The restart into 2.0.0, its rollback, and the restart into 1.0.0
+	// (the supervisor reports its restarts at once, the rollback comes
+	// through the engine: the order on stdout may vary).
+	var rb map[string]any
+	restarts := 0
+	for rb == nil || restarts < 2 {
+		m := waitEvent(t, events, 30*time.Second, "", nil)
+		switch m["event"] {
+		case "rolledback":
+			rb = m
+		case "restarted":
+			restarts++
+		case "installed":
+			t.Fatalf("installed again: %v", m)
+		}
+	}
+	reason, _ := rb["reason"].(string)
+	if rb["version"] != "2.0.0" || rb["previous_version"] != "1.0.0" || !strings.Contains(reason, "exit status 1") ||
+		!strings.Contains(reason, supervise.ErrExited.Error()) {
+		t.Fatalf("rolledback event %v: want 2.0.0 -> 1.0.0 because it exited with status 1", rb)
+	}
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, v1) {
+		t.Fatalf("target after the rollback is not 1.0.0: %q", got)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	for range events {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("rpe node after SIGTERM: %v", err)
+	}
+
+	// The next start finds 2.0.0 again and refuses it: never retried.
+	_, events = start()
+	waitEvent(t, events, 60*time.Second, "refused", func(m map[string]any) bool {
+		return m["what"] == "release" && strings.Contains(fmt.Sprint(m["reason"]), "2.0.0")
+	})
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, v1) {
+		t.Fatalf("target is not 1.0.0 after the restart: %q", got)
 	}
 }

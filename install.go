@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"github.com/rpe-project/engine/actors/installer"
 	"github.com/rpe-project/engine/release"
 )
@@ -45,4 +49,43 @@ func rolledBackEvent(m *installer.RolledBack) RolledBack {
 		ev.ManifestID = id
 	}
 	return ev
+}
+
+// UpdateReady: a verified release waits for Engine.Apply (policy
+// ApplyManual).
+type UpdateReady struct {
+	Version    string
+	ManifestID release.ManifestID
+}
+
+func (UpdateReady) event() {}
+
+// ErrNothingToApply is Apply's error when no release waits for it.
+var ErrNothingToApply = installer.ErrNothingReady
+
+// applyRequest is Engine.Apply's message to the root, which hands it to the
+// installer with the caller as sender.
+type applyRequest struct{}
+
+// Apply installs the release that waits under ApplyManual (announced by
+// UpdateReady) now: the target is swapped and the program restarted into
+// it, as under ApplyNow, with the same trial. It returns once the installer
+// has taken the request; the outcome follows as Installed (or Failed)
+// events. With nothing waiting it returns ErrNothingToApply.
+func (e *Engine) Apply(ctx context.Context) error {
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return ctx.Err()
+	}
+	res, err := e.sys.Root.RequestFuture(e.root, &applyRequest{}, timeout).Result()
+	if err != nil {
+		return fmt.Errorf("engine: apply: %w", err)
+	}
+	if a, ok := res.(*installer.Applying); ok && a.Err != nil {
+		return fmt.Errorf("engine: apply: %w", a.Err)
+	}
+	return nil
 }
