@@ -44,6 +44,9 @@ type LookupConfig struct {
 	Timeout time.Duration
 	// PeersTimeout bounds each entry's peer lookup; default 3s.
 	PeersTimeout time.Duration
+	// SharedSecret, in z-base-32, lists the private swarm's sealed entries
+	// (and counts its peers) instead of the public ones.
+	SharedSecret string
 	// Bootstrap, listen addresses and Logger are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
@@ -90,7 +93,11 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup: %w", err)
 	}
-	entries, err := pkt.Entries()
+	priv, err := privateSwarm(lc.SharedSecret, pub)
+	if err != nil {
+		return nil, fmt.Errorf("lookup: SharedSecret: %w", err)
+	}
+	entries, err := listEntries(pkt, priv)
 	if err != nil {
 		return nil, fmt.Errorf("lookup: record: %w", err)
 	}
@@ -100,7 +107,7 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 	for i, e := range entries {
 		l.Entries[i] = ListedEntry{Entry: e, Peers: -1}
 		if lc.CountPeers {
-			wg.Go(func() { l.Entries[i].Peers = countPeers(ctx, node, release.SwarmIDOf(e.ManifestID), lc.PeersTimeout) })
+			wg.Go(func() { l.Entries[i].Peers = countPeers(ctx, node, swarmIDOf(priv, e.ManifestID), lc.PeersTimeout) })
 		}
 	}
 	wg.Wait()

@@ -64,10 +64,11 @@ func parseRecord(pub release.PublicKey, r *krpc.Return) (*release.SignedPacket, 
 
 // GetRecord looks up the publisher's signed packet (BEP44 mutable item, nil
 // salt) and returns the valid one with the highest seq. Answers whose record
-// fails verification are ignored and counted in GetStats.Invalid. It returns
-// GetGrace after the first valid answer, when the traversal has nobody left
-// to ask or its closest nodes have all answered, or when ctx ends (then with
-// the best record found, if any). A copy this node stores for others counts
+// fails verification are ignored and counted in GetStats.Invalid. After the
+// first valid answer it returns once GetGrace has passed and the traversal
+// has settled (its closest nodes have answered), or 4 × GetGrace after it;
+// without one, when the traversal has nobody left to ask or has settled, or
+// when ctx ends (then with the best record found, if any). A copy this node stores for others counts
 // as a candidate too. When no DHT node answers at all it tries again, with
 // backoff, within ctx's deadline.
 //
@@ -167,7 +168,12 @@ func (n *Node) getOnce(ctx context.Context, pub release.PublicKey, start time.Ti
 	sctx, stopSettle := context.WithCancel(ctx)
 	defer stopSettle()
 	go func() { settled <- n.waitSettled(sctx, op, p, 0) }()
-	var grace <-chan time.Time
+	// After the first valid record: return once GetGrace has passed and
+	// the traversal has settled (a copy found early may be an old one left
+	// on a node that is no longer among the closest), and at the latest
+	// 4 × GetGrace after it.
+	var grace, limit <-chan time.Time
+	graced, isSettled := false, false
 wait:
 	for {
 		select {
@@ -180,11 +186,22 @@ wait:
 				t := time.NewTimer(n.cfg.GetGrace)
 				defer t.Stop()
 				grace = t.C
+				l := time.NewTimer(4 * n.cfg.GetGrace)
+				defer l.Stop()
+				limit = l.C
 			}
 		case <-grace:
+			graced = true
+			if isSettled {
+				break wait
+			}
+		case <-limit:
 			break wait
 		case <-settled:
-			break wait
+			isSettled = true
+			if best == nil || graced || ctx.Err() != nil {
+				break wait
+			}
 		}
 	}
 	stopSettle()

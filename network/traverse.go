@@ -134,7 +134,7 @@ func (p *progress) responded(useful bool) {
 const settleK = 8
 
 // waitSettled waits until op stalls; or until it has settleK useful answers
-// and no new one for one resend delay (the live nodes among the closest have
+// and no new one for half a resend delay (the live nodes among the closest have
 // answered by then; what is outstanding is most likely gone); or until only
 // reserve is left of ctx's deadline, for the step that follows (a put, an
 // announce). It returns ctx's error only when ctx itself ended.
@@ -145,7 +145,7 @@ func (n *Node) waitSettled(ctx context.Context, op *traversal.Operation, p *prog
 		defer t.Stop()
 		early = t.C
 	}
-	quiet := time.NewTimer(n.cfg.QueryResendDelay)
+	quiet := time.NewTimer(n.settleQuiet())
 	defer quiet.Stop()
 	for {
 		select {
@@ -156,12 +156,12 @@ func (n *Node) waitSettled(ctx context.Context, op *traversal.Operation, p *prog
 		case <-early:
 			return nil
 		case <-p.ch:
-			quiet.Reset(n.cfg.QueryResendDelay)
+			quiet.Reset(n.settleQuiet())
 		case <-quiet.C:
 			if p.answers.Load() >= settleK {
 				return nil
 			}
-			quiet.Reset(n.cfg.QueryResendDelay)
+			quiet.Reset(n.settleQuiet())
 		}
 	}
 }
@@ -384,3 +384,7 @@ func nodesResult(res dht.QueryResult, addr krpc.NodeAddr) traversal.QueryResult 
 	tqr.Nodes6 = n6
 	return tqr
 }
+
+// settleQuiet is the quiet spell after which a traversal with settleK
+// useful answers ends: half a resend delay, several round trips.
+func (n *Node) settleQuiet() time.Duration { return n.cfg.QueryResendDelay / 2 }

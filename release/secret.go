@@ -373,9 +373,15 @@ func (p *SignedPacket) LookupSealed(t Target, priv *Private) (Entry, error) {
 	return Entry{}, fmt.Errorf("signed packet of %s: %w %s among %d private entries", p.PublicKey, ErrNoEntry, t, len(entries))
 }
 
-// sealedCount returns how many sealed records the packet holds (0 when it
-// does not parse).
+// SealedCount returns how many sealed (private) entries the packet holds,
+// whoever can open them.
+func (p *SignedPacket) SealedCount() (int, error) {
+	recs, err := p.sealedRecords()
+	return len(recs), err
+}
+
+// sealedCount is SealedCount, 0 when the packet does not parse.
 func (p *SignedPacket) sealedCount() int {
-	recs, _ := p.sealedRecords()
-	return len(recs)
+	n, _ := p.SealedCount()
+	return n
 }

@@ -15,7 +15,7 @@ import (
 func init() {
 	register(&command{
 		name:    "status",
-		args:    "--pubkey KEY [--app A] [--bootstrap HOST:PORT,...]",
+		args:    "--pubkey KEY [--app A] [--secret FILE] [--stale-after D] [--bootstrap HOST:PORT,...]",
 		summary: "Show what a publisher's record names: per app, channel and platform the version, manifest ID, size, record age and peers seeding.",
 		run:     runStatus,
 	})
@@ -41,6 +41,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, c)
 	pubkey := fs.String("pubkey", "", "the publisher's public `KEY` (52 characters)")
 	app := fs.String("app", "", "show only this app")
+	secretFile := addSecretFlag(fs)
 	staleAfter := fs.Duration("stale-after", 7*24*time.Hour, "call the record stale when it was signed longer ago than this")
 	peersTimeout := fs.Duration("peers-timeout", 3*time.Second, "how long to look for peers of each release")
 	nf := addNetFlags(fs)
@@ -66,7 +67,12 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	secret, err := sharedSecret(*secretFile)
+	if err != nil {
+		return err
+	}
 	l, err := engine.Lookup(ctx, engine.LookupConfig{
+		SharedSecret: secret,
 		PublisherKey: *pubkey, CountPeers: true, PeersTimeout: *peersTimeout,
 		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e),
 	})

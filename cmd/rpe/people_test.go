@@ -122,8 +122,12 @@ func TestFetchAndStatus(t *testing.T) {
 	if m == nil || m[1] == "0" {
 		t.Fatalf("status output lacks the release row with at least one peer:\n%s", stdout)
 	}
-	if !strings.Contains(stdout, "ago), seq ") {
-		t.Errorf("status lacks the record age: %s", stdout)
+	if !strings.Contains(stdout, "ago), seq ") || strings.Contains(stdout, "STALE") {
+		t.Errorf("status lacks the record age, or calls a fresh record stale: %s", stdout)
+	}
+	// A record older than --stale-after is marked stale.
+	if code, stdout, _ := rpe(t, "status", "--pubkey", p.pub, "--bootstrap", p.boot, "--stale-after", "1ns"); code != 0 || !strings.Contains(stdout, "STALE: signed more than") {
+		t.Errorf("status --stale-after 1ns: %d %s", code, stdout)
 	}
 	code, stdout, _ = rpe(t, "status", "--json", "--app", "myapp", "--pubkey", p.pub, "--bootstrap", p.boot)
 	var sj struct {
