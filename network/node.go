@@ -27,6 +27,7 @@ type Node struct {
 	limiter *rate.Limiter
 	peers   *peerStore
 	live    *liveness
+	recent  lastGet // the last record lookup's closest nodes, for a put
 	items   *itemStore
 	local   *bep44.Wrapper // the server's item store, for local reads and writes
 	want    []krpc.Want    // BEP32 node lists asked for: n4, plus n6 on an IPv6 socket

@@ -60,7 +60,7 @@ func (n *Node) Announce(ctx context.Context, s release.SwarmID) error {
 		if err != nil {
 			return false, n.opError(ctx, p.responses.Load(), err)
 		}
-		ok, lastErr := n.toClosest(ctx, op, "announce_peer", func(token string) krpc.MsgArgs {
+		ok, lastErr := n.toClosest(ctx, closestOf(op), "announce_peer", func(token string) krpc.MsgArgs {
 			return krpc.MsgArgs{InfoHash: krpc.ID(s), Port: &port, Token: token}
 		})
 		if ok == 0 {

@@ -206,6 +206,13 @@ wait:
 	}
 	stopSettle()
 	finish(op)
+	defer func() {
+		var newest int64
+		if best != nil {
+			newest = best.Seq
+		}
+		n.recent.save(target, closestOf(op), newest)
+	}()
 	// Answers that came while stopping.
 	for {
 		select {
@@ -277,6 +284,19 @@ func (n *Node) PutRecord(ctx context.Context, p *release.SignedPacket) error {
 func (n *Node) putOnce(ctx context.Context, p *release.SignedPacket) (again bool, _ error) {
 	pub := p.PublicKey
 	target := recordTarget(pub)
+	putArgs := func(token string) krpc.MsgArgs {
+		seq := p.Seq
+		return krpc.MsgArgs{K: [32]byte(pub), V: p.Packet, Seq: &seq, Sig: p.Sig, Token: token}
+	}
+	if closest, newest, ok := n.recent.take(target); ok {
+		if newest > p.Seq {
+			return false, fmt.Errorf("%w: seq %d found", ErrSuperseded, newest)
+		}
+		if stored, _ := n.toClosest(ctx, closest, "put", putArgs); stored > 0 {
+			n.log.Debug("put record to the nodes of the last lookup", "key", pub.String(), "seq", p.Seq, "stored", stored)
+			return false, nil
+		}
+	}
 	var mu sync.Mutex
 	var newest int64
 	pr := newProgress()
@@ -309,10 +329,7 @@ func (n *Node) putOnce(ctx context.Context, p *release.SignedPacket) (again bool
 	if nw > p.Seq {
 		return false, fmt.Errorf("%w: seq %d found", ErrSuperseded, nw)
 	}
-	stored, lastErr := n.toClosest(ctx, op, "put", func(token string) krpc.MsgArgs {
-		seq := p.Seq
-		return krpc.MsgArgs{K: [32]byte(pub), V: p.Packet, Seq: &seq, Sig: p.Sig, Token: token}
-	})
+	stored, lastErr := n.toClosest(ctx, closestOf(op), "put", putArgs)
 	if stored == 0 {
 		if pr.responses.Load() == 0 {
 			return ctx.Err() == nil, n.opError(ctx, 0, nil)
@@ -329,12 +346,12 @@ func (n *Node) putOnce(ctx context.Context, p *release.SignedPacket) (again bool
 // toClosest sends query q, with the arguments args builds from each node's
 // token, to the closest nodes of a finished traversal that gave a token, and
 // returns how many accepted it and the last refusal.
-func (n *Node) toClosest(ctx context.Context, op *traversal.Operation, q string, args func(token string) krpc.MsgArgs) (int64, error) {
+func (n *Node) toClosest(ctx context.Context, closest []k_nearest_nodes.Elem, q string, args func(token string) krpc.MsgArgs) (int64, error) {
 	var ok atomic.Int64
 	var mu sync.Mutex
 	var lastErr error
 	var wg sync.WaitGroup
-	op.Closest().Range(func(e k_nearest_nodes.Elem) {
+	for _, e := range closest {
 		token, _ := e.Data.(string)
 		addr := e.Addr.ToNodeAddr()
 		wg.Go(func() {
@@ -348,7 +365,47 @@ func (n *Node) toClosest(ctx context.Context, op *traversal.Operation, q string,
 			}
 			ok.Add(1)
 		})
-	})
+	}
 	wg.Wait()
 	return ok.Load(), lastErr
+}
+
+// closestOf returns the closest nodes of a finished traversal.
+func closestOf(op *traversal.Operation) []k_nearest_nodes.Elem {
+	var out []k_nearest_nodes.Elem
+	op.Closest().Range(func(e k_nearest_nodes.Elem) { out = append(out, e) })
+	return out
+}
+
+// lastGet remembers the closest nodes (with their write tokens) and the
+// newest seq that this node's last record lookup found, so that a put right
+// after it (what publishing does: read the record, put the next one) goes
+// straight to those nodes instead of walking the DHT a second time.
+type lastGet struct {
+	mu      sync.Mutex
+	target  krpc.ID
+	at      time.Time
+	closest []k_nearest_nodes.Elem
+	newest  int64
+}
+
+// lastGetFresh is how long a lookup's closest nodes are reused by a put.
+const lastGetFresh = 10 * time.Second
+
+func (l *lastGet) save(target krpc.ID, closest []k_nearest_nodes.Elem, newest int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.target, l.at, l.closest, l.newest = target, time.Now(), closest, newest
+}
+
+// take returns, once, what the last lookup of target found, if fresh.
+func (l *lastGet) take(target krpc.ID) ([]k_nearest_nodes.Elem, int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.target != target || time.Since(l.at) > lastGetFresh || len(l.closest) == 0 {
+		return nil, 0, false
+	}
+	c, nw := l.closest, l.newest
+	l.closest = nil
+	return c, nw, true
 }

@@ -35,6 +35,8 @@ type peerConfig struct {
 	// serveFault, when set, is called before each chunk is served to the
 	// peer; tests make it panic (Config.ServeFault).
 	serveFault func(peer wire.NodeID, id release.ManifestID, index int)
+	// use counts what the peer gave and took (shared with the swarm).
+	use *peerUseful
 }
 
 // peerActor owns one connection: it serves the peer's requests from the
@@ -134,9 +136,11 @@ func (p *peerActor) getChunk(ctx actor.Context, m *fetchChunk) {
 	p.tok++
 	tok := p.tok
 	p.reqs[key] = pending{cancel: cancel, tok: tok}
-	sys, self, conn := ctx.ActorSystem(), ctx.Self(), p.cfg.conn
+	sys, self, conn, use := ctx.ActorSystem(), ctx.Self(), p.cfg.conn, p.cfg.use
+	use.asking.Add(1)
 	go func() {
 		defer cancel()
+		defer use.asking.Add(-1)
 		var answer any
 		if r.Size <= 0 || r.Index < 0 {
 			answer = &ChunkFailed{Peer: r.Peer, ID: r.ID, Index: r.Index, Err: fmt.Errorf("chunk %d of %d bytes: %w", r.Index, r.Size, wire.ErrBadIndex)}
@@ -147,6 +151,7 @@ func (p *peerActor) getChunk(ctx actor.Context, m *fetchChunk) {
 				answer = &ChunkFailed{Peer: r.Peer, ID: r.ID, Index: r.Index, Err: err}
 			} else {
 				answer = &ChunkArrived{Peer: r.Peer, ID: r.ID, Index: r.Index, Data: buf}
+				use.gave.Add(int64(len(buf)))
 			}
 		}
 		if m.reply != nil {
@@ -336,6 +341,7 @@ func (h *handler) ChunkSent(id release.ManifestID, index uint32, err error) {
 		size = r.Manifest().Manifest.ChunkLen(int(index))
 	}
 	h.cfg.ctr.uploaded.Add(int64(size))
+	h.cfg.use.took.Add(int64(size))
 	h.cfg.ctr.served.Add(1)
 	h.sys.Root.Send(h.cfg.parent, &Served{Peer: h.cfg.conn.RemoteID(), ID: id, Index: int(index), Bytes: size})
 }

@@ -65,7 +65,12 @@ func stallPeer(t *testing.T, r *rig, tr testRelease, k int) {
 // how long it took.
 func honestFetch(t *testing.T, r *rig, tr testRelease) time.Duration {
 	t.Helper()
-	c := r.dial(t)
+	return fetchAll(t, r.dial(t), tr)
+}
+
+// fetchAll is honestFetch over an existing connection.
+func fetchAll(t *testing.T, c *wire.Conn, tr testRelease) time.Duration {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	start := time.Now()

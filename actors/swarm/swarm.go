@@ -135,6 +135,9 @@ type peer struct {
 	conn   *wire.Conn
 	dialed bool // we dialled it
 	added  time.Time
+	// use is what the peer gave and took, for choosing whom to drop when
+	// full; shared with its peer actor.
+	use *peerUseful
 	// What the peer said it holds, kept so a subscriber that joins later
 	// learns it too: a peer that finished before we joined never repeats
 	// its Hello, and without it would look empty forever.
@@ -220,6 +223,7 @@ type swarmActor struct {
 	// matching either is dropped without a signature check.
 	seen    map[recordKey]struct{}
 	refused map[[32]byte]struct{}
+	adm     *admission // limits on new inbound connections
 }
 
 // Props returns the props that spawn a swarm.
@@ -384,6 +388,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 	s.seen = map[recordKey]struct{}{}
 	s.refused = map[[32]byte]struct{}{}
 	s.ctr.up.clearHolders() // a restarted swarm starts without peers
+	s.adm = newAdmission()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ln, err := wire.Listen(s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits)
 	if err != nil {
@@ -392,6 +397,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 	} else {
 		s.ln = ln
 		sys, self := ctx.ActorSystem(), ctx.Self()
+		adm := s.adm
 		go func() {
 			for {
 				c, err := ln.Accept(s.ctx)
@@ -408,6 +414,10 @@ func (s *swarmActor) start(ctx actor.Context) {
 						}
 						sys.Root.Send(self, &accepted{conn: c})
 					}()
+					continue
+				}
+				if !adm.handshake() {
+					c.Close(wire.CodeBusy, "too many new connections")
 					continue
 				}
 				sys.Root.Send(self, &accepted{conn: c})
@@ -584,16 +594,11 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		ctx.Stop(old.pid)
 	} else if len(s.peers) >= s.cfg.MaxPeers*2 {
 		// Full. Refusing every newcomer would isolate a node that joins
-		// late, when everyone is full: make room by dropping the longest
-		// held connection that the other side dialled.
-		var oldest wire.NodeID
-		var found bool
-		for pid, p := range s.peers {
-			if !p.dialed && (!found || p.added.Before(s.peers[oldest].added)) {
-				oldest, found = pid, true
-			}
-		}
-		if !found || weDialed {
+		// late, when everyone is full: make room by dropping the least
+		// useful connection the other side dialled (see admit.go), unless
+		// the newcomer's address or group made room too often lately.
+		oldest, found := s.victim()
+		if !found || weDialed || !s.adm.evictFor(conn.RemoteAddr()) {
 			conn.Close(wire.CodeBusy, "too many peers")
 			return
 		}
@@ -606,11 +611,12 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 			ctx.Send(s.sub, &PeerDown{Peer: oldest})
 		}
 	}
+	use := &peerUseful{}
 	pid := ctx.Spawn(peerProps(peerConfig{
 		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
-		parent: ctx.Self(), faultHook: s.cfg.FaultHook, serveFault: s.cfg.ServeFault,
+		parent: ctx.Self(), faultHook: s.cfg.FaultHook, serveFault: s.cfg.ServeFault, use: use,
 	}))
-	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(),
+	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(), use: use,
 		hellos:  rate.NewLimiter(rate.Every(helloEvery), helloBurst),
 		pex:     rate.NewLimiter(rate.Every(pexPeerEvery), pexPeerBurst),
 		records: rate.NewLimiter(rate.Every(recordEvery), recordBurst)}

@@ -269,6 +269,16 @@ func (u *uploads) slow(peer wire.NodeID) {
 	}
 }
 
+// activeFor returns how many answers to peer hold a slot.
+func (u *uploads) activeFor(peer wire.NodeID) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if pu := u.peers[peer]; pu != nil {
+		return pu.active
+	}
+	return 0
+}
+
 // activeAnswers returns how many answers hold a slot.
 func (u *uploads) activeAnswers() int {
 	u.mu.Lock()
