@@ -41,6 +41,11 @@ type PublishConfig struct {
 	Expires time.Duration
 	// Force publishes even when the record names the same or a newer version.
 	Force bool
+	// Rollout, 1..99, publishes a staged rollout: only that percentage of
+	// nodes take the release (release.Entry.Includes); 0 or 100 means all.
+	// To raise it, publish the same manifest again (a new manifest is a
+	// new release, and picks other nodes).
+	Rollout int
 	// SharedSecret, in z-base-32, publishes into the private swarm of that
 	// secret (see Config.SharedSecret): the record's entry is encrypted and
 	// the release is seeded only to peers that prove they know the secret.
@@ -249,13 +254,16 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 				ErrNotNewer, e.Version, man.App, man.Channel, man.Platform, man.Version)
 		}
 	}
+	if pc.Rollout < 0 || pc.Rollout > 100 {
+		return nil, fmt.Errorf("publish: PublishConfig.Rollout %d: want a percentage, 0..100", pc.Rollout)
+	}
 	seq := release.SeqNow(now)
 	if prev != nil && seq <= prev.Seq {
 		seq = prev.Seq + 1
 	}
 	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
 		// The record vouches for the release as long as its manifest does.
-		Expires: man.Expires}
+		Expires: man.Expires, Rollout: pc.Rollout}
 	var pkt *release.SignedPacket
 	if priv != nil {
 		pkt, err = release.MergeSealedEntry(pc.Key, prev, entry, seq, priv, nil)
