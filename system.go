@@ -334,12 +334,11 @@ func startNodeOn(ctx context.Context, s *settings, node *network.Node) (*Engine,
 	}
 	if g := s.hooks.Group; g != nil {
 		e.sys = g.Get(func(log *slog.Logger) (any, func()) {
-			sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+			sys := newActorSystem(log)
 			return sys, sys.Shutdown
 		}).(*actor.ActorSystem)
 	} else {
-		logger := s.Logger
-		e.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+		e.sys = newActorSystem(s.Logger)
 		e.ownSys = true
 	}
 	e.root = e.sys.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
@@ -377,9 +376,6 @@ func openStoreWith(s *settings, sm *release.SignedManifest, path string) (*store
 	}
 	return st, nil
 }
-
-// appFromPath is the default app name: the artifact's base name.
-func appFromPath(p string) string { return filepath.Base(p) }
 
 // privateSwarm derives the private swarm of a secret in text form; an empty
 // text is a public swarm (nil).
