@@ -95,7 +95,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
-	priv, err := privateSwarm(pc.SharedSecret, pub)
+	priv, err := privateSwarm(pc.SharedSecret)
 	if err != nil {
 		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
 	}
@@ -127,7 +127,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	listenDHT, listenQUIC := cmp.Or(pc.ListenDHT, ":0"), cmp.Or(pc.ListenQUIC, ":0")
 	netNode, err := network.New(ctx, network.Config{
 		DHTConn: h.DHTConn, QUICConn: h.QUICConn, ListenDHT: listenDHT, ListenQUIC: listenQUIC,
-		Bootstrap: pc.Bootstrap, Logger: logger, QueryResendDelay: h.QueryResendDelay,
+		Bootstrap: pc.Bootstrap, Logger: logger, QueryResendDelay: h.QueryResendDelay, DHTReadOnly: h.DHTReadOnly,
 	})
 	if err != nil {
 		cleanup()
