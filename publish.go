@@ -122,7 +122,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	listenDHT, listenQUIC := cmp.Or(pc.ListenDHT, ":0"), cmp.Or(pc.ListenQUIC, ":0")
 	netNode, err := network.New(ctx, network.Config{
 		DHTConn: h.DHTConn, QUICConn: h.QUICConn, ListenDHT: listenDHT, ListenQUIC: listenQUIC,
-		Bootstrap: pc.Bootstrap, Logger: logger, QueryResendDelay: h.QueryResendDelay,
+		Bootstrap: pc.Bootstrap, Logger: logger, QueryResendDelay: h.QueryResendDelay, DHTReadOnly: h.DHTReadOnly,
 	})
 	if err != nil {
 		cleanup()

@@ -300,7 +300,7 @@ func startNode(ctx context.Context, s *settings) (*Engine, error) {
 		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
-		QueryResendDelay: s.hooks.QueryResendDelay,
+		QueryResendDelay: s.hooks.QueryResendDelay, DHTReadOnly: s.hooks.DHTReadOnly,
 	}
 	if nc.DHTConn == nil && nc.QUICConn == nil {
 		// A restarted node listens on its old ports when it can, so its
