@@ -90,7 +90,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
-	priv, err := privateSwarm(pc.SharedSecret, pub)
+	priv, err := privateSwarm(pc.SharedSecret)
 	if err != nil {
 		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
 	}

@@ -135,7 +135,7 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("engine: Config.PublisherKey: %w", err)
 	}
 	s.pub = pub
-	if s.private, err = privateSwarm(cfg.SharedSecret, pub); err != nil {
+	if s.private, err = privateSwarm(cfg.SharedSecret); err != nil {
 		return nil, fmt.Errorf("engine: Config.SharedSecret: %w", err)
 	}
 	for _, d := range []struct {
@@ -400,7 +400,7 @@ func openStoreWith(s *settings, sm *release.SignedManifest, path string) (*store
 
 // privateSwarm derives the private swarm of a secret in text form; an empty
 // text is a public swarm (nil).
-func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error) {
+func privateSwarm(secret string) (*release.Private, error) {
 	if secret == "" {
 		return nil, nil
 	}
@@ -408,7 +408,7 @@ func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error
 	if err != nil {
 		return nil, err
 	}
-	return release.NewPrivate(sec, pub)
+	return release.NewPrivate(sec)
 }
 
 func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
