@@ -93,7 +93,7 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup: %w", err)
 	}
-	priv, err := privateSwarm(lc.SharedSecret, pub)
+	priv, err := privateSwarm(lc.SharedSecret)
 	if err != nil {
 		return nil, fmt.Errorf("lookup: SharedSecret: %w", err)
 	}

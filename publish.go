@@ -44,6 +44,11 @@ type PublishConfig struct {
 	Expires time.Duration
 	// Force publishes even when the record names the same or a newer version.
 	Force bool
+	// Rollout, 1..99, publishes a staged rollout: only that percentage of
+	// nodes take the release (release.Entry.Includes); 0 or 100 means all.
+	// To raise it, publish the same manifest again (a new manifest is a
+	// new release, and picks other nodes).
+	Rollout int
 	// SharedSecret, in z-base-32, publishes into the private swarm of that
 	// secret (see Config.SharedSecret): the record's entry is encrypted and
 	// the release is seeded only to peers that prove they know the secret.
@@ -90,7 +95,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
-	priv, err := privateSwarm(pc.SharedSecret, pub)
+	priv, err := privateSwarm(pc.SharedSecret)
 	if err != nil {
 		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
 	}
@@ -314,13 +319,16 @@ func storedManifest(stateDir string, pub release.PublicKey, id release.ManifestI
 // higher sequence number and puts it in the DHT.
 func putRecord(ctx context.Context, pc PublishConfig, node *network.Node, prev *release.SignedPacket, sm *release.SignedManifest, now time.Time, priv *release.Private) (*release.SignedPacket, error) {
 	man := sm.Manifest
+	if pc.Rollout < 0 || pc.Rollout > 100 {
+		return nil, fmt.Errorf("publish: PublishConfig.Rollout %d: want a percentage, 0..100", pc.Rollout)
+	}
 	seq := release.SeqNow(now)
 	if prev != nil && seq <= prev.Seq {
 		seq = prev.Seq + 1
 	}
 	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
 		// The record vouches for the release as long as its manifest does.
-		Expires: man.Expires}
+		Expires: man.Expires, Rollout: pc.Rollout}
 	var pkt *release.SignedPacket
 	var err error
 	if priv != nil {

@@ -104,6 +104,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	platform := fs.String("platform", release.DefaultPlatform(), "`platform`, GOOS-GOARCH")
 	expires := fs.String("expires", "90d", "how long the manifest stays valid, e.g. 90d, 36h")
 	force := fs.Bool("force", false, "publish even if the record names the same or a newer version")
+	rollout := fs.Int("rollout", 0, "staged rollout: the `percent` (1-99) of nodes that take the release; raise it by publishing the same --manifest again with --force (default all)")
 	upload := fs.String("upload-rate", "", "cap upload at `RATE` per second, e.g. 4MiB (default unlimited)")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
@@ -144,6 +145,9 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
+	if *rollout < 0 || *rollout > 100 {
+		return usagef("--rollout %d: want a percentage, 1..100", *rollout)
+	}
 	life, err := units.ParseDuration(*expires)
 	if err != nil || life <= 0 {
 		return usagef("--expires %q: want a positive duration such as 90d or 36h", *expires)
@@ -178,7 +182,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	pc := engine.PublishConfig{
 		SharedSecret: secret,
 		Key:          sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
-		Expires: life, Force: *force, StateDir: *nf.stateDir, Bootstrap: boot,
+		Expires: life, Force: *force, Rollout: *rollout, StateDir: *nf.stateDir, Bootstrap: boot,
 		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate, Logger: of.logger(e),
 	}
 	if *manifest != "" {
