@@ -93,4 +93,12 @@
 // little slack), BitTorrent's super-seeding decided by the server. Only
 // chunks asked for recently count, so a seed never idles for a chunk that
 // nobody asks it for (the peers got it elsewhere).
+//
+// # NAT
+//
+// The swarm asks each connected peer, every 20 s at most, which address it
+// sees this node at (network.Reach.ObservePeer), which also registers the
+// node with the peer as rendezvous; before a dial it asks its connected
+// peers to introduce it to the address and dials where the hole punch came
+// from, or the address itself if no peer knows it (reach.go).
 package swarm
