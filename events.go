@@ -124,6 +124,7 @@ func (StageRestarted) event() {}
 // hard bound, so a reader that never reads cannot make a node's memory grow
 // with what peers send.
 type eventQueue struct {
+	onEmit  func(Event) // sees every event, read or not
 	out     chan Event
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -148,6 +149,9 @@ func newEventQueue() *eventQueue {
 }
 
 func (e *eventQueue) emit(ev Event) {
+	if e.onEmit != nil {
+		e.onEmit(ev)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.done {

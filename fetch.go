@@ -93,7 +93,7 @@ func Lookup(ctx context.Context, lc LookupConfig) (*Listing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lookup: %w", err)
 	}
-	priv, err := privateSwarm(lc.SharedSecret, pub)
+	priv, err := privateSwarm(lc.SharedSecret)
 	if err != nil {
 		return nil, fmt.Errorf("lookup: SharedSecret: %w", err)
 	}
@@ -219,7 +219,7 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".rpe-fetch-*")
 	if err != nil {
-		return nil, fmt.Errorf("fetch: cannot write beside %s: %w", fc.Out, err)
+		return nil, fmt.Errorf("fetch: %w", cannotWrite(fc.Out, err))
 	}
 	tmpName := tmp.Name()
 	renamed := false
@@ -237,9 +237,12 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 	stateDir := fc.StateDir
 	if stateDir == "" {
 		if stateDir, err = os.MkdirTemp(filepath.Dir(out), "."+filepath.Base(out)+".rpe-fetch-*"); err != nil {
-			return nil, fmt.Errorf("fetch: cannot write beside %s: %w", fc.Out, err)
+			return nil, fmt.Errorf("fetch: %w", cannotWrite(fc.Out, err))
 		}
 		defer os.RemoveAll(stateDir)
+	} else if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		// A state dir given for the first time is made, as Start does.
+		return nil, fmt.Errorf("fetch: state dir %s: %w", stateDir, unwrapPath(err))
 	}
 	// The installer swaps this placeholder; Out is written here, by copy.
 	placeholder := filepath.Join(stateDir, "fetched")
@@ -347,6 +350,22 @@ wait:
 		d.Close()
 	}
 	return &Fetched{Version: man.Version.String(), ManifestID: entry.ManifestID, Size: man.Size, Path: out}, nil
+}
+
+// cannotWrite says that the file asked for cannot be written in its
+// directory, naming it (not the temporary file that failed) and the fix.
+func cannotWrite(asked string, err error) error {
+	return fmt.Errorf("cannot write %s: %w; make its directory %s writable, or write elsewhere", asked, unwrapPath(err), filepath.Dir(asked))
+}
+
+// unwrapPath drops the path an *os.PathError names (a temporary file's) and
+// keeps its cause.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // findEntry reads the record and the entry for the target, retrying for

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/rpe-project/engine/internal/hooks"
 	"github.com/rpe-project/engine/internal/state"
+	"github.com/rpe-project/engine/internal/store"
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
 )
@@ -32,7 +34,8 @@ type PublishConfig struct {
 	Manifest []byte
 	// Version is the release's semver version.
 	Version string
-	// App defaults to the artifact's base name; Channel to "stable";
+	// App defaults to the artifact's file name up to the first dot,
+	// lower-cased (as release.AppNameOf); Channel to "stable";
 	// Platform to GOOS-GOARCH; ChunkSize to the release package's default.
 	App, Channel, Platform string
 	ChunkSize              int
@@ -41,6 +44,11 @@ type PublishConfig struct {
 	Expires time.Duration
 	// Force publishes even when the record names the same or a newer version.
 	Force bool
+	// Rollout, 1..99, publishes a staged rollout: only that percentage of
+	// nodes take the release (release.Entry.Includes); 0 or 100 means all.
+	// To raise it, publish the same manifest again (a new manifest is a
+	// new release, and picks other nodes).
+	Rollout int
 	// SharedSecret, in z-base-32, publishes into the private swarm of that
 	// secret (see Config.SharedSecret): the record's entry is encrypted and
 	// the release is seeded only to peers that prove they know the secret.
@@ -87,7 +95,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		pc.LookupTimeout = 10 * time.Second
 	}
 	pub := release.PublicKeyOf(pc.Key)
-	priv, err := privateSwarm(pc.SharedSecret, pub)
+	priv, err := privateSwarm(pc.SharedSecret)
 	if err != nil {
 		return nil, fmt.Errorf("publish: SharedSecret: %w", err)
 	}
@@ -95,8 +103,7 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	man := sm.Manifest
-	p := &Publisher{Manifest: sm}
+	p := &Publisher{}
 	stateDir := pc.StateDir
 	if stateDir == "" {
 		if stateDir, err = os.MkdirTemp("", "rpe-publish-*"); err != nil {
@@ -113,61 +120,67 @@ func Publish(ctx context.Context, pc PublishConfig) (*Publisher, error) {
 		cleanup()
 		return nil, fmt.Errorf("publish: state dir: %w", err)
 	}
+	logger := pc.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	listenDHT, listenQUIC := cmp.Or(pc.ListenDHT, ":0"), cmp.Or(pc.ListenQUIC, ":0")
+	netNode, err := network.New(ctx, network.Config{
+		DHTConn: h.DHTConn, QUICConn: h.QUICConn, ListenDHT: listenDHT, ListenQUIC: listenQUIC,
+		Bootstrap: pc.Bootstrap, Logger: logger, QueryResendDelay: h.QueryResendDelay, DHTReadOnly: h.DHTReadOnly,
+	})
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	fail := func(err error) (*Publisher, error) {
+		netNode.Close()
+		cleanup()
+		return nil, err
+	}
+	// The current record first: the version guard, and a restarted
+	// publisher of the same release seeds the manifest it signed before.
+	prev, err := currentRecord(ctx, pc, netNode)
+	if err != nil {
+		return fail(err)
+	}
+	if sm, err = guardVersion(pc, prev, priv, sm, stateDir, logger); err != nil {
+		return fail(err)
+	}
+	man := sm.Manifest
+	p.Manifest = sm
 	s := &settings{
 		Config: Config{
 			PublisherKey: pub.String(), App: man.App, Channel: man.Channel, Platform: man.Platform,
 			CurrentVersion: man.Version.String(), Target: pc.Artifact, StateDir: stateDir,
-			Bootstrap: pc.Bootstrap, ListenDHT: pc.ListenDHT, ListenQUIC: pc.ListenQUIC,
-			Logger: pc.Logger, UploadRate: pc.UploadRate, PollInterval: 5 * time.Minute,
+			Bootstrap: pc.Bootstrap, ListenDHT: listenDHT, ListenQUIC: listenQUIC,
+			Logger: logger, UploadRate: pc.UploadRate, PollInterval: 5 * time.Minute,
 			// Never used (seedOnly), but never the running process either.
 			Exec: func(string, []string, []string) error { return nil },
 		},
 		hooks: h, now: now, pub: pub, version: man.Version, seedOnly: true, private: priv,
 		target: release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform},
 	}
-	if s.Logger == nil {
-		s.Logger = slog.New(slog.DiscardHandler)
-	}
-	if s.ListenDHT == "" {
-		s.ListenDHT = ":0"
-	}
-	if s.ListenQUIC == "" {
-		s.ListenQUIC = ":0"
-	}
-	// The seeded copy goes into the store first, checked chunk by chunk, so
-	// the node never serves bytes that do not match what it signs.
+	// The seeded copy goes into the store before the record names it,
+	// checked chunk by chunk, so the node never serves bytes that do not
+	// match what it signs.
 	st, err := openStoreWith(s, sm, pc.Artifact)
 	if err != nil {
-		cleanup()
-		return nil, err
+		return fail(err)
 	}
 	st.Close()
 	// The record: merge into the current one, so other apps' entries stay.
-	netNode, err := network.New(ctx, network.Config{
-		DHTConn: h.DHTConn, QUICConn: h.QUICConn, ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
-		Bootstrap: s.Bootstrap, Logger: s.Logger, QueryResendDelay: h.QueryResendDelay,
-	})
+	pkt, err := putRecord(ctx, pc, netNode, prev, sm, now(), priv)
 	if err != nil {
-		cleanup()
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	pkt, err := publishRecord(ctx, pc, netNode, sm, now(), priv)
-	if err != nil {
-		netNode.Close()
-		cleanup()
-		return nil, err
+		return fail(err)
 	}
 	p.Packet = pkt
 	if err := state.SaveRecord(stateDir, pkt); err != nil {
-		netNode.Close()
-		cleanup()
-		return nil, fmt.Errorf("publish: %w", err)
+		return fail(fmt.Errorf("publish: %w", err))
 	}
 	e, err := startNodeOn(ctx, s, netNode)
 	if err != nil {
-		netNode.Close()
-		cleanup()
-		return nil, err
+		return fail(err)
 	}
 	p.Engine = e
 	return p, nil
@@ -211,7 +224,10 @@ func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*r
 		ChunkSize: pc.ChunkSize, Created: now,
 	}
 	if opts.App == "" {
-		opts.App = appFromPath(pc.Artifact)
+		opts.App = release.AppNameOf(pc.Artifact)
+		if err := release.ValidateName("app", opts.App); err != nil {
+			return nil, fmt.Errorf("publish: %w (the default app name is the artifact's file name up to the first dot; set App)", err)
+		}
 	}
 	if pc.Expires > 0 {
 		opts.Expires = now.Add(pc.Expires)
@@ -227,27 +243,84 @@ func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*r
 	return sm, nil
 }
 
-func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm *release.SignedManifest, now time.Time, priv *release.Private) (*release.SignedPacket, error) {
+// currentRecord joins the DHT and reads the publisher's current record; nil
+// when there is none.
+func currentRecord(ctx context.Context, pc PublishConfig, node *network.Node) (*release.SignedPacket, error) {
 	bctx, cancel := context.WithTimeout(ctx, pc.LookupTimeout)
 	defer cancel()
 	// Join in the background: the record operations do not wait for it.
 	node.Join()
-	pub := release.PublicKeyOf(pc.Key)
-	prev, _, err := node.GetRecord(bctx, pub)
+	prev, _, err := node.GetRecord(bctx, release.PublicKeyOf(pc.Key))
 	if err != nil && !errors.Is(err, network.ErrNotFound) {
 		return nil, fmt.Errorf("publish: read current record: %w", err)
 	}
+	return prev, nil
+}
+
+// guardVersion refuses a release that is not newer than the one the record
+// names for its target, unless Force. The release the record names already
+// is not refused: its manifest, given again or kept in the state directory
+// since it was published, is seeded again (a publisher restart needs no
+// Force, which would also lift the guard).
+func guardVersion(pc PublishConfig, prev *release.SignedPacket, priv *release.Private, sm *release.SignedManifest, stateDir string, log *slog.Logger) (*release.SignedManifest, error) {
+	if prev == nil || pc.Force {
+		return sm, nil
+	}
 	man := sm.Manifest
-	target := release.Target{App: man.App, Channel: man.Channel, Platform: man.Platform}
-	if prev != nil && !pc.Force {
-		lookup := prev.Lookup
-		if priv != nil {
-			lookup = func(t release.Target) (release.Entry, error) { return prev.LookupSealed(t, priv) }
+	lookup := prev.Lookup
+	if priv != nil {
+		lookup = func(t release.Target) (release.Entry, error) { return prev.LookupSealed(t, priv) }
+	}
+	e, err := lookup(man.Target())
+	if err != nil || man.Version.GreaterThan(e.Version) {
+		return sm, nil
+	}
+	if e.ManifestID == sm.ID {
+		return sm, nil
+	}
+	if man.Version.Equal(e.Version) {
+		if old := storedManifest(stateDir, release.PublicKeyOf(pc.Key), e.ManifestID, pc.Artifact, log); old != nil {
+			return old, nil
 		}
-		if e, err := lookup(target); err == nil && !man.Version.GreaterThan(e.Version) {
-			return nil, fmt.Errorf("publish: %w: the record names %s for %s/%s/%s, this is %s (use --force)",
-				ErrNotNewer, e.Version, man.App, man.Channel, man.Platform, man.Version)
-		}
+	}
+	hint := ""
+	if man.Version.Equal(e.Version) {
+		hint = "; to seed that release again, give the state dir it was published with or its signed manifest"
+	}
+	return nil, fmt.Errorf("publish: %w: the record names %s for %s/%s/%s, this is %s%s (use --force)",
+		ErrNotNewer, e.Version, man.App, man.Channel, man.Platform, man.Version, hint)
+}
+
+// storedManifest returns the manifest id kept in stateDir's store when the
+// artifact still matches it, else nil.
+func storedManifest(stateDir string, pub release.PublicKey, id release.ManifestID, artifact string, log *slog.Logger) *release.SignedManifest {
+	st, err := store.Open(stateDir, pub, release.Limits{}, log)
+	if err != nil {
+		return nil
+	}
+	defer st.Close()
+	rel := st.Get(id)
+	if rel == nil {
+		return nil
+	}
+	old := rel.Manifest()
+	f, err := os.Open(artifact)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if release.VerifyFile(f, old.Manifest) != nil {
+		return nil
+	}
+	return old
+}
+
+// putRecord merges the release's entry into the current record under a
+// higher sequence number and puts it in the DHT.
+func putRecord(ctx context.Context, pc PublishConfig, node *network.Node, prev *release.SignedPacket, sm *release.SignedManifest, now time.Time, priv *release.Private) (*release.SignedPacket, error) {
+	man := sm.Manifest
+	if pc.Rollout < 0 || pc.Rollout > 100 {
+		return nil, fmt.Errorf("publish: PublishConfig.Rollout %d: want a percentage, 0..100", pc.Rollout)
 	}
 	seq := release.SeqNow(now)
 	if prev != nil && seq <= prev.Seq {
@@ -255,8 +328,9 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 	}
 	entry := release.Entry{App: man.App, Channel: man.Channel, Platform: man.Platform, Version: man.Version, ManifestID: sm.ID, Size: man.Size,
 		// The record vouches for the release as long as its manifest does.
-		Expires: man.Expires}
+		Expires: man.Expires, Rollout: pc.Rollout}
 	var pkt *release.SignedPacket
+	var err error
 	if priv != nil {
 		pkt, err = release.MergeSealedEntry(pc.Key, prev, entry, seq, priv, nil)
 	} else {
@@ -265,8 +339,8 @@ func publishRecord(ctx context.Context, pc PublishConfig, node *network.Node, sm
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	pctx, cancel2 := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel2()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	if err := node.PutRecord(pctx, pkt); err != nil {
 		return nil, fmt.Errorf("publish: put record: %w", err)
 	}

@@ -87,6 +87,12 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			// offers its held release again.
 			return
 		}
+		if !e.Includes(r.nodeKey.Public().(ed25519.PublicKey)) {
+			// A staged rollout that has not reached this node yet: a later
+			// record with a higher percentage may bring it in.
+			r.e.cfg.Logger.Info("engine: release not rolled out to this node yet", "version", e.Version, "rollout", e.Rollout)
+			return
+		}
 		if failed, _ := installer.IsFailed(r.e.cfg.StateDir, e.ManifestID.String()); failed {
 			r.e.events.emit(Refused{What: RefusedRelease, Reason: fmt.Errorf("%s (%s) was rolled back here before", e.Version, e.ManifestID.Short())})
 			return

@@ -88,6 +88,11 @@ type Config struct {
 	// under ApplyNow or ApplyAt; default syscall.Exec with the same argv and
 	// env. A supervisor that restarts the program itself sets it.
 	Exec func(path string, argv, env []string) error
+	// MetricsAddr, when set, is a TCP address (e.g. 127.0.0.1:9090; port 0
+	// picks one, see Status.MetricsAddr) on which the node serves
+	// Prometheus metrics at /metrics and its Status as JSON at /status.
+	// Default: nothing listens.
+	MetricsAddr string
 	// HealthCheck, when set, must return nil within the health deadline after
 	// a restart into a new version, or the next start rolls back; default: a
 	// started engine counts as healthy.
@@ -130,7 +135,7 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 		return nil, fmt.Errorf("engine: Config.PublisherKey: %w", err)
 	}
 	s.pub = pub
-	if s.private, err = privateSwarm(cfg.SharedSecret, pub); err != nil {
+	if s.private, err = privateSwarm(cfg.SharedSecret); err != nil {
 		return nil, fmt.Errorf("engine: Config.SharedSecret: %w", err)
 	}
 	for _, d := range []struct {
@@ -217,6 +222,9 @@ type Engine struct {
 	mu     sync.Mutex
 	status Status
 
+	counters counters
+	metrics  *metricsServer // nil unless Config.MetricsAddr
+
 	rootPID       atomic.Pointer[actor.PID]
 	trusted       atomic.Pointer[release.PublicKey] // the publisher key trusted now (after rotations)
 	bootstrapDone chan struct{}
@@ -244,6 +252,8 @@ type Status struct {
 	Total    int
 	// Peers is how many peers the download has.
 	Peers int
+	// MetricsAddr is where /metrics and /status are served, if anywhere.
+	MetricsAddr string
 	// DHTNodes is how many nodes the DHT routing table holds now; 0 means
 	// the node has not joined the DHT (yet).
 	DHTNodes int
@@ -290,7 +300,7 @@ func startNode(ctx context.Context, s *settings) (*Engine, error) {
 		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
-		QueryResendDelay: s.hooks.QueryResendDelay,
+		QueryResendDelay: s.hooks.QueryResendDelay, DHTReadOnly: s.hooks.DHTReadOnly,
 	}
 	if nc.DHTConn == nil && nc.QUICConn == nil {
 		// A restarted node listens on its old ports when it can, so its
@@ -326,20 +336,30 @@ func startNodeOn(ctx context.Context, s *settings, node *network.Node) (*Engine,
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	e := &Engine{cfg: s, node: node, store: st, events: newEventQueue(), stopping: make(chan struct{})}
+	e.events.onEmit = e.counters.count
 	e.trusted.Store(&s.pub)
 	e.status = Status{
 		PublicKey: s.pub.String(), App: s.App, Channel: s.Channel, Platform: s.Platform,
 		CurrentVersion: s.version.String(), DHTAddr: node.DHTAddr().String(), QUICAddr: node.QUICAddr().String(),
 		Phase: PhaseIdle,
 	}
+	if s.MetricsAddr != "" {
+		m, err := serveMetrics(e, s.MetricsAddr)
+		if err != nil {
+			e.events.close()
+			st.Close()
+			return nil, err
+		}
+		e.metrics = m
+		e.status.MetricsAddr = m.addr.String()
+	}
 	if g := s.hooks.Group; g != nil {
 		e.sys = g.Get(func(log *slog.Logger) (any, func()) {
-			sys := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+			sys := newActorSystem(log)
 			return sys, sys.Shutdown
 		}).(*actor.ActorSystem)
 	} else {
-		logger := s.Logger
-		e.sys = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+		e.sys = newActorSystem(s.Logger)
 		e.ownSys = true
 	}
 	e.root = e.sys.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor {
@@ -378,12 +398,9 @@ func openStoreWith(s *settings, sm *release.SignedManifest, path string) (*store
 	return st, nil
 }
 
-// appFromPath is the default app name: the artifact's base name.
-func appFromPath(p string) string { return filepath.Base(p) }
-
 // privateSwarm derives the private swarm of a secret in text form; an empty
 // text is a public swarm (nil).
-func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error) {
+func privateSwarm(secret string) (*release.Private, error) {
 	if secret == "" {
 		return nil, nil
 	}
@@ -391,7 +408,7 @@ func privateSwarm(secret string, pub release.PublicKey) (*release.Private, error
 	if err != nil {
 		return nil, err
 	}
-	return release.NewPrivate(sec, pub)
+	return release.NewPrivate(sec)
 }
 
 func loadNodeKey(dir string) (ed25519.PrivateKey, error) {
@@ -452,6 +469,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 			e.stopErr = ctx.Err()
 		}
 		<-e.bootstrapDone
+		if e.metrics != nil {
+			e.metrics.close(ctx)
+		}
 		if err := e.node.Close(); err != nil && e.stopErr == nil {
 			e.stopErr = err
 		}

@@ -203,3 +203,26 @@ func enumName(names []string, i int, kind string) string {
 	}
 	return fmt.Sprintf("%s(%d)", kind, i)
 }
+
+// UnmarshalText reads a phase's name, as MarshalText writes it.
+func (p *Phase) UnmarshalText(b []byte) error { return parseEnum(b, p, PhaseInstalled, "phase") }
+
+// UnmarshalText reads a stage's name, as MarshalText writes it.
+func (s *Stage) UnmarshalText(b []byte) error { return parseEnum(b, s, StageInstaller, "stage") }
+
+// UnmarshalText reads what was refused, as MarshalText writes it.
+func (r *Refusal) UnmarshalText(b []byte) error { return parseEnum(b, r, RefusedRelease, "refusal") }
+
+// parseEnum sets *v to the value from 0 to last whose String is b.
+func parseEnum[T interface {
+	~int
+	String() string
+}](b []byte, v *T, last T, kind string) error {
+	for x := T(0); x <= last; x++ {
+		if x.String() == string(b) {
+			*v = x
+			return nil
+		}
+	}
+	return fmt.Errorf("engine: unknown %s %q", kind, b)
+}

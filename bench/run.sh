@@ -88,4 +88,8 @@ for r in "${rows[@]}"; do
 	printf '%-72s %10s %14s %7s  %s\n' "$a" "$b" "$c" "$d" "$e"
 done
 echo
-echo "raw outputs and CPU profiles: $out (go tool pprof -top $out/rpe $out/sim200-1.prof)"
+if [ -z "$quick" ]; then
+	echo "raw outputs and CPU profiles: $out (go tool pprof -top $out/rpe $out/sim200-1.prof)"
+else
+	echo "raw outputs: $out"
+fi

@@ -123,6 +123,16 @@ type Config struct {
 	// practice: announcers re-announce well within it).
 	PeerTTL time.Duration
 
+	// DHTReadOnly makes the DHT server read-only (BEP43): its queries say
+	// so, other nodes keep it out of their routing tables, and it answers
+	// no query. For a node behind NAT, whose DHT socket nobody can query
+	// unasked: listed in tables it would only cost others timeouts. Default
+	// false.
+	DHTReadOnly bool
+	// Relay opts the node in to relaying for pairs of nodes behind NATs
+	// that cannot punch (see Reach). Default false.
+	Relay bool
+
 	// NoMaintainer stops Bootstrap from starting the library's table
 	// maintainer (pings questionable nodes and refreshes buckets every
 	// minute). Default false.

@@ -62,6 +62,16 @@
 //     ErrNotFound (nodes answered, none holds a record for the key),
 //     ErrTimedOut (the time ran out while nodes were still answering).
 //
+// # NAT traversal
+//
+// Reach (reach.go, relay.go) runs rpe's NAT-traversal packets on the QUIC
+// socket, beside QUIC: a node learns its public address and NAT mapping
+// from what peers report seeing (no STUN server), peers introduce each
+// other as rendezvous for hole punching, and nodes that opt in relay
+// end-to-end encrypted QUIC for pairs that cannot punch, within a
+// per-sender bandwidth cap. Every Node runs one. docs/NETWORK.md has the
+// model and the measurements, docs/FORMATS.md the packets.
+//
 // Nothing here contacts the public routers unless Config.Bootstrap is nil and
 // Config.NoBootstrap is false, the production default.
 package network

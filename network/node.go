@@ -35,6 +35,7 @@ type Node struct {
 	quicConn    net.PacketConn
 	ownQUICConn bool
 	transport   *quic.Transport
+	reach       *Reach // NAT traversal on the QUIC socket (reach.go)
 
 	// boot holds a token while a Bootstrap runs: one at a time. A channel,
 	// not a mutex, so a waiting Bootstrap can be cancelled, and so that in a
@@ -122,6 +123,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Logger:           dhtLogger(n.log),
 		DefaultWant:      n.want,
 		SendLimiter:      n.limiter,
+		Passive:          cfg.DHTReadOnly,
 	}
 	if cfg.NodeID != nil {
 		sc.NodeId = krpc.ID(*cfg.NodeID)
@@ -136,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start DHT server: %w", err)
 	}
 	n.transport = &quic.Transport{Conn: qc}
+	n.reach = NewReach(n.transport, n.QUICAddr(), ReachConfig{Logger: n.log, Relay: cfg.Relay})
 	if cfg.PortFile != "" {
 		d, q := int(addrPortOfNet(dc.LocalAddr()).Port()), int(addrPortOfNet(qc.LocalAddr()).Port())
 		if d != savedDHT || q != savedQUIC {
@@ -307,6 +310,7 @@ func (n *Node) Close() error {
 		<-n.boot
 		<-n.maintainerDone
 		n.wg.Wait()
+		n.reach.Close()
 		if err := n.transport.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close QUIC transport: %w", err))
 		}

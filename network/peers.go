@@ -48,7 +48,7 @@ func (n *Node) Announce(ctx context.Context, s release.SwarmID) error {
 	}
 	octx, cancel := n.opContext(ctx)
 	defer cancel()
-	port := int(n.QUICAddr().Port())
+	port := n.announcePort()
 	err := n.retry(octx, func(ctx context.Context) (bool, error) {
 		p := newProgress()
 		op, err := n.getPeers(s, p, nil)

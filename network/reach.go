@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -153,8 +154,12 @@ func (c *ReachConfig) populate() {
 	}
 }
 
-// maxRegistrations bounds the nodes a rendezvous keeps.
-const maxRegistrations = 4096
+// maxRegistrations bounds the nodes a rendezvous keeps; maxObservers the
+// observations a node keeps of itself.
+const (
+	maxRegistrations = 4096
+	maxObservers     = 64
+)
 
 // registration is a node that sent this node an observe request.
 type registration struct {
@@ -193,7 +198,10 @@ type Reach struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	punched, punchFailed, introduced atomic.Int64
+
 	mu         sync.Mutex
+	asked      map[netip.AddrPort]time.Time      // ObservePeer: when
 	observed   map[netip.AddrPort]netip.AddrPort // observer → what it saw
 	lastSeen   netip.AddrPort                    // the newest observation
 	registered map[netip.AddrPort]registration   // as rendezvous
@@ -215,6 +223,7 @@ func NewReach(tr *quic.Transport, local netip.AddrPort, cfg ReachConfig) *Reach 
 		ctx:        ctx,
 		cancel:     cancel,
 		observed:   make(map[netip.AddrPort]netip.AddrPort),
+		asked:      make(map[netip.AddrPort]time.Time),
 		registered: make(map[netip.AddrPort]registration),
 		pending:    make(map[uint64]*pending),
 		sessions:   make(map[uint64]*punchSession),
@@ -296,7 +305,7 @@ func (r *Reach) handle(src netip.AddrPort, m reachMsg) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.punch(m.nonce, s)
+			r.punch(r.ctx, m.nonce, s)
 		}()
 	case msgPunch, msgPunchAck:
 		r.mu.Lock()
@@ -351,6 +360,7 @@ func (r *Reach) introduce(src netip.AddrPort, m reachMsg) {
 		r.send(src, reachMsg{typ: msgRefused, nonce: m.nonce})
 		return
 	}
+	r.introduced.Add(1)
 	r.send(m.addr, reachMsg{typ: msgIntroduce, nonce: m.nonce, addr: src, mapping: m.mapping})
 	r.send(src, reachMsg{typ: msgIntroduced, nonce: m.nonce, addr: m.addr, mapping: reg.mapping})
 }
@@ -400,6 +410,12 @@ func (r *Reach) Observe(ctx context.Context, peer netip.AddrPort) (netip.AddrPor
 		return netip.AddrPort{}, fmt.Errorf("observe via %s: empty answer", peer)
 	}
 	r.mu.Lock()
+	if _, ok := r.observed[peer]; !ok && len(r.observed) >= maxObservers {
+		for k := range r.observed { // drop one, any
+			delete(r.observed, k)
+			break
+		}
+	}
 	r.observed[peer] = a.addr
 	r.lastSeen = a.addr
 	r.mu.Unlock()
@@ -482,7 +498,7 @@ func (r *Reach) Punch(ctx context.Context, via, target netip.AddrPort) (netip.Ad
 	}
 	s.peer = a.addr
 	r.log.Debug("reach: punching", "target", target, "via", via, "peer_mapping", a.mapping)
-	if got, ok := r.punch(nonce, s); ok {
+	if got, ok := r.punch(ctx, nonce, s); ok {
 		return got, nil
 	}
 	if err := ctx.Err(); err != nil {
@@ -494,7 +510,7 @@ func (r *Reach) Punch(ctx context.Context, via, target netip.AddrPort) (netip.Ad
 // punch sends punch packets to s.peer until the other side's packet
 // arrives or PunchTimeout passes; a few more follow the first packet seen,
 // in case this side's were the ones lost.
-func (r *Reach) punch(nonce uint64, s *punchSession) (netip.AddrPort, bool) {
+func (r *Reach) punch(ctx context.Context, nonce uint64, s *punchSession) (netip.AddrPort, bool) {
 	timeout := time.NewTimer(r.cfg.PunchTimeout)
 	defer timeout.Stop()
 	tick := time.NewTicker(r.cfg.PunchInterval)
@@ -514,6 +530,8 @@ func (r *Reach) punch(nonce uint64, s *punchSession) (netip.AddrPort, bool) {
 			return got, true
 		case <-tick.C:
 		case <-timeout.C:
+			return netip.AddrPort{}, false
+		case <-ctx.Done():
 			return netip.AddrPort{}, false
 		case <-r.ctx.Done():
 			return netip.AddrPort{}, false

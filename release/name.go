@@ -2,7 +2,9 @@ package release
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // MaxNameLen is the longest app, channel or platform name: one DNS label.
@@ -53,3 +55,14 @@ func ValidateName(kind, s string) error {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// AppNameOf is the default app name for an artifact file: its base name up
+// to the first dot, lower-cased ("MyApp.exe" and "myapp.1.2" are "myapp").
+// The result may still fail ValidateName.
+func AppNameOf(path string) string {
+	base := filepath.Base(path)
+	if i := strings.IndexByte(base, '.'); i > 0 {
+		base = base[:i]
+	}
+	return strings.ToLower(base)
+}

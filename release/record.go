@@ -38,6 +38,9 @@ type Entry struct {
 	// seconds); a node refuses an entry at or after it. Zero means the entry
 	// carries no expiry (records made before rpe wrote one).
 	Expires time.Time
+	// Rollout, 1..99, is the percentage of nodes that take this release (a
+	// staged rollout, see Includes); 0 means all. TXT "ro=<percent>".
+	Rollout int
 }
 
 // Expired reports whether the entry has an expiry and now is at or after it.
@@ -64,6 +67,9 @@ func (e Entry) validate() error {
 	if !e.Expires.IsZero() && e.Expires.Unix() <= 0 {
 		return fmt.Errorf("%w entry: expiry %v before 1970", ErrMalformed, e.Expires)
 	}
+	if e.Rollout < 0 || e.Rollout > 100 {
+		return fmt.Errorf("%w entry: rollout %d%% out of range 0..100", ErrMalformed, e.Rollout)
+	}
 	return nil
 }
 
@@ -78,6 +84,9 @@ func (e Entry) txt() string {
 	s := "v=" + e.Version.String() + " id=" + e.ManifestID.String() + " size=" + strconv.FormatInt(e.Size, 10)
 	if !e.Expires.IsZero() {
 		s += " exp=" + strconv.FormatInt(e.Expires.Unix(), 10)
+	}
+	if e.Rollout > 0 && e.Rollout < 100 {
+		s += " ro=" + strconv.Itoa(e.Rollout)
 	}
 	return s
 }
@@ -248,7 +257,7 @@ func parseEntry(labels string, txt []string) (Entry, error) {
 	}
 	// Like SPF and DKIM, the character-strings of one record form one value.
 	value := strings.Join(txt, "")
-	var haveV, haveID, haveSize, haveExp bool
+	var haveV, haveID, haveSize, haveExp, haveRo bool
 	for _, f := range strings.Split(value, " ") {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
@@ -287,6 +296,13 @@ func parseEntry(labels string, txt []string) (Entry, error) {
 				return e, fmt.Errorf("exp %q: want Unix seconds, a positive decimal integer", v)
 			}
 			e.Expires = time.Unix(n, 0).UTC()
+		case "ro":
+			dup, haveRo = haveRo, true
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 99 || strconv.Itoa(n) != v {
+				return e, fmt.Errorf("ro %q: want a rollout percentage, 1..99", v)
+			}
+			e.Rollout = n
 		default:
 			// Unknown keys are left for later versions of the format.
 		}

@@ -20,8 +20,8 @@ import (
 )
 
 // A private swarm shares a secret between the publisher and its nodes. From
-// the secret and the publisher key come four keys (HKDF-SHA256, salt = the
-// publisher key, one info string each, see docs/FORMATS.md): one that
+// the secret come four keys (HKDF-SHA256, one info string each, see
+// docs/FORMATS.md): one that
 // encrypts record entries (AES-256-GCM), one that names them, one that
 // derives swarm IDs, and one with which two nodes prove to each other that
 // they know the secret. Nothing an outsider sees (the DHT record, the swarm
@@ -107,21 +107,24 @@ const (
 	infoLabelKey  = "rpe private entry names v1"
 	infoSwarmKey  = "rpe private swarm ids v1"
 	infoProofKey  = "rpe private proof v1"
+	hkdfSalt      = "rpe private swarm v1"
 	sealedAADHead = "rpe sealed entry v1\x00"
 )
 
-// Private holds the keys of one private swarm: a secret under one publisher
-// key. It is safe for concurrent use.
+// Private holds the keys of one private swarm. They come from the secret
+// alone, not from the publisher key, so a swarm stays the same across a
+// rotation of the publisher's key; sealed entries are bound to the key that
+// signs their packet through the AEAD's additional data. It is safe for
+// concurrent use.
 type Private struct {
-	pub                    PublicKey
 	aead                   cipher.AEAD
 	label, swarm, proofKey []byte
 }
 
-// NewPrivate derives the keys of the private swarm of pub with secret s.
-func NewPrivate(s Secret, pub PublicKey) (*Private, error) {
+// NewPrivate derives the keys of the private swarm of secret s.
+func NewPrivate(s Secret) (*Private, error) {
 	key := func(info string) []byte {
-		k, err := hkdf.Key(sha256.New, s[:], pub[:], info, 32)
+		k, err := hkdf.Key(sha256.New, s[:], []byte(hkdfSalt), info, 32)
 		if err != nil {
 			panic("hkdf: " + err.Error()) // only for lengths above 255*32
 		}
@@ -135,11 +138,8 @@ func NewPrivate(s Secret, pub PublicKey) (*Private, error) {
 	if err != nil {
 		return nil, fmt.Errorf("private swarm: %w", err)
 	}
-	return &Private{pub: pub, aead: aead, label: key(infoLabelKey), swarm: key(infoSwarmKey), proofKey: key(infoProofKey)}, nil
+	return &Private{aead: aead, label: key(infoLabelKey), swarm: key(infoSwarmKey), proofKey: key(infoProofKey)}, nil
 }
-
-// PublicKey returns the publisher key the swarm belongs to.
-func (p *Private) PublicKey() PublicKey { return p.pub }
 
 // ProofKey returns the key with which nodes of the swarm prove they know
 // the secret (see wire.Conn.Prove).
@@ -169,10 +169,10 @@ func (p *Private) sealedLabel(t Target) string {
 	return encodeZ32(m.Sum(nil)[:10])
 }
 
-func (p *Private) aad(label string) []byte {
+func (p *Private) aad(pub PublicKey, label string) []byte {
 	b := make([]byte, 0, len(sealedAADHead)+PublicKeySize+len(label))
 	b = append(b, sealedAADHead...)
-	b = append(b, p.pub[:]...)
+	b = append(b, pub[:]...)
 	return append(b, label...)
 }
 
@@ -180,7 +180,7 @@ func (p *Private) aad(label string) []byte {
 // base64url of nonce ‖ AES-256-GCM(plaintext), where the plaintext is the
 // public entry's name labels and value, "<platform>.<channel>.<app> v=… id=…
 // size=… [exp=…]".
-func (p *Private) seal(e Entry, label string, r io.Reader) (string, error) {
+func (p *Private) seal(e Entry, pub PublicKey, label string, r io.Reader) (string, error) {
 	if r == nil {
 		r = rand.Reader
 	}
@@ -189,12 +189,12 @@ func (p *Private) seal(e Entry, label string, r io.Reader) (string, error) {
 		return "", fmt.Errorf("seal entry: %w", err)
 	}
 	plain := e.Platform + "." + e.Channel + "." + e.App + " " + e.txt()
-	ct := p.aead.Seal(nonce, nonce, []byte(plain), p.aad(label))
+	ct := p.aead.Seal(nonce, nonce, []byte(plain), p.aad(pub, label))
 	return "x=" + base64.RawURLEncoding.EncodeToString(ct), nil
 }
 
-// open decrypts a sealed TXT value named label.
-func (p *Private) open(label, value string) (Entry, error) {
+// open decrypts a sealed TXT value named label in pub's packet.
+func (p *Private) open(pub PublicKey, label, value string) (Entry, error) {
 	v, ok := strings.CutPrefix(value, "x=")
 	if !ok {
 		return Entry{}, fmt.Errorf("sealed value does not start with x=")
@@ -206,7 +206,7 @@ func (p *Private) open(label, value string) (Entry, error) {
 	if len(ct) < p.aead.NonceSize()+p.aead.Overhead() {
 		return Entry{}, fmt.Errorf("sealed value of %d bytes is too short", len(ct))
 	}
-	plain, err := p.aead.Open(nil, ct[:p.aead.NonceSize()], ct[p.aead.NonceSize():], p.aad(label))
+	plain, err := p.aead.Open(nil, ct[:p.aead.NonceSize()], ct[p.aead.NonceSize():], p.aad(pub, label))
 	if err != nil {
 		return Entry{}, errWrongKeyForEntry
 	}
@@ -245,8 +245,8 @@ func splitTXT(s string) []string {
 }
 
 // sealedName returns the DNS name of t's sealed entry under pub.
-func (p *Private) sealedName(t Target) string {
-	return p.sealedLabel(t) + "." + SealedLabel + "." + p.pub.String() + "."
+func (p *Private) sealedName(pub PublicKey, t Target) string {
+	return p.sealedLabel(t) + "." + SealedLabel + "." + pub.String() + "."
 }
 
 // MergeSealedEntry is MergeEntry for a private swarm: e goes into the packet
@@ -257,9 +257,6 @@ func (p *Private) sealedName(t Target) string {
 // nonce (crypto/rand.Reader when nil).
 func MergeSealedEntry(sk ed25519.PrivateKey, prev *SignedPacket, e Entry, seq int64, priv *Private, rand io.Reader) (*SignedPacket, error) {
 	pub := PublicKeyOf(sk)
-	if priv.pub != pub {
-		return nil, fmt.Errorf("merge sealed entry: private swarm of %s, key %s: %w", priv.pub, pub, ErrWrongKey)
-	}
 	if err := e.validate(); err != nil {
 		return nil, fmt.Errorf("merge sealed entry %s: %w", e.Target(), err)
 	}
@@ -280,11 +277,11 @@ func MergeSealedEntry(sk ed25519.PrivateKey, prev *SignedPacket, e Entry, seq in
 			return nil, fmt.Errorf("merge sealed entry: previous packet: %w", err)
 		}
 	}
-	name := priv.sealedName(e.Target())
+	name := priv.sealedName(pub, e.Target())
 	others = slices.DeleteFunc(others, func(rr dnsmessage.Resource) bool {
 		return rr.Header.Type == dnsmessage.TypeTXT && strings.EqualFold(rr.Header.Name.String(), name)
 	})
-	value, err := priv.seal(e, priv.sealedLabel(e.Target()), rand)
+	value, err := priv.seal(e, pub, priv.sealedLabel(e.Target()), rand)
 	if err != nil {
 		return nil, err
 	}
@@ -328,16 +325,13 @@ func (p *SignedPacket) sealedRecords() ([][2]string, error) {
 // entries and none opens, the error wraps ErrWrongSecret. An entry that
 // opens but does not follow the format wraps ErrMalformed.
 func (p *SignedPacket) SealedEntries(priv *Private) ([]Entry, error) {
-	if priv.pub != p.PublicKey {
-		return nil, fmt.Errorf("sealed entries of %s with the private swarm of %s: %w", p.PublicKey, priv.pub, ErrWrongKey)
-	}
 	recs, err := p.sealedRecords()
 	if err != nil {
 		return nil, err
 	}
 	var entries []Entry
 	for _, r := range recs {
-		e, err := priv.open(r[0], r[1])
+		e, err := priv.open(p.PublicKey, r[0], r[1])
 		if errors.Is(err, errWrongKeyForEntry) {
 			continue
 		}

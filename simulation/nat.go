@@ -108,6 +108,12 @@ type NATReport struct {
 	// those of them that completed.
 	Nodes     map[string]int `json:"nodes"`
 	Completed map[string]int `json:"completed"`
+	// Punched counts the dials a hole punch opened, PunchFailed those
+	// whose punch got nothing through, Introduced the introductions nodes
+	// made as rendezvous; all nodes' last incarnations, publisher excluded.
+	Punched     int64 `json:"punched"`
+	PunchFailed int64 `json:"punch_failed"`
+	Introduced  int64 `json:"introduced"`
 }
 
 // natReport counts nodes and completions per NAT type; nil without NATs.
@@ -123,6 +129,12 @@ func (r *run) natReport() *NATReport {
 		n.mu.Lock()
 		if n.isVerif {
 			rep.Completed[typ]++
+		}
+		if n.net != nil {
+			st := n.net.Reach().Stats()
+			rep.Punched += st.Punched
+			rep.PunchFailed += st.PunchFailed
+			rep.Introduced += st.Introduced
 		}
 		n.mu.Unlock()
 	}

@@ -178,7 +178,7 @@ func (r *run) probeOutsider(ctx context.Context, sm *release.SignedManifest) {
 	cancel()
 	key, _ := release.GenerateSecretKey(rand.NewChaCha8(seedBytes(r.s.Seed, "outsider client")))
 	wrong, _ := release.GenerateSecret(rand.NewChaCha8(seedBytes(r.s.Seed, "wrong secret")))
-	wrongSwarm, _ := release.NewPrivate(wrong, r.pub)
+	wrongSwarm, _ := release.NewPrivate(wrong)
 	var dials, dropped atomic.Int64
 	var answers, notified atomic.Int64
 	var wg sync.WaitGroup

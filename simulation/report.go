@@ -226,6 +226,7 @@ func (r *Report) Summary() string {
 				fmt.Fprintf(&b, " %s %d/%d", typ, r.NAT.Completed[typ.String()], n)
 			}
 		}
+		fmt.Fprintf(&b, "; punched %d, punches failed %d, introductions %d", r.NAT.Punched, r.NAT.PunchFailed, r.NAT.Introduced)
 		b.WriteString("\n")
 	}
 	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)  CPU %s\n",

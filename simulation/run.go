@@ -164,6 +164,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
 	pctx = hooks.With(pctx, &hooks.Hooks{
 		DHTConn: pubConns[0], QUICConn: pubConns[1], Group: r.group, QueryResendDelay: s.QueryResendDelay,
+		DHTReadOnly: s.PublisherNAT != netsim.NATNone,
 	})
 	p, err := engine.Publish(pctx, engine.PublishConfig{
 		Key: r.key, Artifact: r.artifact, Version: newVersion, App: app, ChunkSize: s.ChunkSize,
@@ -402,6 +403,7 @@ func (r *run) addHosts(dir string) error {
 		}
 		n.hooks = hooks.Hooks{
 			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
+			DHTReadOnly: r.plan.nat[i] != netsim.NATNone, // behind NAT: see nat.go
 		}
 		r.nodes = append(r.nodes, n)
 	}

@@ -109,6 +109,7 @@ func swapOnTrial(stateDir, staged string, p Pending, h *hooks) (Pending, error) 
 	if err := WritePending(stateDir, p); err != nil {
 		return Pending{}, fmt.Errorf("install %s: %w", p.Version, err)
 	}
+	h.fireStep("marker-written")
 	if p.ReplacedUnconfirmed {
 		err = swapKeepingBackup(p.Target, staged, p.Backup, h)
 	} else {

@@ -51,15 +51,26 @@ type hooks struct {
 	// createdDir sees each directory mkdirDurable creates and the parent it
 	// then syncs.
 	createdDir func(dir, synced string)
+	// step sees each step of an install by name, as it is reached; the
+	// crash test (crashSteps) kills the process there.
+	step func(name string)
+}
+
+func (h *hooks) fireStep(name string) {
+	if h != nil && h.step != nil {
+		h.step(name)
+	}
 }
 
 func (h *hooks) fireAfterReadPending() {
+	h.fireStep("read-pending")
 	if h != nil && h.afterReadPending != nil {
 		h.afterReadPending()
 	}
 }
 
 func (h *hooks) fireAfterTemp(tmp string) error {
+	h.fireStep("temp-written")
 	if h == nil || h.afterTemp == nil {
 		return nil
 	}
@@ -67,6 +78,7 @@ func (h *hooks) fireAfterTemp(tmp string) error {
 }
 
 func (h *hooks) fireBeforeRename(tmp string) error {
+	h.fireStep("before-rename")
 	if h == nil || h.beforeRename == nil {
 		return nil
 	}
@@ -150,6 +162,7 @@ func replace(target, staged, backupPath string, makeBackup bool, h *hooks) error
 		if err := replaceWithCopy(backupPath, target, tfi); err != nil {
 			return fmt.Errorf("swap %s: backup: %w", target, err)
 		}
+		h.fireStep("backup-written")
 	}
 	if err := h.fireBeforeRename(tmp.Name()); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)
@@ -157,6 +170,7 @@ func replace(target, staged, backupPath string, makeBackup bool, h *hooks) error
 	if err := tmp.Commit(); err != nil {
 		return fmt.Errorf("swap %s: %w", target, err)
 	}
+	h.fireStep("renamed")
 	return nil
 }
 
@@ -272,5 +286,6 @@ func mkdirDurable(dir string, h *hooks) error {
 	if h != nil && h.createdDir != nil {
 		h.createdDir(dir, parent)
 	}
+	h.fireStep("backup-dir")
 	return atomicfile.SyncDir(parent)
 }

@@ -172,7 +172,7 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 		}
 		r.checkStale(ctx)
 		if !r.armed && !r.cfg.NoPoll {
-			r.after(ctx, r.jitter(r.cfg.PollInterval<<min(r.quiet, maxQuietShift)))
+			r.after(ctx, r.jitter(backoff(r.cfg.PollInterval, r.quiet)))
 		}
 	case *bootstrapped:
 		if ctx.Parent() != nil {
@@ -199,6 +199,12 @@ func (r *resolverActor) Receive(ctx actor.Context) {
 // mostly load: measured in a 200-node simulation, record lookups and the
 // DHT serving them were the largest share of the CPU.
 const maxQuietShift = 2
+
+// backoff is the poll interval after quiet lookups in a row that brought
+// nothing newer: it doubles with each, up to 1<<maxQuietShift times d.
+func backoff(d time.Duration, quiet int) time.Duration {
+	return d << min(max(quiet, 0), maxQuietShift)
+}
 
 // heldSeq is the seq of the held record, or -1.
 func (r *resolverActor) heldSeq() int64 {

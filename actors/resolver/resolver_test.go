@@ -572,3 +572,17 @@ func TestNoGoroutineLeft(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising
 	}
 }
+
+// TestBackoff: the interval doubles with each quiet lookup, up to four
+// times PollInterval.
+func TestBackoff(t *testing.T) {
+	d := 2 * time.Second
+	for quiet, want := range []time.Duration{d, 2 * d, 4 * d, 4 * d, 4 * d} {
+		if got := backoff(d, quiet); got != want {
+			t.Errorf("backoff(%v, %d) = %v, want %v", d, quiet, got, want)
+		}
+	}
+	if got := backoff(d, -1); got != d {
+		t.Errorf("backoff(%v, -1) = %v, want %v", d, got, d)
+	}
+}

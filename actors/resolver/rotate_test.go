@@ -97,3 +97,33 @@ func TestRotationsUnreadableFailsClosed(t *testing.T) {
 		t.Fatalf("sent %s, want RecordRefused(ErrRotationsUnreadable)", describe(got))
 	}
 }
+
+// TestKeyRotationPrivate: a private swarm's node follows a rotation too and
+// opens the sealed entry the new key publishes with the same secret.
+func TestKeyRotationPrivate(t *testing.T) {
+	oldPub, newPub := newPublisher(53), newPublisher(54)
+	var sec release.Secret
+	sec[0] = 9
+	priv, err := release.NewPrivate(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := joinDHT(t, startDHT(t, 2)) // the rotation starts a lookup
+	r := newRig(t, Config{Node: node, PublisherKey: oldPub.pub, Current: semver.MustParse("1.0.0"), Private: priv})
+	rot, _ := release.SignRotation(oldPub.sk, newPub.sk, time.Unix(2, 0))
+	pr, err := release.MergeRotation(oldPub.sk, nil, rot, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.offer(pr, "peer"); len(only[*KeyRotated](got)) != 1 {
+		t.Fatalf("rotation sent %s", describe(got))
+	}
+	pn, err := release.MergeSealedEntry(newPub.sk, nil, entry(target, "1.2.0"), 2000, priv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.offer(pn, "peer")
+	if f := only[*ReleaseFound](got); len(f) != 1 || f[0].Entry.Version.String() != "1.2.0" {
+		t.Fatalf("new key's sealed entry sent %s, want ReleaseFound 1.2.0", describe(got))
+	}
+}

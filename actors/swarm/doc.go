@@ -61,7 +61,18 @@
 // # Uploads and seeding
 //
 // A node sends at most Config.MaxUploads chunk answers at once; further
-// requests wait up to Config.UploadWait for a slot. A freed slot goes to the
+// requests wait up to Config.UploadWait for a slot. No peer can hold the
+// slots hostage: one peer takes more than half of them (at least one)
+// only while nobody else waits, and has at most 4 requests holding or
+// waiting for one (more are answered busy at once); a freed slot goes
+// first to the waiting peer holding fewest; an answer the receiver takes below wire's MinAnswerRate is
+// abandoned within seconds, and that peer gets no slot for 30 s.
+//
+// Inbound connections are admitted under a handshake rate limit; when they
+// are full a newcomer replaces the least useful inbound peer (never one
+// mid-transfer; one that gave and took nothing first, the newest first),
+// and only while its address and /24 have not made room too often lately
+// (admit.go). A freed slot goes to the
 // waiting request whose chunk has the fewest copies outside this node, as
 // far as the node knows: the larger of the connected peers that announced
 // the chunk (Hello bitfields and Have messages) and the answers this node
@@ -82,4 +93,12 @@
 // little slack), BitTorrent's super-seeding decided by the server. Only
 // chunks asked for recently count, so a seed never idles for a chunk that
 // nobody asks it for (the peers got it elsewhere).
+//
+// # NAT
+//
+// The swarm asks each connected peer, every 20 s at most, which address it
+// sees this node at (network.Reach.ObservePeer), which also registers the
+// node with the peer as rendezvous; before a dial it asks its connected
+// peers to introduce it to the address and dials where the hole punch came
+// from, or the address itself if no peer knows it (reach.go).
 package swarm

@@ -111,6 +111,7 @@ func TestStalledAnswersDoNotStarve(t *testing.T) {
 	for _, peers := range []int{1, 8} {
 		for _, stalled := range []int{2, 8, 32} {
 			t.Run(fmt.Sprintf("%d_from_%d_peers", stalled, peers), func(t *testing.T) {
+				t.Parallel() // each its own seed; the bound has seconds of slack
 				r := newRig(t, Config{}, tr)
 				for range peers {
 					stallPeer(t, r, tr, stalled)

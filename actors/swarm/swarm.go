@@ -460,6 +460,7 @@ func (s *swarmActor) schedule(ctx actor.Context, d time.Duration) {
 
 func (s *swarmActor) onTick(ctx actor.Context) {
 	now := time.Now()
+	s.observePeers() // reach.go
 	if len(s.joined) > 0 && len(s.peers) == 0 {
 		// Looking for peers and finding none: the routing table may be
 		// nearly empty (its bootstrap lost answers under load). Fill it
@@ -557,10 +558,12 @@ func (s *swarmActor) dial(ctx actor.Context, a netip.AddrPort) {
 	s.ctr.dials.Add(1)
 	sys, self, c := ctx.ActorSystem(), ctx.Self(), s.ctx
 	tr, key, lim, priv := s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits, s.cfg.Private
+	reach, vias := s.cfg.Node.Reach(), s.rendezvous() // reach.go
 	go func() {
 		dctx, cancel := context.WithTimeout(c, 10*time.Second)
 		defer cancel()
-		conn, err := wire.Dial(dctx, tr, net.UDPAddrFromAddrPort(a), key, wire.NodeID{}, lim)
+		to := reach.DialAddr(dctx, a, vias) // a hole punched through a peer, or a
+		conn, err := wire.Dial(dctx, tr, net.UDPAddrFromAddrPort(to), key, wire.NodeID{}, lim)
 		if err == nil {
 			err = prove(dctx, priv, conn)
 		}
@@ -621,6 +624,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		pex:     rate.NewLimiter(rate.Every(pexPeerEvery), pexPeerBurst),
 		records: rate.NewLimiter(rate.Every(recordEvery), recordBurst)}
 	s.byPID[pid.Id] = id
+	s.observePeers() // reach.go
 	if s.sub != nil {
 		ctx.Send(s.sub, &PeerUp{Peer: id})
 	}

@@ -30,11 +30,12 @@ import (
 // It is shared by the swarm actor and the peer handlers, which run on the
 // connections' goroutines, so every field is guarded by mu.
 //
-// No peer can hold the slots hostage: one peer holds at most perPeer of
-// them (half, at least one) and has at most peerRequests requests holding
-// or waiting for one (more are answered busy at once); a freed slot goes
-// to a peer below its share, the one holding fewest first. A stalled
-// answer loses its slot within seconds (wire's MinAnswerRate).
+// No peer can hold the slots hostage: one peer takes more than perPeer of
+// them (half, at least one) only when nobody else waits, has at most
+// peerRequests requests holding or waiting for one (more are answered
+// busy at once), and a freed slot goes to the waiting peer holding fewest.
+// A stalled answer loses its slot within seconds (wire's MinAnswerRate)
+// and its peer gets none for slowPenalty.
 type uploads struct {
 	mu      sync.Mutex
 	free    int         // slots not taken
@@ -215,7 +216,7 @@ func (u *uploads) acquire(ctx context.Context, peer wire.NodeID, id release.Mani
 		u.mu.Unlock()
 		return false
 	}
-	if u.free > 0 && pu.active < u.perPeer {
+	if u.free > 0 && (pu.active < u.perPeer || len(u.waiting) == 0) {
 		u.free--
 		pu.active++
 		c.active[i]++
@@ -344,7 +345,8 @@ func (u *uploads) finish(peer wire.NodeID, id release.ManifestID, i int, sent bo
 }
 
 // next returns the index in waiting of the request to serve next, or -1:
-// among the peers below their share of slots, the one holding fewest, then
+// the peer holding fewest slots (one past its share only when nobody
+// else waits), then
 // the chunk with the fewest copies, then the fewest sent, then the longest
 // waiting. The caller holds mu.
 func (u *uploads) next(now time.Time) int {
@@ -354,7 +356,7 @@ func (u *uploads) next(now time.Time) int {
 	for k, w := range u.waiting {
 		pu := u.peers[w.peer]
 		a := pu.active
-		if a >= u.perPeer || now.Before(pu.slowUntil) {
+		if now.Before(pu.slowUntil) {
 			continue
 		}
 		c := u.rels[w.id]

@@ -20,7 +20,13 @@ func init() {
 func runDHTNode(ctx context.Context, e *env, args []string) error {
 	c := commands["dht-node"]
 	fs := newFlags(e, c)
-	nf := addNetFlags(fs)
+	// No --state-dir: a bare DHT node keeps no state. --listen is
+	// required, since other nodes bootstrap from its address.
+	nf := netFlags{
+		bootstrap: fs.String("bootstrap", "", bootstrapUsage),
+		listen:    fs.String("listen", "", "UDP `ADDR` of the DHT socket, e.g. 127.0.0.1:6881 (required: other nodes bootstrap from it)"),
+		stateDir:  new(string),
+	}
 	pos, err := parseArgs(e, c, fs, args)
 	if err != nil {
 		return err
@@ -28,8 +34,8 @@ func runDHTNode(ctx context.Context, e *env, args []string) error {
 	if err := wantArgs(pos); err != nil {
 		return err
 	}
-	if err := requireFlag("listen", *nf.listen); err != nil {
-		return err
+	if *nf.listen == "" {
+		return usagef("missing --listen ADDR, e.g. --listen 127.0.0.1:6881: other nodes bootstrap from this address")
 	}
 	boot, err := nf.bootstrapList()
 	if err != nil {

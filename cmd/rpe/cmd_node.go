@@ -44,6 +44,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	run := fs.Bool("run", false, "run the program given after -- as a child and restart it into each new version")
 	healthy := fs.Duration("healthy-after", 10*time.Second, "with --run: a new version that keeps running this long is healthy; one that exits sooner is rolled back")
 	poll := fs.Duration("poll", 5*time.Minute, "mean time between DHT lookups of the record")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics at /metrics and the status as JSON at /status on TCP `ADDR`, e.g. 127.0.0.1:9090 (default: nothing listens)")
 	secretFile := addSecretFlag(fs)
 	staleAfter := fs.Duration("stale-after", 0, "warn when the newest record seen was signed longer ago than this (an eclipse or a publisher that stopped re-signing); 0: never")
 	join := fs.Duration("join-timeout", 10*time.Second, "fail when no DHT node has answered after this long")
@@ -160,7 +161,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 		HealthCheck:  check,
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		CurrentVersion: current, Target: abs, StateDir: stateDir, Apply: policy, Exec: exec,
-		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll,
+		Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic, Logger: of.logger(e), PollInterval: *poll, MetricsAddr: *metrics,
 		StaleAfter: *staleAfter,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -31,9 +32,12 @@ type netFlags struct {
 	bootstrap, listen, stateDir *string
 }
 
+// bootstrapUsage is --bootstrap's help, the same in every command.
+const bootstrapUsage = "comma-separated DHT starting nodes `HOST:PORT` (default $RPE_BOOTSTRAP, else the public Mainline routers)"
+
 func addNetFlags(fs flagSet) netFlags {
 	return netFlags{
-		bootstrap: fs.String("bootstrap", "", "comma-separated DHT starting nodes `HOST:PORT` (default $RPE_BOOTSTRAP, else the public Mainline routers)"),
+		bootstrap: fs.String("bootstrap", "", bootstrapUsage),
 		listen:    fs.String("listen", "", "UDP `ADDR` for the DHT socket, e.g. 127.0.0.1:6881 (default all interfaces, any port); QUIC uses the same host"),
 		stateDir:  fs.String("state-dir", "", "state `DIR` (default: under the user's cache directory, or temporary for publish and fetch)"),
 	}
@@ -95,11 +99,12 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	secretFile := addSecretFlag(fs)
 	version := fs.String("version", "", "semantic `version` of the artifact")
 	manifest := fs.String("manifest", "", "publish this signed manifest `FILE` (from rpe sign) instead of signing")
-	app := fs.String("app", "", "app `name` (default: the artifact's file name)")
+	app := fs.String("app", "", "app `name` (default: the artifact's file name up to the first dot, lower-cased)")
 	channel := fs.String("channel", release.DefaultChannel, "release `channel`")
 	platform := fs.String("platform", release.DefaultPlatform(), "`platform`, GOOS-GOARCH")
 	expires := fs.String("expires", "90d", "how long the manifest stays valid, e.g. 90d, 36h")
 	force := fs.Bool("force", false, "publish even if the record names the same or a newer version")
+	rollout := fs.Int("rollout", 0, "staged rollout: the `percent` (1-99) of nodes that take the release; raise it by publishing the same --manifest again with --force (default all)")
 	upload := fs.String("upload-rate", "", "cap upload at `RATE` per second, e.g. 4MiB (default unlimited)")
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
@@ -114,13 +119,34 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	if kf == "" {
 		return usagef("missing --key (or set RPE_KEY)")
 	}
-	if *manifest == "" {
+	if *manifest != "" {
+		// The signed manifest names all of these; a flag that disagreed
+		// would be silently ignored.
+		var both []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "version", "app", "channel", "platform", "expires":
+				both = append(both, "--"+f.Name)
+			}
+		})
+		if len(both) > 0 {
+			return usagef("%s with --manifest: the signed manifest names its version, app, channel, platform and expiry; drop %s or sign again with rpe sign", strings.Join(both, ", "), strings.Join(both, ", "))
+		}
+	} else {
 		if err := requireFlag("version", *version); err != nil {
 			return err
 		}
 		if _, err := release.ParseVersion(*version); err != nil {
 			return usageError{fmt.Errorf("--version: %w", err)}
 		}
+		if *app == "" {
+			if err := release.ValidateName("app", release.AppNameOf(pos[0])); err != nil {
+				return usageError{fmt.Errorf("%w; the default is the artifact's file name up to the first dot: name the app with --app", err)}
+			}
+		}
+	}
+	if *rollout < 0 || *rollout > 100 {
+		return usagef("--rollout %d: want a percentage, 1..100", *rollout)
 	}
 	life, err := units.ParseDuration(*expires)
 	if err != nil || life <= 0 {
@@ -156,15 +182,15 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	pc := engine.PublishConfig{
 		SharedSecret: secret,
 		Key:          sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
-		Expires: life, Force: *force, StateDir: *nf.stateDir, Bootstrap: boot,
+		Expires: life, Force: *force, Rollout: *rollout, StateDir: *nf.stateDir, Bootstrap: boot,
 		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate, Logger: of.logger(e),
 	}
 	if *manifest != "" {
-		raw, err := readFileLimit(*manifest, int64(release.MaxManifestSize))
+		sm, err := readManifest(*manifest, release.PublicKeyOf(sk))
 		if err != nil {
-			return fmt.Errorf("--manifest: %w", err)
+			return err
 		}
-		pc.Manifest = raw
+		pc.Manifest = sm.Raw
 	}
 	p, err := engine.Publish(ctx, pc)
 	if err != nil {
@@ -240,8 +266,11 @@ func publishError(err error, boot []string) error {
 	msg := strings.TrimPrefix(err.Error(), "publish: ")
 	switch {
 	case errors.Is(err, engine.ErrNotNewer):
-		// The engine's message ends with "(use --force)".
-		return usageError{fmt.Errorf("%s", strings.Replace(msg, " (use --force)", "; publish a higher --version, or pass --force to publish it anyway", 1))}
+		// Not a bad command line (exit 2): the command was right, the
+		// network's state refused it (exit 1). The engine's message ends
+		// with "(use --force)".
+		msg = strings.Replace(msg, "give the state dir it was published with or its signed manifest", "give the --state-dir it was published with, or its .rpem with --manifest", 1)
+		return errors.New(strings.Replace(msg, " (use --force)", "; publish a higher --version, or pass --force to publish it anyway", 1))
 	case errors.Is(err, network.ErrTimedOut):
 		return fmt.Errorf("%s; the DHT is slow or churning: try again", msg)
 	case errors.Is(err, network.ErrNoNodes), errors.Is(err, network.ErrNoAnswer),
@@ -251,6 +280,9 @@ func publishError(err error, boot []string) error {
 			where = strings.Join(boot, ", ")
 		}
 		return fmt.Errorf("%v at %s; check --bootstrap (is a DHT node such as `rpe dht-node` running there?)", engine.ErrUnreachable, where)
+	case errors.Is(err, release.ErrFileHash), errors.Is(err, release.ErrChunkMismatch),
+		errors.Is(err, release.ErrTruncated), errors.Is(err, release.ErrTooLong):
+		return rejectedError{errors.New(msg)} // the artifact does not match --manifest, as verify says
 	case errors.Is(err, release.ErrWrongKey):
 		return rejectedError{fmt.Errorf("%s; the manifest was signed with another key: sign it again with this --key", msg)}
 	}

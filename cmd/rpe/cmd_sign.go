@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/rpe-project/engine/internal/units"
@@ -67,11 +65,7 @@ func runSign(ctx context.Context, e *env, args []string) error {
 		return usagef("--expires %s: must be positive", *expires)
 	}
 	if *app == "" {
-		base := filepath.Base(artifact)
-		if i := strings.IndexByte(base, '.'); i > 0 {
-			base = base[:i]
-		}
-		*app = strings.ToLower(base)
+		*app = release.AppNameOf(artifact)
 		if err := release.ValidateName("app", *app); err != nil {
 			return usageError{fmt.Errorf("%w; name the app with --app", err)}
 		}
@@ -107,7 +101,7 @@ func runSign(ctx context.Context, e *env, args []string) error {
 		dest = artifact + manifestExt
 	}
 	if err := writeFileAtomic(dest, sm.Raw, 0o644); err != nil {
-		return fmt.Errorf("write manifest: %w", err)
+		return err
 	}
 	fmt.Fprintln(e.stdout, sm.ID)
 	return nil

@@ -34,6 +34,9 @@ type statusEntry struct {
 	// entries without exp=.
 	Expires *time.Time `json:"expires,omitempty"`
 	Expired bool       `json:"expired"`
+	// Rollout is the staged-rollout percentage; absent when all nodes
+	// take the release.
+	Rollout int `json:"rollout,omitempty"`
 }
 
 func runStatus(ctx context.Context, e *env, args []string) error {
@@ -107,7 +110,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		}{PublicKey: *pubkey, Seq: l.Packet.Seq, Signed: signed.UTC(), AgeS: now.Sub(signed).Seconds(), Stale: stale}
 		for _, en := range shown {
 			se := statusEntry{App: en.App, Channel: en.Channel, Platform: en.Platform, Version: en.Version.String(),
-				ManifestID: en.ManifestID.String(), Size: en.Size, Peers: en.Peers, Expired: en.Expired(now)}
+				ManifestID: en.ManifestID.String(), Size: en.Size, Peers: en.Peers, Expired: en.Expired(now), Rollout: en.Rollout}
 			if !en.Expires.IsZero() {
 				exp := en.Expires.UTC()
 				se.Expires = &exp
@@ -134,7 +137,11 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 				exp += " EXPIRED"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", en.App, en.Channel, en.Platform, en.Version,
+		version := en.Version.String()
+		if en.Rollout > 0 && en.Rollout < 100 {
+			version += fmt.Sprintf(" (rollout %d%%)", en.Rollout)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", en.App, en.Channel, en.Platform, version,
 			units.FormatSize(en.Size), en.Peers, exp, en.ManifestID)
 	}
 	return tw.Flush()

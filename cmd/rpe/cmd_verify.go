@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/rpe-project/engine/internal/units"
@@ -46,13 +47,9 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if *manifest == "" {
 		*manifest = artifact + manifestExt
 	}
-	raw, err := readFileLimit(*manifest, release.MaxManifestSize)
+	sm, err := readManifest(*manifest, pub)
 	if err != nil {
-		return fmt.Errorf("read manifest: %w", err)
-	}
-	sm, err := release.ParseManifest(raw, pub, release.Limits{})
-	if err != nil {
-		return rejected(*manifest, err)
+		return err
 	}
 	m := sm.Manifest
 	want := m.Target()
@@ -83,6 +80,21 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// readManifest reads and checks a signed manifest file as verify and
+// publish both do, so the same bad file gives the same error and exit code
+// (3) from either.
+func readManifest(path string, pub release.PublicKey) (*release.SignedManifest, error) {
+	raw, err := readFileLimit(path, release.MaxManifestSize)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	sm, err := release.ParseManifest(raw, pub, release.Limits{})
+	if err != nil {
+		return nil, rejected(path, err)
+	}
+	return sm, nil
+}
+
 // rejected wraps a verification failure with a plain reason.
 func rejected(what string, err error) error {
 	var reason string
@@ -102,7 +114,7 @@ func rejected(what string, err error) error {
 	case errors.Is(err, release.ErrFileHash):
 		reason = "file hash mismatch"
 	}
-	if reason == "" {
+	if reason == "" || strings.Contains(err.Error(), reason) {
 		return rejectedError{fmt.Errorf("%s: %w", what, err)}
 	}
 	return rejectedError{fmt.Errorf("%s: %s: %w", what, reason, err)}

@@ -1,9 +1,22 @@
-// Command rpe signs, verifies and (in later commands) publishes and serves
-// releases for the rpe update engine. It is a thin shell: each command parses
-// its flags, calls a package function, and prints one result.
+// Command rpe is the rpe update engine's command line: it makes keys (init,
+// keys), signs and verifies releases (sign, verify), publishes and seeds
+// them (publish), downloads them (fetch), lists what a publisher's record
+// names (status), keeps a program up to date (node), runs a bare DHT node
+// (dht-node), runs many nodes on one machine (demo, sim), and prints its
+// own version (version). "rpe help" lists the commands, exit codes and
+// environment.
+//
+// It is a thin shell over the engine package: each command parses its
+// flags, calls the engine, and prints its result, or one line
+// "rpe: COMMAND: reason" on stderr with an exit code (0 success, 1 failed,
+// 2 bad command line, 3 verification failed). SIGINT and SIGTERM both stop
+// a command cleanly: temporary files are removed and a seeding publisher
+// says what it uploaded.
 //
 // Every command lives in its own file (cmd_<name>.go) and registers itself
-// in the commands table below.
+// in the commands table below. Flags mean the same in every command that
+// has them: --json (one JSON object per line on stdout), --quiet (no
+// progress), -v (log to stderr), --bootstrap, --listen, --state-dir.
 package main
 
 import (
@@ -17,6 +30,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 
 	"golang.org/x/term"
 )
@@ -90,7 +104,8 @@ func (r rejectedError) Error() string { return r.err.Error() }
 func (r rejectedError) Unwrap() error { return r.err }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGTERM (kill, systemd, a container stop) cleans up like Ctrl-C.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -180,7 +180,7 @@ func TestPeopleBadInput(t *testing.T) {
 		{"node missing target", []string{"node", "--pubkey", p.pub, "--app", "myapp", "--target", filepath.Join(dir, "nosuch")}, exitError, []string{"does not exist", "rpe fetch --out"}},
 		{"node run without command", []string{"node", "--pubkey", p.pub, "--app", "myapp", "--target", target, "--run"}, exitUsage, []string{"--run needs the command"}},
 		{"node bad apply", []string{"node", "--pubkey", p.pub, "--app", "myapp", "--target", target, "--apply", "later"}, exitUsage, []string{"apply"}},
-		{"publish not newer", append([]string{"publish", art, "--key", p.keyFile, "--version", "1.9.0", "--app", "myapp"}, boot...), exitUsage, []string{"not newer", "2.0.0", "--force"}},
+		{"publish not newer", append([]string{"publish", art, "--key", p.keyFile, "--version", "1.9.0", "--app", "myapp"}, boot...), exitError, []string{"not newer", "2.0.0", "--force"}}, // the network refused it, not the command line
 		{"publish manifest of another key", append([]string{"publish", art, "--key", other, "--manifest", art + ".rpem"}, boot...), exitError, []string{"rpem"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

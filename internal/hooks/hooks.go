@@ -34,6 +34,9 @@ type Hooks struct {
 	Now func() time.Time
 	// QueryResendDelay is the DHT query resend delay; default network's.
 	QueryResendDelay time.Duration
+	// DHTReadOnly makes the node's DHT read-only (BEP43), as for a node
+	// behind NAT; default false.
+	DHTReadOnly bool
 	// ChunkTimeout bounds one chunk request; default the downloader's (20s).
 	ChunkTimeout time.Duration
 	// FindInterval is the time between peer lookups while downloading;
