@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -17,8 +18,9 @@ type RolledBack struct {
 	Version         string // the version that failed
 	PreviousVersion string // the version restored
 	ManifestID      release.ManifestID
-	// Reason says why: it wraps ErrHealthDeadline, ErrTooManyAttempts, or
-	// the HealthCheck's error.
+	// Reason says why: the HealthCheck's error (under rpe node --run, the
+	// child exited before it was healthy), the health deadline passed, or
+	// too many starts without a confirm.
 	Reason error
 	// Restarting means the program is about to be restarted into the
 	// restored version (Config.Exec).
@@ -30,15 +32,6 @@ type RolledBack struct {
 type Confirmed struct {
 	Version string
 }
-
-// Why a trial failed, for errors.Is on RolledBack.Reason.
-var (
-	// ErrHealthDeadline: the new version did not confirm its health in time.
-	ErrHealthDeadline = installer.ErrHealthDeadline
-	// ErrTooManyAttempts: the new version was started too often without
-	// confirming its health.
-	ErrTooManyAttempts = installer.ErrTooManyAttempts
-)
 
 func (RolledBack) event() {}
 func (Confirmed) event()  {}
@@ -61,7 +54,7 @@ type UpdateReady struct {
 func (UpdateReady) event() {}
 
 // ErrNothingToApply is Apply's error when no release waits for it.
-var ErrNothingToApply = installer.ErrNothingReady
+var ErrNothingToApply = errors.New("engine: no release is ready to apply")
 
 // applyRequest is Engine.Apply's message to the root, which hands it to the
 // installer with the caller as sender.
@@ -85,6 +78,9 @@ func (e *Engine) Apply(ctx context.Context) error {
 		return fmt.Errorf("engine: apply: %w", err)
 	}
 	if a, ok := res.(*installer.Applying); ok && a.Err != nil {
+		if errors.Is(a.Err, installer.ErrNothingReady) {
+			return ErrNothingToApply
+		}
 		return fmt.Errorf("engine: apply: %w", a.Err)
 	}
 	return nil

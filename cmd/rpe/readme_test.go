@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -112,16 +111,8 @@ func TestReadmeWorkflow(t *testing.T) {
 	if out, err := exec.Command(goTool, "build", "-o", filepath.Join(bin, "rpe"), ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// An empty directory: the workflow makes its own files.
 	work := t.TempDir()
-	newBuild := make([]byte, 1_500_000)
-	rand.NewChaCha8([32]byte{'n', 'e', 'w'}).Read(newBuild)
-	if err := os.WriteFile(filepath.Join(work, "myapp"), newBuild, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(work, "installed"), 0o755)
-	if err := os.WriteFile(filepath.Join(work, "installed", "myapp"), []byte("#!/bin/sh\necho old\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(filepath.Join(bin, "workflow.sh"), []byte(script), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +145,10 @@ func TestReadmeWorkflow(t *testing.T) {
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatalf("the README workflow did not finish in 60s:\n%s", output())
+	}
+	newBuild, err := os.ReadFile(filepath.Join(work, "myapp"))
+	if err != nil || !bytes.Contains(newBuild, []byte("1.1.0")) {
+		t.Fatalf("the workflow made no new build myapp (%v):\n%s", err, output())
 	}
 	got, err := os.ReadFile(filepath.Join(work, "myapp.fetched"))
 	if err != nil || !bytes.Equal(got, newBuild) {
