@@ -393,6 +393,7 @@ func (r *run) addHosts(dir string) error {
 			boot = append(boot, r.nodes[j].host.dhtAddr())
 		}
 		n.cfg = engine.Config{
+			NoPoll:       r.s.NoPoll,
 			PublisherKey: r.pub.String(), App: app, CurrentVersion: oldVersion,
 			Target: target, StateDir: filepath.Join(nd, "state"), Apply: engine.ApplyOnRestart,
 			Bootstrap: boot, Logger: r.log.With("node", i), PollInterval: r.s.PollInterval,

@@ -78,6 +78,9 @@ type Scenario struct {
 	// simulated network with resends once it is busy), ChunkTimeout the limit
 	// for one chunk request (default the engine's).
 	PollInterval, FindInterval, QueryResendDelay, ChunkTimeout time.Duration
+	// NoPoll turns every node's record polling off: nodes learn of the
+	// release only from peers (the app's awareness mesh and gossip).
+	NoPoll bool
 	// Bootstraps is the number of plain DHT nodes that every node starts
 	// from; default 3.
 	Bootstraps int

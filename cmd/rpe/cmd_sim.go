@@ -98,6 +98,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	fs.Int64Var(&s.Seed, "seed", 1, "seed for topology, rates, hostile set and churn schedule")
 	fs.DurationVar(&s.Timeout, "timeout", 10*time.Minute, "give up this long after publishing")
 	fs.DurationVar(&s.PollInterval, "poll", 2*time.Second, "each node's mean record poll interval")
+	fs.BoolVar(&s.NoPoll, "no-poll", false, "turn record polling off: nodes learn of the release only through the app's mesh and gossip")
 	fs.DurationVar(&s.ChunkTimeout, "chunk-timeout", 0, "each node's limit for one chunk request (default the engine's, 20s)")
 	fs.DurationVar(&s.FindInterval, "find-interval", 3*time.Second, "each node's peer lookup interval while downloading")
 	netName := fs.String("net", string(simulation.Netsim), "the network: netsim (in memory: rates, latency, loss) or loopback (real UDP sockets on 127.0.0.1; the engines limit their rates)")
