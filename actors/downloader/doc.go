@@ -2,10 +2,13 @@
 //
 // It receives Fetch (from the engine root) naming a record entry. It joins
 // the release's swarm, fetches the manifest from the first peer that has it
-// and has the verifier check it, then schedules chunk requests over every
-// connected peer: several in flight per peer, rarest chunk first among the
-// peers whose holdings it knows, a timeout and a retry elsewhere for slow or
-// lacking peers. A peer that claimed a chunk (in its Hello, as complete, or
+// and has the verifier check it, then requests chunks over every
+// connected peer as the job's plan (internal/plan) decides: the plan is
+// updated with each announcement, answer and check, and asked after each
+// what to request now (rarest first, a pipeline per peer sized to its
+// measured rate, seeds asked too, an endgame whose duplicates are
+// cancelled once a copy arrives), with a timeout and a retry elsewhere for
+// slow or lacking peers. A peer that claimed a chunk (in its Hello, as complete, or
 // in a Have) and then refuses it loses that claim until it announces the
 // chunk again, so a liar cannot make a chunk look less rare than it is and
 // keep the seeds from being asked for it; one that refuses several claimed

@@ -495,8 +495,13 @@ func (s *State) Plan(now time.Time) []Request {
 	// Peers that are not seeds first, so they take the chunks they can
 	// give and each seed then gets the rarest of the rest: those no other
 	// peer has come first.
+	// Each pass starts at a random peer, so no peer is always asked first.
+	off := 0
+	if len(s.order) > 0 {
+		off = s.cfg.Rand.IntN(len(s.order))
+	}
 	for k := range 2 * len(s.order) {
-		id := s.order[k%len(s.order)]
+		id := s.order[(k+off)%len(s.order)]
 		p := s.peers[id]
 		if p.seed != (k >= len(s.order)) || now.Before(p.busyUntil) {
 			continue
