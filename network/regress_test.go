@@ -134,6 +134,11 @@ func rawQuery(t *testing.T, to netip.AddrPort, q string, a krpc.MsgArgs) *krpc.M
 		if err := bencode.Unmarshal(buf[:n], &m); err != nil {
 			t.Fatalf("answer %q: %v", buf[:n], err)
 		}
+		if m.T != "tx" || m.Y == "q" {
+			// The node asked may query us back (it learnt a new contact):
+			// that is not the answer, which may still come.
+			continue
+		}
 		return &m
 	}
 	t.Fatalf("no answer to %s from %v", q, to)
