@@ -28,7 +28,7 @@ var (
 	ErrNoRecord = errors.New("no record signed by this key was found in the DHT")
 	// ErrDHTTimedOut means the time ran out while DHT nodes were still
 	// answering: the DHT is slow or churning, and trying again may succeed.
-	ErrDHTTimedOut = network.ErrTimedOut
+	ErrDHTTimedOut = errors.New("the time ran out while DHT nodes were still answering")
 	// ErrUnknownApp means the record names no release for the app, channel
 	// and platform asked for.
 	ErrUnknownApp = errors.New("the record names no release for this app")
