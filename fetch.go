@@ -179,6 +179,9 @@ type FetchConfig struct {
 	// OnEvent, when set, receives the node's events (Progress among them)
 	// from one goroutine.
 	OnEvent func(Event)
+	// SharedSecret, in z-base-32, fetches from the private swarm of that
+	// secret (see Config.SharedSecret); empty fetches a public release.
+	SharedSecret string
 	// Bootstrap, listen addresses and Logger are as in Config.
 	Bootstrap             []string
 	ListenDHT, ListenQUIC string
@@ -254,7 +257,7 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 		CurrentVersion: fetchFloor, Target: placeholder, StateDir: stateDir, Apply: ApplyOnRestart,
 		Exec:      func(string, []string, []string) error { return nil },
 		Bootstrap: fc.Bootstrap, ListenDHT: fc.ListenDHT, ListenQUIC: fc.ListenQUIC,
-		Logger: fc.Logger, PollInterval: 10 * time.Second,
+		Logger: fc.Logger, PollInterval: 10 * time.Second, SharedSecret: fc.SharedSecret,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
@@ -375,11 +378,14 @@ func findEntry(ctx context.Context, node *network.Node, s *settings, fc FetchCon
 	for {
 		pkt, err := joinAndGet(ctx, node, s.pub, s.Bootstrap, fc.LookupTimeout)
 		if err == nil {
-			e, lerr := pkt.Lookup(s.target)
+			e, lerr := lookupEntry(pkt, s)
 			if lerr == nil {
 				return pkt, e, nil
 			}
-			err = unknownApp(pkt, s.target)
+			err = lerr
+			if errors.Is(lerr, release.ErrNoEntry) && !errors.Is(lerr, release.ErrNeedSecret) {
+				err = unknownApp(pkt, s.target)
+			}
 		}
 		retry := errors.Is(err, ErrUnreachable) || errors.Is(err, ErrNoRecord) || errors.Is(err, ErrUnknownApp) || errors.Is(err, ErrDHTTimedOut)
 		if !retry || time.Now().After(until) {

@@ -31,3 +31,13 @@ func swarmIDOf(priv *release.Private, id release.ManifestID) release.SwarmID {
 	}
 	return release.SwarmIDOf(id)
 }
+
+// lookupEntry is the record's entry for the node's target: a sealed one in a
+// private swarm, a public one otherwise (which, when the record holds only
+// sealed entries for it, fails with release.ErrNeedSecret).
+func lookupEntry(pkt *release.SignedPacket, s *settings) (release.Entry, error) {
+	if s.private != nil {
+		return pkt.LookupSealed(s.target, s.private)
+	}
+	return pkt.Lookup(s.target)
+}

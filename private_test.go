@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -96,4 +97,37 @@ func TestPrivateOnlyNeedsSecret(t *testing.T) {
 		t.Fatalf("Lookup without the secret: %v, want ErrNeedSecret", err)
 	}
 	assertUnchanged(t, cfg)
+}
+
+// TestFetchPrivate: rpe fetch of a private-only release needs the secret.
+// Without it Fetch says so and writes nothing; with it the release arrives
+// from the private swarm, whose seed serves only a peer that proves the
+// secret.
+func TestFetchPrivate(t *testing.T) {
+	boot := testNet(t)
+	key := testKey(t)
+	secret := secretText(t)
+	art, want := testArtifact(t, 150_000)
+	testPublish(t, key, boot, art, "1.1.0", func(pc *PublishConfig) { pc.SharedSecret = secret })
+	pub := release.PublicKeyOf(key).String()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "app.new")
+	fc := FetchConfig{PublisherKey: pub, App: "app", Out: out, Bootstrap: boot,
+		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0"}
+	if _, err := Fetch(testCtx(ctx, nil), fc); !errors.Is(err, release.ErrNeedSecret) {
+		t.Fatalf("Fetch without the secret: %v, want ErrNeedSecret", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("Fetch without the secret left %d entries in %s", len(left), dir)
+	}
+	fc.SharedSecret = secret
+	f, err := Fetch(testCtx(ctx, nil), fc)
+	if err != nil {
+		t.Fatalf("Fetch with the secret: %v", err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) || f.Version != "1.1.0" {
+		t.Fatalf("Fetch with the secret: %+v, file equal %v (%v)", f, bytes.Equal(got, want), err)
+	}
 }

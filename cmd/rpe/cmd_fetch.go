@@ -20,7 +20,7 @@ import (
 func init() {
 	register(&command{
 		name:    "fetch",
-		args:    "--pubkey KEY --app A --out FILE [--channel C] [--platform P] [--wait D] [--bootstrap HOST:PORT,...]",
+		args:    "--pubkey KEY --app A --out FILE [--channel C] [--platform P] [--secret FILE] [--wait D] [--bootstrap HOST:PORT,...]",
 		summary: "Download and verify the newest release of an app to FILE (written whole or not at all).",
 		run:     runFetch,
 	})
@@ -89,6 +89,7 @@ func runFetch(ctx context.Context, e *env, args []string) error {
 	out := fs.String("out", "", "write the release to `FILE`")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	wait := fs.Duration("wait", 0, "keep looking this long while the DHT does not answer or names no such release yet (default: fail at once)")
+	secretFile := addSecretFlag(fs)
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
 	pos, err := parseArgs(e, c, fs, args)
@@ -115,13 +116,17 @@ func runFetch(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	secret, err := sharedSecret(*secretFile)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	bar := newByteBar(progressWriter(e, of))
 	f, err := engine.Fetch(ctx, engine.FetchConfig{
 		PublisherKey: *tf.pubkey, App: *tf.app, Channel: *tf.channel, Platform: *tf.platform,
 		Out: *out, StateDir: *nf.stateDir, Bootstrap: boot, ListenDHT: ldht, ListenQUIC: lquic,
-		Logger: of.logger(e), OnEvent: bar.event, Wait: *wait,
+		Logger: of.logger(e), OnEvent: bar.event, Wait: *wait, SharedSecret: secret,
 	})
 	bar.finish()
 	if err != nil {
