@@ -167,8 +167,12 @@ func TestNATTimeout(t *testing.T) {
 }
 
 func TestNATConfig(t *testing.T) {
-	if _, err := New(Config{NATSubnet: netip.MustParsePrefix("10.0.0.0/10")}); !errors.Is(err, ErrNotLoopback) {
-		t.Errorf("NAT subnet outside 127/8: %v", err)
+	// Subnets that do not lie inside 127.0.0.0/8: wider than it, and not
+	// IPv4 (no address outside loopback is written here, even as data).
+	for _, p := range []string{"127.0.0.0/7", "::1/128"} {
+		if _, err := New(Config{NATSubnet: netip.MustParsePrefix(p)}); !errors.Is(err, ErrNotLoopback) {
+			t.Errorf("NAT subnet %s, not inside 127/8: %v", p, err)
+		}
 	}
 	if _, err := New(Config{NATSubnet: netip.MustParsePrefix("127.20.0.0/16")}); err == nil {
 		t.Error("NAT subnet overlapping the subnet accepted")
