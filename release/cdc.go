@@ -127,39 +127,6 @@ func buildContent(m *Manifest, r io.Reader, limit int64) error {
 	return nil
 }
 
-// verifyContent checks r against a manifest of content-defined chunks, as
-// VerifyFile does.
-func verifyContent(r io.Reader, m *Manifest) error {
-	whole := sha256.New()
-	tr := io.TeeReader(io.LimitReader(r, m.Size+1), whole)
-	buf := make([]byte, m.ChunkSize)
-	var n int64
-	for i := 0; i < m.NumChunks(); i++ {
-		b := buf[:m.ChunkLen(i)]
-		k, err := io.ReadFull(tr, b)
-		n += int64(k)
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			if k > 0 && sha256.Sum256(b[:k]) != m.Chunks[i] && k == len(b) {
-				return fmt.Errorf("verify file: %w", &ChunkError{Index: i, Err: fmt.Errorf("%w: SHA-256 differs", ErrChunkMismatch)})
-			}
-			return fmt.Errorf("verify file: %w: %d of %d bytes", ErrTruncated, n, m.Size)
-		}
-		if err != nil {
-			return fmt.Errorf("verify file: %w", err)
-		}
-		if sha256.Sum256(b) != m.Chunks[i] {
-			return fmt.Errorf("verify file: %w", &ChunkError{Index: i, Err: fmt.Errorf("%w: SHA-256 differs", ErrChunkMismatch)})
-		}
-	}
-	if k, _ := io.ReadFull(tr, buf[:1]); k > 0 {
-		return fmt.Errorf("verify file: %w (%d bytes)", ErrTooLong, m.Size)
-	}
-	if [32]byte(whole.Sum(nil)) != m.FileHash {
-		return fmt.Errorf("verify file: %w", ErrFileHash)
-	}
-	return nil
-}
-
 // index fills the chunk offsets of a manifest of content-defined chunks.
 func (m *Manifest) index() {
 	if !m.ContentDefined() {
