@@ -1,9 +1,12 @@
 package network
 
 import (
+	"crypto/sha1"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rpe-project/engine/release"
 	"net/netip"
 	"time"
 )
@@ -276,4 +279,19 @@ func (r *Reach) Stats() ReachStats {
 	return ReachStats{Punched: r.punched.Load(), PunchFailed: r.punchFailed.Load(), Introduced: r.introduced.Load(),
 		Relayed: r.relayed.Load(), RelayFailed: r.relayFailed.Load(), RelayedIn: r.relayedIn.Load(),
 		RelayBytes: r.relay.forwarded.Load()}
+}
+
+// NATSwarmID is the DHT swarm ID under which nodes behind a NAT with a
+// stable mapping announce their public address for swarm s: the first 20
+// bytes of SHA-1("rpe nat v1" ‖ 0 ‖ s). An entry found there is never
+// dialled unasked: the finder punches to it through a peer both know, or
+// goes through the relay a rendezvous names (docs/FORMATS.md, "Reach
+// hints"). Nodes without NAT announce under s itself.
+func NATSwarmID(s release.SwarmID) release.SwarmID {
+	h := sha1.New()
+	h.Write([]byte("rpe nat v1\x00"))
+	h.Write(s[:])
+	var id release.SwarmID
+	copy(id[:], h.Sum(nil))
+	return id
 }

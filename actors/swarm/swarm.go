@@ -262,7 +262,10 @@ type (
 		addr netip.AddrPort
 		err  error
 	}
-	found    struct{ addr netip.AddrPort }
+	found struct {
+		addr netip.AddrPort
+		hint network.Hint // what the announcement says of reaching it
+	}
 	findDone struct{ id release.ManifestID }
 	tick     struct{}
 	peerMsg  struct {
@@ -308,6 +311,9 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *meshFound:
 		s.meshFound(ctx, m.addr)
 	case *found:
+		if m.hint != (network.Hint{}) {
+			s.learnHint(m.addr, m.hint) // reach.go
+		}
 		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
 	case *actor.Terminated:
@@ -503,13 +509,18 @@ func (s *swarmActor) onTick(ctx actor.Context) {
 			s.maybeDial(ctx, a)
 		}
 	}
+	s.reannounce(ctx) // reach.go: when the node's NAT status changed
 	s.meshTick(ctx)
 	s.schedule(ctx, s.cfg.FindInterval)
 }
 
 func (s *swarmActor) announce(ctx actor.Context, id release.ManifestID) {
 	s.announced[id] = time.Now()
-	node, log, c, sid := s.cfg.Node, s.cfg.Logger, s.ctx, s.swarmID(id)
+	sid, ok := s.announceID(id) // reach.go: under the NAT ID behind a NAT, nowhere behind a symmetric one
+	if !ok {
+		return
+	}
+	node, log, c := s.cfg.Node, s.cfg.Logger, s.ctx
 	go func() {
 		actx, cancel := context.WithTimeout(c, 30*time.Second)
 		defer cancel()
@@ -531,13 +542,23 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 		defer sys.Root.Send(self, &findDone{id: id})
 		fctx, cancel := context.WithTimeout(c, 20*time.Second)
 		defer cancel()
-		ch, err := node.FindPeers(fctx, sid)
-		if err != nil {
-			return
+		// The release's swarm ID and its NAT ID (reach.go), at once.
+		lookup := func(sid release.SwarmID, hint network.Hint) {
+			ch, err := node.FindPeers(fctx, sid)
+			if err != nil {
+				return
+			}
+			for a := range ch {
+				sys.Root.Send(self, &found{addr: a, hint: hint})
+			}
 		}
-		for a := range ch {
-			sys.Root.Send(self, &found{addr: a})
-		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			lookup(network.NATSwarmID(sid), network.Hint{NAT: true})
+		}()
+		lookup(sid, network.Hint{})
+		<-done
 	}()
 }
 
@@ -648,6 +669,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool, 
 	if len(addrs) > 0 {
 		ctx.Send(pid, &send{msg: &wire.Peers{Addrs: addrs}})
 	}
+	s.sendReachPeers(ctx, id, pid) // reach.go: the peers behind NAT, and how to reach them
 	s.meshGreet(ctx, pid)
 }
 
@@ -731,6 +753,8 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 		if ctx.Parent() != nil {
 			ctx.Send(ctx.Parent(), &RecordGossiped{Packet: sp, From: m.from})
 		}
+	case *wire.ReachPeers:
+		s.takeReachPeers(ctx, p, w) // reach.go
 	case *wire.Peers:
 		taken := 0
 		for _, a := range w.Addrs {
