@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -54,6 +55,7 @@ type run struct {
 	nodes   []*simNode
 	hostile []*hostile
 	out     *outsiders   // a private scenario's outsiders; nil otherwise
+	dht     *dhtPop      // plain and junk DHT nodes (dhtnet.go); nil without
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
 
@@ -88,7 +90,7 @@ type simNode struct {
 	badEvent  bool          // Installed or Verified for another release
 	last      engine.Status // at the last stop
 	// Counters of stopped incarnations.
-	uploaded, wasted, refused, received int64
+	uploaded, wasted, refused, received, reused int64
 }
 
 // Run plays a scenario and reports what it measured. It fails only when
@@ -123,6 +125,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 			return Report{}, fmt.Errorf("simulation: %w", err)
 		}
 		r.net = netsimNet{ns}
+		if s.LatencyMax > s.Latency {
+			r.net = newLatencyNet(r.net, s)
+		}
 	}
 	logger := s.Logger
 	r.group = &hooks.Group{Logger: logger}
@@ -131,6 +136,14 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	report := r.report()
 	r.progress("starting", 0)
 	if err := r.startBootstraps(ctx); err != nil {
+		return Report{}, err
+	}
+	if s.Upgrade {
+		if err := r.putOldRecord(ctx); err != nil {
+			return Report{}, err
+		}
+	}
+	if err := r.startDHT(ctx); err != nil {
 		return Report{}, err
 	}
 	if err := r.addHosts(dir); err != nil {
@@ -147,6 +160,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	}
 	r.settle(ctx)
 	report.StartupS = seconds(time.Since(start))
+	var dhtRep DHTReport
+	r.dht.churn(ctx)
+	r.idle(ctx, &dhtRep)
 
 	r.progress("publishing", 0)
 	pubHost, err := r.net.addHostNAT(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss}, s.PublisherNAT)
@@ -248,6 +264,11 @@ watch:
 	report.PublisherUploadBytes = pubUploaded
 	r.pubSent.Store(pubUploaded)
 	report.PublisherLeftS = leftAt
+	r.probeDHT(ctx, &dhtRep)
+	if s.wantDHT() {
+		r.dht.report(&dhtRep)
+		report.DHT = &dhtRep
+	}
 	r.stopNodes()
 	r.stopOutsiders(report)
 	r.finish(report, pubUploaded)
@@ -382,7 +403,7 @@ func (r *run) addHosts(dir string) error {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		target := filepath.Join(nd, app)
-		if err := os.WriteFile(target, oldContent(i), 0o755); err != nil {
+		if err := os.WriteFile(target, r.oldContent(i), 0o755); err != nil {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		n := &simNode{i: i, host: h, target: target, churn: r.plan.churn[i]}
@@ -410,7 +431,22 @@ func (r *run) addHosts(dir string) error {
 	return nil
 }
 
-func oldContent(i int) []byte { return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion) }
+// oldContent is node i's installed file: a short text of its own, or with
+// Scenario.Installed the release with a byte changed in the other chunks.
+func (r *run) oldContent(i int) []byte {
+	if r.s.Installed == 0 {
+		return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion)
+	}
+	b := bytes.Clone(r.data)
+	cs := int64(cmp.Or(r.s.ChunkSize, release.DefaultChunkSize))
+	for off, k := int64(0), 0; off < int64(len(b)); off, k = off+cs, k+1 {
+		h := sha256.Sum256(fmt.Appendf(nil, "rpe simulation %d installed %d %d", r.s.Seed, i, k))
+		if float64(h[0])/256 >= r.s.Installed {
+			b[off] ^= 0xff
+		}
+	}
+	return b
+}
 
 // startNodes starts every engine, a few at a time.
 func (r *run) startNodes(ctx context.Context) error {
@@ -550,6 +586,7 @@ func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
 	n.mu.Lock()
 	n.uploaded += st.Uploaded
 	n.wasted += st.Wasted
+	n.reused += st.Reused
 	n.received += st.Fetched
 	n.fetched = 0
 	n.last = st
@@ -829,6 +866,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		}
 		rep.TotalUploadBytes += n.uploaded
 		rep.WastedBytes += n.wasted
+		rep.ReusedBytes += n.reused
 		rep.RefusedChunks += n.refused
 		n.mu.Unlock()
 	}
@@ -853,7 +891,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 	h := sha256.New()
 	// Read at most one byte more than either candidate, so a huge file
 	// cannot make the check slow.
-	lim := max(int64(len(oldContent(n.i))), r.s.Size) + 1
+	lim := max(int64(len(r.oldContent(n.i))), r.s.Size) + 1
 	b, err := io.ReadAll(io.LimitReader(f, lim))
 	if err != nil {
 		return false, true
@@ -862,7 +900,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 	if [32]byte(h.Sum(nil)) == r.digest {
 		return true, false
 	}
-	return false, !bytes.Equal(b, oldContent(n.i))
+	return false, !bytes.Equal(b, r.oldContent(n.i))
 }
 
 // teardown stops what is left, in reverse order of starting.
@@ -881,6 +919,7 @@ func (r *run) teardown() {
 	for _, h := range r.hostile {
 		h.stop()
 	}
+	r.dht.close()
 	for _, b := range r.boots {
 		b.Close()
 	}
