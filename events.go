@@ -31,6 +31,17 @@ type Progress struct {
 	Wasted     int64 // duplicate and rejected chunk bytes since start
 }
 
+// Reused: before downloading, Chunks of the release (Bytes long) were
+// found in the installed file and copied from it, each checked against the
+// signed manifest like a downloaded chunk; only the other chunks are
+// fetched. Verified of Total chunks are now held.
+type Reused struct {
+	ManifestID      release.ManifestID
+	Chunks          int
+	Bytes           int64
+	Verified, Total int
+}
+
 // Verified: every byte of a release is verified and staged at Path.
 type Verified struct {
 	Version    string
@@ -110,6 +121,7 @@ func (KeyRotated) event()     {}
 func (Stale) event()          {}
 func (ReleaseFound) event()   {}
 func (Progress) event()       {}
+func (Reused) event()         {}
 func (Verified) event()       {}
 func (Scheduled) event()      {}
 func (Installed) event()      {}

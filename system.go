@@ -123,6 +123,9 @@ type settings struct {
 	seedOnly bool
 	// private is the private swarm of SharedSecret; nil when public.
 	private *release.Private
+	// reuseFrom are local files whose chunks a new release may share (the
+	// installed target), copied instead of downloaded.
+	reuseFrom []string
 }
 
 func populate(ctx context.Context, cfg Config) (*settings, error) {
@@ -190,6 +193,7 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 	if s.Target, err = filepath.Abs(s.Target); err != nil {
 		return nil, fmt.Errorf("engine: target: %w", err)
 	}
+	s.reuseFrom = []string{s.Target}
 	if s.ListenDHT == "" {
 		s.ListenDHT = ":0"
 	}
@@ -261,6 +265,7 @@ type Status struct {
 	Served   int64 // chunks served to peers
 	Fetched  int64 // chunk bytes received
 	Wasted   int64 // duplicate and rejected chunk bytes received
+	Reused   int64 // chunk bytes copied from the installed file, not downloaded
 	Restarts int   // stage restarts since Start
 	// Stopped lists the stages stopped for good after failing too often;
 	// the node no longer does what they did.

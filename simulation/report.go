@@ -37,6 +37,9 @@ type Report struct {
 	PublisherUploadBytes int64 `json:"publisher_upload_bytes"` // chunk bytes
 	TotalUploadBytes     int64 `json:"total_upload_bytes"`     // chunk bytes, publisher included
 	WastedBytes          int64 `json:"wasted_bytes"`           // duplicate and rejected chunk bytes received
+	// ReusedBytes is the chunk bytes nodes copied from their installed
+	// file instead of downloading (Scenario.Installed), summed over nodes.
+	ReusedBytes int64 `json:"reused_bytes"`
 	// TAwareP99S is when 99 % of the nodes knew of the release.
 	TAwareP99S *float64 `json:"t_aware_p99_s"`
 	// Aware counts the nodes that knew of the release by the end;
@@ -225,6 +228,9 @@ func (r *Report) Summary() string {
 	}
 	fmt.Fprintf(&b, "upload: publisher %s (%.2f copies)  total %s  wasted %s  refused chunks %d (corrupt served %d)\n",
 		bytesStr(r.PublisherUploadBytes), copies, bytesStr(r.TotalUploadBytes), bytesStr(r.WastedBytes), r.RefusedChunks, r.CorruptServed)
+	if r.ReusedBytes > 0 {
+		fmt.Fprintf(&b, "reused from installed files: %s (not downloaded)\n", bytesStr(r.ReusedBytes))
+	}
 	perNode := int64(0)
 	if r.Nodes > 0 {
 		perNode = r.PeakRSSBytes / int64(r.Nodes)

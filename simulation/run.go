@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -89,7 +90,7 @@ type simNode struct {
 	badEvent  bool          // Installed or Verified for another release
 	last      engine.Status // at the last stop
 	// Counters of stopped incarnations.
-	uploaded, wasted, refused, received int64
+	uploaded, wasted, refused, received, reused int64
 }
 
 // Run plays a scenario and reports what it measured. It fails only when
@@ -402,7 +403,7 @@ func (r *run) addHosts(dir string) error {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		target := filepath.Join(nd, app)
-		if err := os.WriteFile(target, oldContent(i), 0o755); err != nil {
+		if err := os.WriteFile(target, r.oldContent(i), 0o755); err != nil {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		n := &simNode{i: i, host: h, target: target, churn: r.plan.churn[i]}
@@ -430,7 +431,22 @@ func (r *run) addHosts(dir string) error {
 	return nil
 }
 
-func oldContent(i int) []byte { return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion) }
+// oldContent is node i's installed file: a short text of its own, or with
+// Scenario.Installed the release with a byte changed in the other chunks.
+func (r *run) oldContent(i int) []byte {
+	if r.s.Installed == 0 {
+		return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion)
+	}
+	b := bytes.Clone(r.data)
+	cs := int64(cmp.Or(r.s.ChunkSize, release.DefaultChunkSize))
+	for off, k := int64(0), 0; off < int64(len(b)); off, k = off+cs, k+1 {
+		h := sha256.Sum256(fmt.Appendf(nil, "rpe simulation %d installed %d %d", r.s.Seed, i, k))
+		if float64(h[0])/256 >= r.s.Installed {
+			b[off] ^= 0xff
+		}
+	}
+	return b
+}
 
 // startNodes starts every engine, a few at a time.
 func (r *run) startNodes(ctx context.Context) error {
@@ -570,6 +586,7 @@ func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
 	n.mu.Lock()
 	n.uploaded += st.Uploaded
 	n.wasted += st.Wasted
+	n.reused += st.Reused
 	n.received += st.Fetched
 	n.fetched = 0
 	n.last = st
@@ -849,6 +866,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		}
 		rep.TotalUploadBytes += n.uploaded
 		rep.WastedBytes += n.wasted
+		rep.ReusedBytes += n.reused
 		rep.RefusedChunks += n.refused
 		n.mu.Unlock()
 	}
@@ -873,7 +891,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 	h := sha256.New()
 	// Read at most one byte more than either candidate, so a huge file
 	// cannot make the check slow.
-	lim := max(int64(len(oldContent(n.i))), r.s.Size) + 1
+	lim := max(int64(len(r.oldContent(n.i))), r.s.Size) + 1
 	b, err := io.ReadAll(io.LimitReader(f, lim))
 	if err != nil {
 		return false, true
@@ -882,7 +900,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 	if [32]byte(h.Sum(nil)) == r.digest {
 		return true, false
 	}
-	return false, !bytes.Equal(b, oldContent(n.i))
+	return false, !bytes.Equal(b, r.oldContent(n.i))
 }
 
 // teardown stops what is left, in reverse order of starting.

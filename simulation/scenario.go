@@ -25,6 +25,12 @@ type Scenario struct {
 	// ChunkSize is the release's chunk size; default the release package's
 	// default (256 KiB).
 	ChunkSize int
+	// Installed is the fraction, 0 to 1, of the release's chunks that every
+	// node's installed file already holds (the others differ by a byte):
+	// nodes copy those chunks locally instead of downloading them, and
+	// Report.ReusedBytes says how many bytes that saved. Default 0: the
+	// installed file shares nothing with the release.
+	Installed float64
 	// Up and Down are each node's link rates.
 	Up, Down int64
 	// RateSpread draws each node's Up and Down uniformly from
@@ -180,6 +186,8 @@ func (s Scenario) populate() (Scenario, error) {
 		return bad("size %d, want at least 1 byte", s.Size)
 	case s.ChunkSize < 0:
 		return bad("chunk size %d is negative", s.ChunkSize)
+	case !prob(s.Installed):
+		return bad("installed fraction %v not in [0, 1]", s.Installed)
 	case s.Up < 0 || s.Down < 0 || s.PublisherUp < 0:
 		return bad("negative rate")
 	case math.IsNaN(s.RateSpread) || s.RateSpread < 0 || s.RateSpread > 0.99:

@@ -54,6 +54,12 @@ type Config struct {
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
 	FaultHook func(msg any)
+	// Reuse, when set, is called once a release's manifest is accepted and
+	// before any chunk is asked of a peer: it copies the chunks it finds
+	// locally (the installed file) into rel, checked and marked verified,
+	// and returns their indices and bytes. They are announced and served
+	// like downloaded chunks, and reported as Reused.
+	Reuse func(rel *store.Release) (chunks []int, bytes int64)
 }
 
 func (c *Config) populate() {
@@ -550,8 +556,16 @@ func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.Mani
 		return
 	}
 	j.rel = rel
-	d.newPlan()
 	d.send(ctx, &ManifestAccepted{Manifest: m.Manifest})
+	if d.cfg.Reuse != nil && !rel.Complete() {
+		if idx, n := d.cfg.Reuse(rel); len(idx) > 0 {
+			for _, i := range idx {
+				ctx.Send(d.cfg.Swarm, &swarm.Verified{ID: rel.ID(), Index: i})
+			}
+			d.send(ctx, &Reused{ID: rel.ID(), Chunks: len(idx), Bytes: n, Verified: rel.Count(), Total: rel.Manifest().Manifest.NumChunks()})
+		}
+	}
+	d.newPlan()
 	if rel.Complete() {
 		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: rel.Manifest(), StagingPath: rel.Path()})
 		return
