@@ -140,7 +140,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start DHT server: %w", err)
 	}
 	n.transport = &quic.Transport{Conn: qc}
-	n.reach = NewReach(n.transport, n.QUICAddr(), ReachConfig{Logger: n.log, Relay: cfg.Relay})
+	n.reach = NewReach(n.transport, n.QUICAddr(), ReachConfig{Logger: n.log, Relay: cfg.Relay, RelayRate: cfg.RelayRate})
 	if cfg.PortFile != "" {
 		d, q := int(addrPortOfNet(dc.LocalAddr()).Port()), int(addrPortOfNet(qc.LocalAddr()).Port())
 		if d != savedDHT || q != savedQUIC {

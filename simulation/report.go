@@ -243,6 +243,8 @@ func (r *Report) Summary() string {
 			}
 		}
 		fmt.Fprintf(&b, "; punched %d, punches failed %d, introductions %d", r.NAT.Punched, r.NAT.PunchFailed, r.NAT.Introduced)
+		fmt.Fprintf(&b, "; relayed %d (failed %d, %s forwarded, %d reservations); NAT-NAT direct/punched share of chunk bytes %.0f%%",
+			r.NAT.Relayed, r.NAT.RelayFailed, bytesStr(r.NAT.RelayBytes), r.NAT.Reservations, 100*r.NAT.NATShare)
 		b.WriteString("\n")
 	}
 	if d := r.DHT; d != nil {

@@ -70,6 +70,9 @@ type Scenario struct {
 	// (netsim only); PublisherNAT is the publisher's. Default: no NAT.
 	NAT          NATMix
 	PublisherNAT netsim.NATType
+	// NoRelay keeps every node from relaying; by default the honest nodes
+	// without a NAT opt in when some node is behind one.
+	NoRelay bool
 	// Seed fixes the topology, the rates drawn, the hostile set and the
 	// churn schedule.
 	Seed int64
