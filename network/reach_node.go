@@ -70,7 +70,7 @@ func (r *Reach) Connect(ctx context.Context, target netip.AddrPort, hint Hint, v
 	}
 	_, self := r.Public()
 	relays := make([]relayRef, 0, 2)
-	if f := (relayRef{hint.Relay, hint.AtRelay}); f.valid() {
+	if f := (relayRef{relay: hint.Relay, target: hint.AtRelay}); f.valid() {
 		relays = append(relays, f)
 	}
 	if !(hint.Varies && self == MappingVaries) {
@@ -78,6 +78,9 @@ func (r *Reach) Connect(ctx context.Context, target netip.AddrPort, hint Hint, v
 			vias = append([]netip.AddrPort{hint.Via}, vias...)
 		}
 		addr, relay, ok := r.punchAny(ctx, target, vias)
+		if ok && relay.direct {
+			return Path{Method: Direct, Addr: target}, nil
+		}
 		if ok {
 			return Path{Method: Punch, Addr: addr}, nil
 		}
@@ -104,7 +107,8 @@ func (r *Reach) Connect(ctx context.Context, target netip.AddrPort, hint Hint, v
 
 // punchAny punches to target through every via at once and returns the
 // address the first successful punch opened; failing that, the relay a
-// rendezvous named for the target, if any.
+// rendezvous named for the target, if any. When a rendezvous says the
+// target has no NAT it returns at once, true and a relayRef marked direct.
 func (r *Reach) punchAny(ctx context.Context, target netip.AddrPort, vias []netip.AddrPort) (netip.AddrPort, relayRef, bool) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PunchTimeout+r.cfg.RequestTimeout)
 	defer cancel()
@@ -137,6 +141,9 @@ func (r *Reach) punchAny(ctx context.Context, target netip.AddrPort, vias []neti
 			r.punched.Add(1)
 			cancel() // the other punches stop; their goroutines finish
 			return res.addr, relay, true
+		case errors.Is(res.err, errTargetDirect):
+			cancel()
+			return target, relayRef{direct: true}, true
 		case errors.Is(res.err, ErrPunchFailed):
 			failed = true
 		}
