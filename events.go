@@ -91,6 +91,12 @@ type Served struct {
 	ManifestID release.ManifestID
 	Index      int
 	Bytes      int
+	// Path is how this node is connected to the peer: "direct", "punch"
+	// (a hole punched through a NAT) or "relay" (through a relay node that
+	// forwards only ciphertext); Addr the peer's address as this node sees
+	// it (through a relay: as the relay sees it).
+	Path string
+	Addr string
 }
 
 // StageRestarted: a stage crashed and its supervisor restarted it.

@@ -130,7 +130,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		}
 	case *swarm.Served:
 		r.e.update(func(s *Status) { s.Uploaded += int64(m.Bytes); s.Served++ })
-		r.e.events.emit(Served{Peer: m.Peer.String(), ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes})
+		r.e.events.emit(Served{Peer: m.Peer.String(), ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes, Path: m.Path, Addr: m.Addr})
 	case *downloader.Progress:
 		r.e.update(func(s *Status) {
 			s.Verified, s.Total, s.Peers, s.Fetched, s.Wasted = m.Verified, m.Total, m.Peers, m.Fetched, m.Wasted

@@ -78,6 +78,13 @@ type Config struct {
 	NoPoll bool
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
+	// Relay opts this node in to relaying for pairs of nodes behind NATs
+	// that cannot punch a hole to each other; it offers relaying only while
+	// peers see it without a NAT. RelayRate caps the bytes per second it
+	// forwards for any one node; 0 means 256 KiB/s. Default off. See
+	// docs/NETWORK.md.
+	Relay     bool
+	RelayRate int
 	// DownloadRate caps chunk downloads in bytes per second; 0 means
 	// unlimited.
 	DownloadRate int64
@@ -306,6 +313,7 @@ func startNode(ctx context.Context, s *settings) (*Engine, error) {
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
 		QueryResendDelay: s.hooks.QueryResendDelay, DHTReadOnly: s.hooks.DHTReadOnly,
+		Relay: s.Relay, RelayRate: s.RelayRate,
 	}
 	if nc.DHTConn == nil && nc.QUICConn == nil {
 		// A restarted node listens on its old ports when it can, so its

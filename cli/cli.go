@@ -356,6 +356,7 @@ func (e *env) printHelp() {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "Run \"%s COMMAND --help\" for a command's flags.\n", e.prog)
+	fmt.Fprintln(w, "Errors of the DHT and of records, what they mean and the fix: docs/ERRORS.md.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "exit codes:")
 	fmt.Fprintf(w, "  %d  success\n", exitOK)

@@ -55,6 +55,7 @@ type run struct {
 	nodes   []*simNode
 	hostile []*hostile
 	out     *outsiders   // a private scenario's outsiders; nil otherwise
+	paths   pathTally    // chunk bytes per connection path (nat.go)
 	dht     *dhtPop      // plain and junk DHT nodes (dhtnet.go); nil without
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
@@ -201,7 +202,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		p.Stop(context.Background())
 		return Report{}, err
 	}
-	pubDone := drain(p.Events())
+	pubDone := r.drainPublisher(p.Events(), pubHost) // nat.go: counts its chunk bytes per path
 	if r.out != nil {
 		r.wg.Go(func() { r.probeOutsider(ctx, p.Manifest) })
 	}
@@ -407,6 +408,7 @@ func (r *run) addHosts(dir string) error {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		n := &simNode{i: i, host: h, target: target, churn: r.plan.churn[i]}
+		r.paths.host(h.publicIP(), r.plan.nat[i]) // nat.go
 		// Start from the bootstrap nodes and up to three earlier nodes, as
 		// in a network that grows.
 		boot := slices.Clone(r.addrs)
@@ -426,6 +428,7 @@ func (r *run) addHosts(dir string) error {
 			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
 			DHTReadOnly: r.plan.nat[i] != netsim.NATNone, // behind NAT: see nat.go
 		}
+		n.cfg.Relay = r.relays(i) // nat.go
 		r.nodes = append(r.nodes, n)
 	}
 	return nil
@@ -539,6 +542,8 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 				n.mu.Unlock()
 			}
 			r.signal()
+		case engine.Served:
+			r.paths.add(n.host.publicIP(), ev) // nat.go
 		case engine.Refused:
 			if ev.What == engine.RefusedChunk {
 				n.mu.Lock()

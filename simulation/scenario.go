@@ -70,6 +70,9 @@ type Scenario struct {
 	// (netsim only); PublisherNAT is the publisher's. Default: no NAT.
 	NAT          NATMix
 	PublisherNAT netsim.NATType
+	// NoRelay keeps every node from relaying; by default the honest nodes
+	// without a NAT opt in when some node is behind one.
+	NoRelay bool
 	// Seed fixes the topology, the rates drawn, the hostile set and the
 	// churn schedule.
 	Seed int64
@@ -111,7 +114,8 @@ type Scenario struct {
 	// Upgrade plays a fleet upgrading: before the nodes start, the DHT
 	// holds the publisher's record of the version they run (each finds it
 	// on its first lookup and holds it, as a fleet running last week's
-	// release does), and PollInterval defaults to the engine's 5m.
+	// release does), PollInterval defaults to the engine's 5m and Idle to
+	// 1m (the mesh of a fleet that has been running is formed).
 	Upgrade bool
 
 	// Dir is where node directories are made; default a new temporary
@@ -238,6 +242,9 @@ func (s Scenario) populate() (Scenario, error) {
 		if s.Upgrade {
 			s.PollInterval = 5 * time.Minute
 		}
+	}
+	if s.Upgrade && s.Idle == 0 {
+		s.Idle = time.Minute
 	}
 	if s.FindInterval == 0 {
 		s.FindInterval = 3 * time.Second
