@@ -39,8 +39,9 @@ type Config struct {
 	Verifier *actor.PID
 	// StateDir holds download.json, the fetch in progress.
 	StateDir string
-	// PerPeer is how many chunk requests may be in flight to one peer;
-	// default 4.
+	// PerPeer caps the chunk requests in flight to one peer; default the
+	// planner's (16). Below the cap each peer's pipeline is sized to its
+	// measured rate and request time (internal/plan).
 	PerPeer int
 	// ChunkTimeout bounds one chunk request; default 20s.
 	ChunkTimeout time.Duration
@@ -63,9 +64,6 @@ type Config struct {
 }
 
 func (c *Config) populate() {
-	if c.PerPeer == 0 {
-		c.PerPeer = 4
-	}
 	if c.ChunkTimeout == 0 {
 		c.ChunkTimeout = 20 * time.Second
 	}
