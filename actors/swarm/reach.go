@@ -89,6 +89,34 @@ func (s *swarmActor) observePeers() {
 	r.Tend()
 }
 
+// openSlot reports whether this node should dial a now. A node behind NAT
+// leaves half of its dial slots to other nodes behind NAT: the nodes
+// anyone can dial are few (a fifth in a typical fleet) and each accepts a
+// bounded number of peers, so if every node behind NAT filled its slots
+// with them first, they would carry most of the traffic while the
+// uploads of the others idled. An address is taken for open unless its
+// hint says NAT.
+func (s *swarmActor) openSlot(a netip.AddrPort) bool {
+	if _, m := s.cfg.Node.Reach().Public(); m != network.MappingStable && m != network.MappingVaries {
+		return true
+	}
+	if s.hint(a).NAT {
+		return true
+	}
+	open := 0
+	for _, p := range s.peers {
+		if p.dialed && p.path == network.Direct {
+			open++
+		}
+	}
+	for d := range s.dialing {
+		if !s.hint(d).NAT {
+			open++
+		}
+	}
+	return open < (s.cfg.MaxPeers+1)/2
+}
+
 // connect opens an rpe connection to a: on the node's own transport,
 // directly or through a punched hole, or through a relay on a transport of
 // its own that is closed with the connection.

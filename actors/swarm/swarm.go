@@ -569,7 +569,7 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 }
 
 func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
-	if len(s.joined) == 0 || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+	if len(s.joined) == 0 || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers || !s.openSlot(a) {
 		return
 	}
 	s.dial(ctx, a)
