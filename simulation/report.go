@@ -37,7 +37,11 @@ type Report struct {
 	TotalUploadBytes     int64 `json:"total_upload_bytes"`     // chunk bytes, publisher included
 	WastedBytes          int64 `json:"wasted_bytes"`           // duplicate and rejected chunk bytes received
 	// TAwareP99S is when 99 % of the nodes knew of the release.
-	TAwareP99S   *float64 `json:"t_aware_p99_s"`
+	TAwareP99S *float64 `json:"t_aware_p99_s"`
+	// Aware counts the nodes that knew of the release by the end;
+	// TAwareAllS is when the last of them learnt it (null unless all did).
+	Aware        int      `json:"aware"`
+	TAwareAllS   *float64 `json:"t_aware_all_s"`
 	PeakRSSBytes int64    `json:"peak_rss_bytes"` // process high-water mark
 	WallS        float64  `json:"wall_s"`         // the whole run, start-up included
 	// CPUS is the CPU time (user and system) the whole process used
@@ -85,6 +89,9 @@ type Report struct {
 	// NAT says which nodes sat behind which NAT type and how many of them
 	// completed; nil when no node, nor the publisher, was behind a NAT.
 	NAT *NATReport `json:"nat,omitempty"`
+	// DHT is what the run measured of the DHT itself (dhtnet.go); nil
+	// unless the scenario asked for it.
+	DHT *DHTReport `json:"dht,omitempty"`
 	// AddrViolations counts packets from or to an address outside
 	// 127.0.0.0/8 (must be 0; netsim would refuse to send them anyway).
 	AddrViolations int64 `json:"addr_violations"`
@@ -166,6 +173,8 @@ func (r *Report) SetTimes(verified, aware []float64) {
 	r.TP99S = percentile(verified, r.Nodes, 0.99)
 	r.TAllS = percentile(verified, r.Nodes, 1)
 	r.TAwareP99S = percentile(aware, r.Nodes, 0.99)
+	r.Aware = len(aware)
+	r.TAwareAllS = percentile(aware, r.Nodes, 1)
 	if r.TAllS != nil && r.TMinS != nil && *r.TMinS > 0 {
 		r.RatioToBound = ptr(*r.TAllS / *r.TMinS)
 	}
@@ -250,8 +259,8 @@ func (r *Report) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "nodes %d  completed %d  failed %d  bad installs %d  (hostile %d, churned %d, %s clock, %s, seed %d)\n",
 		r.Nodes, r.Completed, r.Failed, r.BadInstalls, r.Hostile, r.Churned, r.Clock, r.Net, r.Seed)
-	fmt.Fprintf(&b, "size %s  verified p50 %s  p90 %s  p99 %s  all %s  bound %s  ratio %s  aware p99 %s\n",
-		bytesStr(r.SizeBytes), f(r.TP50S), f(r.TP90S), f(r.TP99S), f(r.TAllS), f(r.TMinS), ratio, f(r.TAwareP99S))
+	fmt.Fprintf(&b, "size %s  verified p50 %s  p90 %s  p99 %s  all %s  bound %s  ratio %s  aware p99 %s (%d aware, all %s)\n",
+		bytesStr(r.SizeBytes), f(r.TP50S), f(r.TP90S), f(r.TP99S), f(r.TAllS), f(r.TMinS), ratio, f(r.TAwareP99S), r.Aware, f(r.TAwareAllS))
 	copies := 0.0
 	if r.SizeBytes > 0 {
 		copies = float64(r.PublisherUploadBytes) / float64(r.SizeBytes)
@@ -277,9 +286,21 @@ func (r *Report) Summary() string {
 		fmt.Fprintf(&b, "; punched %d, punches failed %d, introductions %d", r.NAT.Punched, r.NAT.PunchFailed, r.NAT.Introduced)
 		b.WriteString("\n")
 	}
+	if d := r.DHT; d != nil {
+		fmt.Fprintf(&b, "DHT: %d nodes (%d junk), %d left, %d joined; puts %d/%d p50 %s p99 %s; lookups %d/%d p50 %s p99 %s; idle %.0fs: %s queries per node-minute (max %s)\n",
+			d.Nodes+d.Junk, d.Junk, d.Left, d.Joined, d.PutsOK, d.Puts, f(d.PutP50S), f(d.PutP99S),
+			d.LookupsOK, d.Lookups, f(d.LookupP50S), f(d.LookupP99S), d.IdleS, num(d.IdleQueriesPerMin), num(d.IdleQueriesMaxPerMin))
+	}
 	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)  CPU %s\n",
 		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS, f(r.CPUS))
 	return b.String()
+}
+
+func num(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*p, 'f', 1, 64)
 }
 
 func bytesStr(n int64) string {

@@ -56,6 +56,7 @@ type run struct {
 	hostile []*hostile
 	attacks attackCounts // what the abusive hostile peers did (abuse.go)
 	out     *outsiders   // a private scenario's outsiders; nil otherwise
+	dht     *dhtPop      // plain and junk DHT nodes (dhtnet.go); nil without
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
 
@@ -126,6 +127,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 			return Report{}, fmt.Errorf("simulation: %w", err)
 		}
 		r.net = netsimNet{ns}
+		if s.LatencyMax > s.Latency {
+			r.net = newLatencyNet(r.net, s)
+		}
 	}
 	logger := s.Logger
 	r.group = &hooks.Group{Logger: logger}
@@ -134,6 +138,14 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	report := r.report()
 	r.progress("starting", 0)
 	if err := r.startBootstraps(ctx); err != nil {
+		return Report{}, err
+	}
+	if s.Upgrade {
+		if err := r.putOldRecord(ctx); err != nil {
+			return Report{}, err
+		}
+	}
+	if err := r.startDHT(ctx); err != nil {
 		return Report{}, err
 	}
 	if err := r.addHosts(dir); err != nil {
@@ -150,6 +162,9 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 	}
 	r.settle(ctx)
 	report.StartupS = seconds(time.Since(start))
+	var dhtRep DHTReport
+	r.dht.churn(ctx)
+	r.idle(ctx, &dhtRep)
 
 	r.progress("publishing", 0)
 	pubHost, err := r.net.addHostNAT(netsim.Link{Up: s.PublisherUp, Latency: s.Latency, Loss: s.Loss}, s.PublisherNAT)
@@ -252,6 +267,11 @@ watch:
 	report.PublisherUploadBytes = pubUploaded
 	r.pubSent.Store(pubUploaded)
 	report.PublisherLeftS = leftAt
+	r.probeDHT(ctx, &dhtRep)
+	if s.wantDHT() {
+		r.dht.report(&dhtRep)
+		report.DHT = &dhtRep
+	}
 	r.stopNodes()
 	r.stopOutsiders(report)
 	r.finish(report, pubUploaded)
@@ -930,6 +950,7 @@ func (r *run) teardown() {
 	for _, h := range r.hostile {
 		h.stop()
 	}
+	r.dht.close()
 	for _, b := range r.boots {
 		b.Close()
 	}

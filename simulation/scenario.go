@@ -92,6 +92,29 @@ type Scenario struct {
 	// from; default 3.
 	Bootstraps int
 
+	// A network like the real DHT (dhtnet.go). LatencyMax, when above
+	// Latency, draws each host's one-way latency uniformly from [Latency,
+	// LatencyMax]. DHTNodes adds that many DHT nodes without an engine,
+	// started before the honest nodes; DHTJunk (0 to 1) of them answer with
+	// junk (junk.go); DHTChurn is the fraction of the other ones replaced
+	// per minute by new nodes on new addresses (those that left stay in
+	// tables). Idle keeps every node idle this long after start-up before
+	// publishing, and measures the DHT queries each starts
+	// (Report.DHT.IdleQueriesPerMin). DHTProbes runs that many
+	// put-then-lookup trials between honest nodes after the run
+	// (Report.DHT). All default 0 (off).
+	LatencyMax time.Duration
+	DHTNodes   int
+	DHTJunk    float64
+	DHTChurn   float64
+	Idle       time.Duration
+	DHTProbes  int
+	// Upgrade plays a fleet upgrading: before the nodes start, the DHT
+	// holds the publisher's record of the version they run (each finds it
+	// on its first lookup and holds it, as a fleet running last week's
+	// release does), and PollInterval defaults to the engine's 5m.
+	Upgrade bool
+
 	// Dir is where node directories are made; default a new temporary
 	// directory, removed when Run returns.
 	Dir string
@@ -250,6 +273,14 @@ func (s Scenario) populate() (Scenario, error) {
 		return bad("attack %+v: negative, or churn rate above 1000/s", s.Attack)
 	case s.Attack.FakePorts > 10000:
 		return bad("attack: %d fake ports, want at most 10000", s.Attack.FakePorts)
+	case s.LatencyMax < 0 || (s.LatencyMax > 0 && s.LatencyMax < s.Latency):
+		return bad("latency-max %v below latency %v", s.LatencyMax, s.Latency)
+	case s.DHTNodes < 0 || s.DHTProbes < 0 || s.Idle < 0:
+		return bad("negative DHT nodes, probes or idle time")
+	case !prob(s.DHTJunk) || !prob(s.DHTChurn):
+		return bad("DHT junk %v or churn %v not in [0, 1]", s.DHTJunk, s.DHTChurn)
+	case s.Net == Loopback && (s.LatencyMax > 0 || s.DHTNodes > 0):
+		return bad("latency-max and DHT nodes exist only on netsim")
 	case s.PublisherNAT < netsim.NATNone || s.PublisherNAT > netsim.NATSymmetric:
 		return bad("publisher NAT type %d", int(s.PublisherNAT))
 	case s.Net == Loopback && (len(s.NAT) > 0 || s.PublisherNAT != netsim.NATNone):
@@ -272,6 +303,9 @@ func (s Scenario) populate() (Scenario, error) {
 	}
 	if s.PollInterval == 0 {
 		s.PollInterval = 2 * time.Second
+		if s.Upgrade {
+			s.PollInterval = 5 * time.Minute
+		}
 	}
 	if s.FindInterval == 0 {
 		s.FindInterval = 3 * time.Second

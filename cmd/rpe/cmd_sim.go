@@ -101,6 +101,13 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&s.NoPoll, "no-poll", false, "turn record polling off: nodes learn of the release only through the app's mesh and gossip")
 	fs.DurationVar(&s.ChunkTimeout, "chunk-timeout", 0, "each node's limit for one chunk request (default the engine's, 20s)")
 	fs.DurationVar(&s.FindInterval, "find-interval", 3*time.Second, "each node's peer lookup interval while downloading")
+	fs.BoolVar(&s.Upgrade, "upgrade", false, "the fleet upgrades: the DHT and every node hold the record of the version they run before the publish, and --poll defaults to the engine's 5m")
+	fs.DurationVar(&s.LatencyMax, "latency-max", 0, "draw each host's one-way latency uniformly from --latency to this (a path takes twice that)")
+	fs.IntVar(&s.DHTNodes, "dht-nodes", 0, "DHT nodes without an engine, the bulk of the DHT")
+	fs.Float64Var(&s.DHTJunk, "dht-junk", 0, "fraction of --dht-nodes that answer with junk (nodes and peers that do not exist, records that do not verify, garbage)")
+	fs.Float64Var(&s.DHTChurn, "dht-churn", 0, "fraction of --dht-nodes replaced every minute by new nodes on new addresses")
+	fs.DurationVar(&s.Idle, "idle", 0, "keep every node idle this long before the publish and report the DHT queries an idle node starts per minute")
+	fs.IntVar(&s.DHTProbes, "dht-probes", 0, "after the run, this many put-then-lookup trials between random nodes (success and latency in the report)")
 	netName := fs.String("net", string(simulation.Netsim), "the network: netsim (in memory: rates, latency, loss) or loopback (real UDP sockets on 127.0.0.1; the engines limit their rates)")
 	natMix := fs.String("nat", "", "fractions of nodes behind each NAT type, e.g. `none=0.2,port-restricted=0.7,symmetric=0.1` (types: none, full-cone, address-restricted, port-restricted, symmetric; the rest have none)")
 	pubNAT := fs.String("publisher-nat", "none", "the publisher's NAT type")
@@ -119,6 +126,13 @@ func runSim(ctx context.Context, e *env, args []string) error {
 		return usagef("--chunk-size %s: want 16KiB to 16MiB", units.FormatSize(chunk))
 	}
 	s.ChunkSize = int(chunk)
+	if s.Upgrade {
+		pollSet := false
+		fs.Visit(func(f *flag.Flag) { pollSet = pollSet || f.Name == "poll" })
+		if !pollSet {
+			s.PollInterval = 0 // the scenario's default for an upgrade
+		}
+	}
 	if s.NAT, err = simulation.ParseNATMix(*natMix); err != nil {
 		return usagef("--nat: %v", err)
 	}
