@@ -28,6 +28,16 @@ type BuildOptions struct {
 	Expires time.Time
 	// MaxSize is the largest artifact accepted; zero means DefaultMaxSize.
 	MaxSize int64
+	// Chunker: ChunkFixed (default) cuts every ChunkSize bytes; ChunkContent
+	// cuts by content (manifest format 2), so that a later release that
+	// inserts bytes shares the chunks around the change with this one.
+	// With ChunkContent, ChunkSize is the largest chunk (default
+	// DefaultContentMax), MinChunk the smallest (default DefaultContentMin)
+	// and AverageBits the average's power of two (default
+	// DefaultContentAverageBits).
+	Chunker     Chunker
+	MinChunk    int
+	AverageBits uint8
 }
 
 // DefaultChannel is the channel of a manifest whose options name none.
@@ -52,6 +62,20 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 	}
 	if m.Platform == "" {
 		m.Platform = DefaultPlatform()
+	}
+	if opts.Chunker == ChunkContent {
+		m.Chunker, m.MinChunk, m.AverageBits = ChunkContent, opts.MinChunk, opts.AverageBits
+		if m.ChunkSize == 0 {
+			m.ChunkSize = DefaultContentMax
+		}
+		if m.MinChunk == 0 {
+			m.MinChunk = min(DefaultContentMin, m.ChunkSize)
+		}
+		if m.AverageBits == 0 {
+			m.AverageBits = DefaultContentAverageBits
+		}
+	} else if opts.Chunker != ChunkFixed {
+		return nil, fmt.Errorf("build manifest: unknown chunker %d", opts.Chunker)
 	}
 	if m.ChunkSize == 0 {
 		m.ChunkSize = DefaultChunkSize
@@ -81,7 +105,22 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("build manifest: expires %s is not after created %s", m.Expires.Format(time.RFC3339), m.Created.Format(time.RFC3339))
 	}
 	maxSize := min(Limits{MaxSize: opts.MaxSize}.maxSize(), maxArtifactSize)
-	sums, whole, n, err := hashInput(r, m.ChunkSize, maxSize+1, 0)
+	if m.ContentDefined() {
+		if err := m.validateContentParams(); err != nil {
+			return nil, fmt.Errorf("build manifest: %w", err)
+		}
+		if err := buildContent(m, r, maxSize+1); err != nil {
+			return nil, fmt.Errorf("build manifest: read artifact: %w", err)
+		}
+		if m.Size == 0 {
+			return nil, fmt.Errorf("build manifest: %w", ErrEmpty)
+		}
+		if m.Size > maxSize {
+			return nil, fmt.Errorf("build manifest: artifact %w of %d bytes", ErrSizeLimit, maxSize)
+		}
+		return m, nil
+	}
+	sums, whole, n, err := hashInput(r, m.ChunkSize, maxSize+1)
 	if err != nil {
 		return nil, fmt.Errorf("build manifest: read artifact: %w", err)
 	}
@@ -96,35 +135,47 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 }
 
 // VerifyFile reads a file once, streaming, and checks it against m: every
-// chunk (the first bad one is reported as a *ChunkError), the length
-// (ErrTruncated, ErrTooLong) and the whole-file hash (ErrFileHash). It reads
-// at most m.Size+1 bytes.
+// chunk (the first bad one is reported as a *ChunkError, as soon as it is
+// read) and the length (ErrTruncated, ErrTooLong). It reads at most
+// m.Size+1 bytes, one chunk at a time into one buffer, and hashes each byte
+// once: one SHA-256 pass, on the caller's goroutine.
+//
+// It does not compare the whole-file hash: the signed chunk hashes already
+// commit to every byte (a file that differs from the release differs in
+// some chunk, and a chunk with the same SHA-256 but other bytes is a
+// SHA-256 collision), so a second SHA-256 pass over the whole file would
+// double the cost and add no assurance. The manifest keeps the whole-file
+// hash for people and tools (sha256sum) and BuildManifest still computes it.
 func VerifyFile(r io.Reader, m *Manifest) error {
+	if m.ContentDefined() && m.validateContent() != nil {
+		return fmt.Errorf("verify file: inconsistent manifest (size %d, %d chunk lengths, %d chunk hashes)", m.Size, len(m.Lengths), len(m.Chunks))
+	}
 	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize || m.Size <= 0 || len(m.Chunks) != m.NumChunks() {
 		return fmt.Errorf("verify file: inconsistent manifest (size %d, chunk size %d, %d chunk hashes)", m.Size, m.ChunkSize, len(m.Chunks))
 	}
-	sums, whole, n, err := hashInput(r, m.ChunkSize, m.Size+1, m.NumChunks())
-	if err != nil {
-		return fmt.Errorf("verify file: %w", err)
-	}
-	if n > m.Size {
-		return fmt.Errorf("verify file: %w (%d bytes)", ErrTooLong, m.Size)
-	}
-	// Report a bad chunk before truncation: it means tampering, not a short copy.
-	full := len(sums)
-	if n < m.Size && n%int64(m.ChunkSize) != 0 {
-		full-- // the last hashed chunk is partial
-	}
-	for i := 0; i < full && i < len(m.Chunks); i++ {
-		if sums[i] != m.Chunks[i] {
+	buf := make([]byte, min(int64(m.ChunkSize), m.Size))
+	var n int64
+	for i := range m.NumChunks() {
+		want := m.ChunkLen(i)
+		k, err := io.ReadFull(r, buf[:want])
+		n += int64(k)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			// A partial chunk cannot be compared: the file is short.
+			return fmt.Errorf("verify file: %w: %d of %d bytes", ErrTruncated, n, m.Size)
+		}
+		if err != nil {
+			return fmt.Errorf("verify file: %w", err)
+		}
+		if sha256.Sum256(buf[:want]) != m.Chunks[i] {
 			return fmt.Errorf("verify file: %w", &ChunkError{Index: i, Err: fmt.Errorf("%w: SHA-256 differs", ErrChunkMismatch)})
 		}
 	}
-	if n < m.Size {
-		return fmt.Errorf("verify file: %w: %d of %d bytes", ErrTruncated, n, m.Size)
-	}
-	if whole != m.FileHash {
-		return fmt.Errorf("verify file: %w", ErrFileHash)
+	var one [1]byte
+	switch k, err := io.ReadFull(r, one[:]); {
+	case k > 0:
+		return fmt.Errorf("verify file: %w (%d bytes)", ErrTooLong, m.Size)
+	case err != io.EOF:
+		return fmt.Errorf("verify file: %w", err)
 	}
 	return nil
 }
@@ -180,10 +231,10 @@ func (c *chunkHasher) finish() [][32]byte {
 
 // hashStream reads r until EOF or limit bytes and returns the SHA-256 of
 // every chunk, the SHA-256 of all bytes read, and their count.
-func hashStream(r io.Reader, chunkSize int, limit int64, chunksHint int) (sums [][32]byte, whole [32]byte, n int64, err error) {
+func hashStream(r io.Reader, chunkSize int, limit int64) (sums [][32]byte, whole [32]byte, n int64, err error) {
 
 	r = io.LimitReader(r, limit)
-	ch := &chunkHasher{size: chunkSize, h: sha256.New(), sums: make([][32]byte, 0, chunksHint)}
+	ch := &chunkHasher{size: chunkSize, h: sha256.New(), sums: nil}
 	wh := sha256.New()
 
 	first := make([]byte, streamBlock)

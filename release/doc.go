@@ -5,12 +5,14 @@
 //
 // The package is pure: it does no network I/O and keeps no global state, so
 // every other part of rpe (and hundreds of simulated nodes in one process) can
-// share it freely. Its only file I/O is the secret key file. BuildManifest and
-// VerifyFile hash on two goroutines side by side, so that hashing every chunk
-// and the whole file costs about one SHA-256 pass of wall time; both
-// goroutines end before the call returns. Given a regular file they read it
-// twice, each at its own offsets (ErrChanged if it changes meanwhile); given
-// any other reader they read it once and share its blocks.
+// share it freely. Its only file I/O is the secret key file. BuildManifest
+// hashes on two goroutines side by side, so that hashing every chunk and the
+// whole file costs about one SHA-256 pass of wall time; both goroutines end
+// before the call returns. Given a regular file they read it twice, each at
+// its own offsets (ErrChanged if it changes meanwhile); given any other
+// reader they read it once and share its blocks. VerifyFile hashes every
+// byte once, chunk by chunk: the signed chunk hashes commit to the whole
+// file, so it does not compare the whole-file hash.
 //
 // It also holds the publisher key's life beyond one key pair: shared
 // secrets of private swarms, from which come the keys that seal record

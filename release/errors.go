@@ -48,8 +48,11 @@ var (
 	// ErrTooLong means a file has more bytes than the manifest declares.
 	ErrTooLong = errors.New("file longer than manifest")
 
-	// ErrFileHash means a file's SHA-256 differs from the manifest's, although
-	// every chunk matched (an inconsistent manifest).
+	// ErrFileHash means a file's SHA-256 differs from the manifest's.
+	//
+	// Deprecated: VerifyFile no longer compares the whole-file hash (the
+	// chunk hashes commit to every byte) and nothing in rpe returns it; it
+	// stays for callers that match it.
 	ErrFileHash = errors.New("file hash does not match manifest")
 
 	// ErrEmpty means an artifact has no bytes; rpe does not ship empty files.

@@ -20,13 +20,13 @@ type statFile interface {
 
 // hashInput hashes r with hashFile when r is a regular file, and with
 // hashStream otherwise.
-func hashInput(r io.Reader, chunkSize int, limit int64, chunksHint int) (sums [][32]byte, whole [32]byte, n int64, err error) {
+func hashInput(r io.Reader, chunkSize int, limit int64) (sums [][32]byte, whole [32]byte, n int64, err error) {
 	if f, ok := r.(statFile); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-			return hashFile(f, fi, chunkSize, limit, chunksHint)
+			return hashFile(f, fi, chunkSize, limit)
 		}
 	}
-	return hashStream(r, chunkSize, limit, chunksHint)
+	return hashStream(r, chunkSize, limit)
 }
 
 // hashFile hashes a regular file from its current offset to its end, or to
@@ -39,7 +39,7 @@ func hashInput(r io.Reader, chunkSize int, limit int64, chunksHint int) (sums []
 // caches. Both reads see the same bytes only if the file holds still, so a
 // file whose size or modification time changed in between is refused with
 // ErrChanged.
-func hashFile(f statFile, fi fs.FileInfo, chunkSize int, limit int64, chunksHint int) (sums [][32]byte, whole [32]byte, n int64, err error) {
+func hashFile(f statFile, fi fs.FileInfo, chunkSize int, limit int64) (sums [][32]byte, whole [32]byte, n int64, err error) {
 	start, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return nil, whole, 0, err
@@ -50,7 +50,7 @@ func hashFile(f statFile, fi fs.FileInfo, chunkSize int, limit int64, chunksHint
 		return nil, whole, limit, nil
 	}
 
-	ch := &chunkHasher{size: chunkSize, h: sha256.New(), sums: make([][32]byte, 0, chunksHint)}
+	ch := &chunkHasher{size: chunkSize, h: sha256.New(), sums: nil}
 	chunkErr := make(chan error, 1)
 	go func() {
 		chunkErr <- readSection(f, start, n, ch.write)

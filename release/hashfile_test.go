@@ -113,7 +113,7 @@ func TestHashFileRefusesChangedFile(t *testing.T) {
 		if err := tc.change(f.Name()); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, _, err := hashFile(f, fi, MinChunkSize, 1<<30, 0); !errors.Is(err, ErrChanged) {
+		if _, _, _, err := hashFile(f, fi, MinChunkSize, 1<<30); !errors.Is(err, ErrChanged) {
 			t.Errorf("%s: %v, want ErrChanged", tc.name, err)
 		}
 	}

@@ -369,11 +369,12 @@ func TestVerifyFile(t *testing.T) {
 	if err := VerifyFile(bytes.NewReader(b), m); !errors.As(err, &ce) || ce.Index != 0 {
 		t.Errorf("tampered and truncated: %v", err)
 	}
-	// A manifest whose file hash is wrong.
+	// The chunk hashes are the commitment: a manifest whose whole-file hash
+	// alone is wrong (which only its signer can make) still verifies.
 	bad := *m
 	bad.FileHash[0] ^= 1
-	if err := VerifyFile(bytes.NewReader(data), &bad); !errors.Is(err, ErrFileHash) {
-		t.Errorf("file hash: %v", err)
+	if err := VerifyFile(bytes.NewReader(data), &bad); err != nil {
+		t.Errorf("whole-file hash compared: %v", err)
 	}
 }
 
@@ -399,8 +400,24 @@ func TestManifestSizeLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sm.Raw) != MaxManifestSize || ManifestSizeLimit(Limits{}) != MaxManifestSize {
+	if len(sm.Raw) > MaxManifestSize || ManifestSizeLimit(Limits{}) != MaxManifestSize {
 		t.Fatalf("largest manifest %d bytes, MaxManifestSize %d", len(sm.Raw), MaxManifestSize)
+	}
+	if _, err := ParseManifest(sm.Raw, PublicKeyOf(testKey()), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	// Content-defined chunks (format 2) carry a length each: the largest
+	// such manifest is the largest there is.
+	m.Chunker, m.AverageBits, m.MinChunk = ChunkContent, DefaultContentAverageBits, MinChunkSize
+	m.Lengths = make([]int, len(m.Chunks))
+	for i := range m.Lengths {
+		m.Lengths[i] = MinChunkSize
+	}
+	if sm, err = SignManifest(m, testKey()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sm.Raw) != MaxManifestSize {
+		t.Fatalf("largest content-chunked manifest %d bytes, MaxManifestSize %d", len(sm.Raw), MaxManifestSize)
 	}
 	if _, err := ParseManifest(sm.Raw, PublicKeyOf(testKey()), Limits{}); err != nil {
 		t.Fatal(err)

@@ -10,17 +10,24 @@
 //   - CheckChunk: one chunk already written to the staging file. Its SHA-256
 //     is compared with the manifest. Reply: ChunkVerified or ChunkRejected
 //     (naming the peer, so the swarm can punish it).
-//   - Finish: every chunk is verified; compare the whole-file SHA-256.
-//     Reply: FileVerified or FileRejected.
+//   - Finish: every chunk is verified; check that the staging file is
+//     exactly the release. Reply: FileVerified or FileRejected.
 //
-// The whole-file hash runs over the contiguous prefix of verified chunks as
-// they arrive (a chunk that arrived early is read back from the staging file,
-// usually still in the page cache, when the prefix reaches it), so Finish
-// costs almost nothing. That running hash is an optimisation only: after a
-// restart the state is gone and Finish reads back whatever part of the file
-// the hash has not covered, so a restart never weakens a check.
+// Each byte is hashed once, from memory, when its chunk arrives. Finish does
+// not hash the whole file again: the signed chunk hashes commit to every
+// byte (a file that differs from the release differs in some chunk), so the
+// manifest's whole-file hash would add a second SHA-256 pass and no
+// assurance. Finish checks the staging file's size and reads back only the
+// chunks this verifier did not check itself (after a restart its memory of
+// them is gone; after a resumed download they were checked by an earlier
+// process), so a restart never weakens the check and a download seen whole
+// costs one stat.
 //
-// The running hash covers the bytes as they were checked. Bytes changed on
-// disk afterwards are caught by the installer, which hashes the staged file
-// once more, against the signed manifest, before it swaps anything.
+// The verifier vouches for the bytes as they were written. Bytes changed on
+// disk afterwards are caught by the installer, which reads the staged file
+// once more and checks every chunk against the signed manifest right before
+// it swaps anything: that check is the trust anchor for what gets
+// installed, because the staged file may wait on disk for hours (an apply
+// window) and a crash may leave a chunk marked verified whose bytes never
+// reached the disk.
 package verifier

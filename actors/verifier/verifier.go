@@ -1,11 +1,8 @@
 package verifier
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -20,7 +17,7 @@ var (
 	ErrNotNewer       = errors.New("version is not newer than the running one")
 	ErrBelowFloor     = errors.New("version is below the highest ever accepted")
 	ErrEntryMismatch  = errors.New("manifest does not match the signed record entry")
-	ErrFileHash       = errors.New("whole-file SHA-256 mismatch")
+	ErrFileHash       = errors.New("staging file does not match the release")
 	ErrNotAllVerified = errors.New("not every chunk is verified")
 )
 
@@ -36,16 +33,17 @@ type Config struct {
 	FaultHook func(msg any)
 }
 
-// prefix is the running whole-file hash over the verified prefix of one file.
-type prefix struct {
-	h        hash.Hash
-	next     int          // index of the first chunk not yet folded in
-	verified map[int]bool // verified chunks at or after next
+// seen is the set of chunks of one release that this verifier checked from
+// memory, as they arrived. It lives only as long as the actor: after a
+// restart it is empty and Finish reads every chunk back.
+type seen struct {
+	chunk []bool
+	n     int // chunks set in chunk
 }
 
 type verifierActor struct {
-	cfg      Config
-	prefixes map[release.ManifestID]*prefix
+	cfg  Config
+	seen map[release.ManifestID]*seen
 }
 
 // Props returns the props that spawn a verifier.
@@ -57,7 +55,7 @@ func Props(cfg Config) *actor.Props {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &verifierActor{cfg: cfg, prefixes: map[release.ManifestID]*prefix{}}
+		return &verifierActor{cfg: cfg, seen: map[release.ManifestID]*seen{}}
 	})
 }
 
@@ -80,11 +78,11 @@ func (v *verifierActor) Receive(ctx actor.Context) {
 			ctx.Respond(&ChunkRejected{ID: id, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Token: m.Token, Err: err})
 			return
 		}
-		v.fold(m)
+		v.mark(m)
 		ctx.Respond(&ChunkVerified{ID: id, Index: m.Index, Peer: m.Peer, Size: len(m.Data), Token: m.Token})
 	case *Finish:
 		err := v.finish(m)
-		delete(v.prefixes, m.Manifest.ID)
+		delete(v.seen, m.Manifest.ID)
 		if err != nil {
 			ctx.Respond(&FileRejected{Manifest: m.Manifest, Err: err})
 			return
@@ -131,75 +129,61 @@ func (v *verifierActor) checkManifest(m *CheckManifest) (*release.SignedManifest
 	return sm, nil
 }
 
-// fold adds a verified chunk to the running hash, and any chunks after it
-// that were verified earlier (read back from the staging file).
-func (v *verifierActor) fold(m *CheckChunk) {
+// mark records that chunk m.Index was checked from the bytes written.
+func (v *verifierActor) mark(m *CheckChunk) {
 	id := m.Manifest.ID
-	p := v.prefixes[id]
-	if p == nil {
-		p = &prefix{h: sha256.New(), verified: map[int]bool{}}
-		v.prefixes[id] = p
+	st := v.seen[id]
+	if st == nil {
+		st = &seen{chunk: make([]bool, m.Manifest.Manifest.NumChunks())}
+		v.seen[id] = st
 	}
-	if m.Index < p.next {
-		return
-	}
-	if m.Index != p.next {
-		p.verified[m.Index] = true
-		return
-	}
-	p.h.Write(m.Data)
-	p.next++
-	if len(p.verified) == 0 {
-		return
-	}
-	f, err := os.Open(m.StagingPath)
-	if err != nil {
-		// The final check reads back whatever is missing; nothing is lost.
-		v.cfg.Logger.Debug("verifier: read back staging", "err", err)
-		return
-	}
-	defer f.Close()
-	man := m.Manifest.Manifest
-	for p.verified[p.next] {
-		delete(p.verified, p.next)
-		sec := io.NewSectionReader(f, man.ChunkOffset(p.next), int64(man.ChunkLen(p.next)))
-		if _, err := io.Copy(p.h, sec); err != nil {
-			// Leave the hash consistent: start over at Finish.
-			v.cfg.Logger.Debug("verifier: read back chunk", "chunk", p.next, "err", err)
-			delete(v.prefixes, id)
-			return
-		}
-		p.next++
+	if !st.chunk[m.Index] {
+		st.chunk[m.Index] = true
+		st.n++
 	}
 }
 
-// finish completes the whole-file hash, reading back from the staging file
-// whatever the running hash has not covered, and compares it.
+// finish checks that the staging file is exactly the release. Chunks this
+// verifier checked as they arrived are not hashed again; any other chunk
+// (checked before a restart, or by an earlier process whose download this
+// one resumed) is read back from the staging file and checked now. So a
+// restart never weakens the check, and a download seen whole costs one stat.
 func (v *verifierActor) finish(m *Finish) error {
 	man := m.Manifest.Manifest
-	p := v.prefixes[m.Manifest.ID]
-	if p == nil {
-		p = &prefix{h: sha256.New()}
+	fail := func(err error) error {
+		return fmt.Errorf("whole-file check of %s: %w", m.Manifest.ID.Short(), err)
 	}
-	if p.next < man.NumChunks() {
-		f, err := os.Open(m.StagingPath)
-		if err != nil {
-			return fmt.Errorf("whole-file check of %s: %w", m.Manifest.ID.Short(), err)
-		}
-		defer f.Close()
-		off := man.ChunkOffset(p.next)
-		n, err := io.Copy(p.h, io.NewSectionReader(f, off, man.Size-off))
-		if err != nil {
-			return fmt.Errorf("whole-file check of %s: %w", m.Manifest.ID.Short(), err)
-		}
-		if n != man.Size-off {
-			return fmt.Errorf("whole-file check of %s: %w: staging file is short", m.Manifest.ID.Short(), ErrNotAllVerified)
-		}
+	f, err := os.Open(m.StagingPath)
+	if err != nil {
+		return fail(err)
 	}
-	var sum [32]byte
-	p.h.Sum(sum[:0])
-	if sum != man.FileHash {
-		return fmt.Errorf("release %s: %w", m.Manifest.ID.Short(), ErrFileHash)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if fi.Size() < man.Size {
+		return fail(fmt.Errorf("%w: staging file has %d of %d bytes", ErrNotAllVerified, fi.Size(), man.Size))
+	}
+	if fi.Size() > man.Size {
+		return fail(fmt.Errorf("%w: staging file has %d bytes, the release %d", ErrFileHash, fi.Size(), man.Size))
+	}
+	st := v.seen[m.Manifest.ID]
+	if st != nil && st.n == man.NumChunks() {
+		return nil
+	}
+	buf := make([]byte, min(int64(man.ChunkSize), man.Size))
+	for i := range man.NumChunks() {
+		if st != nil && st.chunk[i] {
+			continue
+		}
+		b := buf[:man.ChunkLen(i)]
+		if _, err := f.ReadAt(b, man.ChunkOffset(i)); err != nil {
+			return fail(fmt.Errorf("chunk %d: %w", i, err))
+		}
+		if err := man.VerifyChunk(i, b); err != nil {
+			return fail(fmt.Errorf("%w: %w", ErrFileHash, err))
+		}
 	}
 	return nil
 }
