@@ -93,6 +93,13 @@ type Report struct {
 	// NAT says which nodes sat behind which NAT type and how many of them
 	// completed; nil when no node, nor the publisher, was behind a NAT.
 	NAT *NATReport `json:"nat,omitempty"`
+	// DHTQueriesPerNode is the DHT queries an honest node started from
+	// the publish to the end of the run (record and peer lookups,
+	// announces, table maintenance; resends not counted), mean over the
+	// nodes that were not restarted; DHTQueriesByKind splits it as
+	// DHTReport.IdleQueriesByKind does.
+	DHTQueriesPerNode float64            `json:"dht_queries_per_node"`
+	DHTQueriesByKind  map[string]float64 `json:"dht_queries_by_kind,omitempty"`
 	// DHT is what the run measured of the DHT itself (dhtnet.go); nil
 	// unless the scenario asked for it.
 	DHT *DHTReport `json:"dht,omitempty"`
@@ -295,6 +302,11 @@ func (r *Report) Summary() string {
 			r.NAT.Relayed, r.NAT.RelayFailed, bytesStr(r.NAT.RelayBytes), r.NAT.Reservations, 100*r.NAT.NATShare)
 		b.WriteString("\n")
 	}
+	fmt.Fprintf(&b, "DHT queries per node from the publish on: %.0f", r.DHTQueriesPerNode)
+	for _, k := range slices.Sorted(maps.Keys(r.DHTQueriesByKind)) {
+		fmt.Fprintf(&b, " %s %.0f", k, r.DHTQueriesByKind[k])
+	}
+	b.WriteString("\n")
 	if d := r.DHT; d != nil {
 		fmt.Fprintf(&b, "DHT: %d nodes (%d junk), %d left, %d joined; puts %d/%d p50 %s p99 %s; lookups %d/%d p50 %s p99 %s; idle %.0fs: %s queries per node-minute (max %s)\n",
 			d.Nodes+d.Junk, d.Junk, d.Left, d.Joined, d.PutsOK, d.Puts, f(d.PutP50S), f(d.PutP99S),

@@ -178,6 +178,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		return Report{}, err
 	}
 	defer closeAll(pubConns)
+	queries0 := r.queriesPerNode()
 	r.t0Mu.Lock()
 	r.t0 = time.Now()
 	r.t0Mu.Unlock()
@@ -269,6 +270,7 @@ watch:
 	report.PublisherUploadBytes = pubUploaded
 	r.pubSent.Store(pubUploaded)
 	report.PublisherLeftS = leftAt
+	report.DHTQueriesPerNode, report.DHTQueriesByKind, _ = queryDelta(queries0, r.queriesPerNode())
 	r.probeDHT(ctx, &dhtRep)
 	if s.wantDHT() {
 		r.dht.report(&dhtRep)
