@@ -20,7 +20,7 @@ func TestReachPeersRoundTrip(t *testing.T) {
 			{Addr: ap("127.20.0.2:20001"), NAT: true, Via: ap("127.20.0.1:4433")},
 			{Addr: ap("127.20.0.3:20007"), NAT: true, Varies: true, Via: ap("127.20.0.1:4433"),
 				Relay: ap("127.20.0.4:4433"), AtRelay: ap("127.20.0.3:20009")},
-			{Addr: ap("[::1]:9")},
+			{Addr: ap("127.20.0.5:9")},
 		}},
 		{Version: 2, Raw: []byte{1, 2, 3}},
 	} {
