@@ -31,6 +31,17 @@ type Progress struct {
 	Wasted     int64 // duplicate and rejected chunk bytes since start
 }
 
+// Reused: before downloading, Chunks of the release (Bytes long) were
+// found in the installed file and copied from it, each checked against the
+// signed manifest like a downloaded chunk; only the other chunks are
+// fetched. Verified of Total chunks are now held.
+type Reused struct {
+	ManifestID      release.ManifestID
+	Chunks          int
+	Bytes           int64
+	Verified, Total int
+}
+
 // Verified: every byte of a release is verified and staged at Path.
 type Verified struct {
 	Version    string
@@ -80,6 +91,12 @@ type Served struct {
 	ManifestID release.ManifestID
 	Index      int
 	Bytes      int
+	// Path is how this node is connected to the peer: "direct", "punch"
+	// (a hole punched through a NAT) or "relay" (through a relay node that
+	// forwards only ciphertext); Addr the peer's address as this node sees
+	// it (through a relay: as the relay sees it).
+	Path string
+	Addr string
 }
 
 // StageRestarted: a stage crashed and its supervisor restarted it.
@@ -110,6 +127,7 @@ func (KeyRotated) event()     {}
 func (Stale) event()          {}
 func (ReleaseFound) event()   {}
 func (Progress) event()       {}
+func (Reused) event()         {}
 func (Verified) event()       {}
 func (Scheduled) event()      {}
 func (Installed) event()      {}

@@ -156,6 +156,9 @@ func joinAndGet(ctx context.Context, node *network.Node, pub release.PublicKey, 
 }
 
 // FetchConfig configures Fetch. PublisherKey, App and Out are required.
+// When Out already holds an earlier release, the chunks the new one shares
+// with it are copied from it rather than downloaded (a Reused event says
+// how many).
 type FetchConfig struct {
 	PublisherKey string
 	// App names the program; Channel defaults to "stable", Platform to
@@ -262,6 +265,8 @@ func Fetch(ctx context.Context, fc FetchConfig) (*Fetched, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
+	// An earlier copy of the release at Out lends its chunks.
+	s.reuseFrom = []string{out}
 
 	node, err := network.New(ctx, network.Config{
 		DHTConn: s.hooks.DHTConn, QUICConn: s.hooks.QUICConn,

@@ -39,6 +39,11 @@ type PublishConfig struct {
 	// Platform to GOOS-GOARCH; ChunkSize to the release package's default.
 	App, Channel, Platform string
 	ChunkSize              int
+	// Chunking is how the artifact is cut: release.ChunkFixed (the
+	// default) or release.ChunkContent, whose chunks a later release
+	// shares even where bytes were inserted before them (ChunkSize is then
+	// the largest chunk; see docs/FORMATS.md).
+	Chunking release.Chunker
 	// Expires is how long the manifest stays valid; default the release
 	// package's default.
 	Expires time.Duration
@@ -221,7 +226,7 @@ func publishManifest(pc PublishConfig, pub release.PublicKey, now time.Time) (*r
 	defer f.Close()
 	opts := release.BuildOptions{
 		App: pc.App, Channel: pc.Channel, Platform: pc.Platform, Version: pc.Version,
-		ChunkSize: pc.ChunkSize, Created: now,
+		ChunkSize: pc.ChunkSize, Chunker: pc.Chunking, Created: now,
 	}
 	if opts.App == "" {
 		opts.App = release.AppNameOf(pc.Artifact)

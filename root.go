@@ -3,6 +3,7 @@ package engine
 import (
 	"crypto/ed25519"
 	"fmt"
+	"log/slog"
 	"path"
 	"sync"
 	"time"
@@ -15,7 +16,9 @@ import (
 	"github.com/rpe-project/engine/actors/resolver"
 	"github.com/rpe-project/engine/actors/swarm"
 	"github.com/rpe-project/engine/actors/verifier"
+	"github.com/rpe-project/engine/internal/delta"
 	"github.com/rpe-project/engine/internal/state"
+	"github.com/rpe-project/engine/internal/store"
 	"github.com/rpe-project/engine/release"
 	"github.com/rpe-project/engine/wire"
 )
@@ -127,13 +130,16 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		}
 	case *swarm.Served:
 		r.e.update(func(s *Status) { s.Uploaded += int64(m.Bytes); s.Served++ })
-		r.e.events.emit(Served{Peer: m.Peer.String(), ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes})
+		r.e.events.emit(Served{Peer: m.Peer.String(), ManifestID: m.ID, Index: m.Index, Bytes: m.Bytes, Path: m.Path, Addr: m.Addr})
 	case *downloader.Progress:
 		r.e.update(func(s *Status) {
 			s.Verified, s.Total, s.Peers, s.Fetched, s.Wasted = m.Verified, m.Total, m.Peers, m.Fetched, m.Wasted
 		})
 		r.e.events.emit(Progress{ManifestID: m.ID, Verified: m.Verified, Total: m.Total, Bytes: m.Bytes, Size: m.Size,
 			Peers: m.Peers, Fetched: m.Fetched, Wasted: m.Wasted})
+	case *downloader.Reused:
+		r.e.update(func(s *Status) { s.Reused += m.Bytes; s.Verified, s.Total = m.Verified, m.Total })
+		r.e.events.emit(Reused{ManifestID: m.ID, Chunks: m.Chunks, Bytes: m.Bytes, Verified: m.Verified, Total: m.Total})
 	case *downloader.ManifestAccepted:
 		r.e.update(func(s *Status) { s.Total = m.Manifest.Manifest.NumChunks() })
 	case *downloader.ManifestRefused:
@@ -213,12 +219,29 @@ func (r *rootActor) spawn(ctx actor.Context) {
 	r.downloader = name((downloader.Props(downloader.Config{
 		Store: r.e.store, Swarm: r.swarm, Verifier: r.verifier, StateDir: s.StateDir,
 		ChunkTimeout: s.hooks.ChunkTimeout, DownloadRate: s.DownloadRate, Logger: log, FaultHook: r.hook("downloader"),
+		Reuse: reuser(s.reuseFrom, log),
 	})), "downloader")
 	r.resolver = name((resolver.Props(resolver.Config{
 		Node: r.e.node, PublisherKey: s.pub, Target: s.target, Current: s.version,
 		StateDir: s.StateDir, PollInterval: s.PollInterval, NoPoll: s.NoPoll, Logger: log, FaultHook: r.hook("resolver"),
 		StaleAfter: s.StaleAfter, Now: s.now, Private: s.private,
 	})), "resolver")
+}
+
+// reuser copies the chunks of a new release that the files from hold (see
+// internal/delta); nil when there is nothing to reuse from.
+func reuser(from []string, log *slog.Logger) func(*store.Release) ([]int, int64) {
+	if len(from) == 0 {
+		return nil
+	}
+	return func(rel *store.Release) ([]int, int64) {
+		res, err := delta.Reuse(rel, from...)
+		if err != nil {
+			log.Warn("engine: reuse local chunks", "err", err)
+		}
+		log.Debug("engine: reused local chunks", "release", rel.ID().Short(), "chunks", len(res.Chunks), "bytes", res.Bytes, "scanned", res.Scanned)
+		return res.Chunks, res.Bytes
+	}
 }
 
 // supervisor restarts a failed stage alone, after a backoff that grows with

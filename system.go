@@ -78,6 +78,13 @@ type Config struct {
 	NoPoll bool
 	// UploadRate caps serving in bytes per second; 0 means unlimited.
 	UploadRate int64
+	// Relay opts this node in to relaying for pairs of nodes behind NATs
+	// that cannot punch a hole to each other; it offers relaying only while
+	// peers see it without a NAT. RelayRate caps the bytes per second it
+	// forwards for any one node; 0 means 256 KiB/s. Default off. See
+	// docs/NETWORK.md.
+	Relay     bool
+	RelayRate int
 	// DownloadRate caps chunk downloads in bytes per second; 0 means
 	// unlimited.
 	DownloadRate int64
@@ -123,6 +130,9 @@ type settings struct {
 	seedOnly bool
 	// private is the private swarm of SharedSecret; nil when public.
 	private *release.Private
+	// reuseFrom are local files whose chunks a new release may share (the
+	// installed target), copied instead of downloaded.
+	reuseFrom []string
 }
 
 func populate(ctx context.Context, cfg Config) (*settings, error) {
@@ -190,6 +200,7 @@ func populate(ctx context.Context, cfg Config) (*settings, error) {
 	if s.Target, err = filepath.Abs(s.Target); err != nil {
 		return nil, fmt.Errorf("engine: target: %w", err)
 	}
+	s.reuseFrom = []string{s.Target}
 	if s.ListenDHT == "" {
 		s.ListenDHT = ":0"
 	}
@@ -261,6 +272,7 @@ type Status struct {
 	Served   int64 // chunks served to peers
 	Fetched  int64 // chunk bytes received
 	Wasted   int64 // duplicate and rejected chunk bytes received
+	Reused   int64 // chunk bytes copied from the installed file, not downloaded
 	Restarts int   // stage restarts since Start
 	// Stopped lists the stages stopped for good after failing too often;
 	// the node no longer does what they did.
@@ -301,6 +313,7 @@ func startNode(ctx context.Context, s *settings) (*Engine, error) {
 		ListenDHT: s.ListenDHT, ListenQUIC: s.ListenQUIC,
 		Bootstrap: s.Bootstrap, Logger: s.Logger,
 		QueryResendDelay: s.hooks.QueryResendDelay, DHTReadOnly: s.hooks.DHTReadOnly,
+		Relay: s.Relay, RelayRate: s.RelayRate,
 	}
 	if nc.DHTConn == nil && nc.QUICConn == nil {
 		// A restarted node listens on its old ports when it can, so its

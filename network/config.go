@@ -130,8 +130,11 @@ type Config struct {
 	// false.
 	DHTReadOnly bool
 	// Relay opts the node in to relaying for pairs of nodes behind NATs
-	// that cannot punch (see Reach). Default false.
-	Relay bool
+	// that cannot punch (see Reach). Default false. RelayRate caps the
+	// bytes per second it forwards for one node; 0 means
+	// ReachConfig.RelayRate's default.
+	Relay     bool
+	RelayRate int
 
 	// NoMaintainer stops Bootstrap from starting the library's table
 	// maintainer (pings questionable nodes and refreshes buckets every

@@ -130,9 +130,15 @@ func (c *guardedConn) Close() error {
 // example krpc.NodeAddr.UnmarshalBinary given fewer than two bytes), which
 // would crash the server's read loop. Trailing bytes are allowed, as the
 // server allows them.
+//
+// A message of the usual shape (krpcShaped) is let through without a
+// decode: the server's own is then the only one.
 func decodesSafely(b []byte) (ok bool) {
 	if len(b) < 2 || b[0] != 'd' {
 		return true // the server ignores these before decoding
+	}
+	if krpcShaped(b) {
+		return true
 	}
 	defer func() {
 		if recover() != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/anacrolix/dht/v2/krpc"
-	"github.com/anacrolix/torrent/bencode"
 )
 
 // liveness remembers the DHT nodes that stopped answering. anacrolix/dht
@@ -27,6 +26,15 @@ type liveness struct {
 	count atomic.Int64 // len(dead), read without the lock on the hot paths
 	mu    sync.Mutex
 	dead  map[netip.AddrPort]time.Time // when marked
+	// order holds the marks oldest first, for eviction without a scan; a
+	// mark whose time no longer matches dead (cleared or marked again) is
+	// stale and skipped.
+	order []mark
+}
+
+type mark struct {
+	ap netip.AddrPort
+	at time.Time
 }
 
 // Defaults for liveness: a departed node stays masked for deadTTL unless it
@@ -47,17 +55,27 @@ func (l *liveness) failed(ap netip.AddrPort) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.dead[ap]; !ok && len(l.dead) >= l.max {
-		var oldest netip.AddrPort
-		var t time.Time
-		for k, at := range l.dead {
-			if t.IsZero() || at.Before(t) {
-				oldest, t = k, at
+	if _, ok := l.dead[ap]; !ok {
+		for len(l.dead) >= l.max && len(l.order) > 0 {
+			m := l.order[0]
+			l.order = l.order[1:]
+			if at, ok := l.dead[m.ap]; ok && at.Equal(m.at) {
+				delete(l.dead, m.ap)
 			}
 		}
-		delete(l.dead, oldest)
 	}
 	l.dead[ap] = now
+	l.order = append(l.order, mark{ap, now})
+	if len(l.order) > 2*l.max {
+		// Drop the stale marks, so order stays within twice max.
+		live := l.order[:0]
+		for _, m := range l.order {
+			if at, ok := l.dead[m.ap]; ok && at.Equal(m.at) {
+				live = append(live, m)
+			}
+		}
+		l.order = append([]mark(nil), live...)
+	}
 	l.count.Store(int64(len(l.dead)))
 }
 
@@ -105,37 +123,17 @@ func nodeAddrPort(na krpc.NodeAddr) netip.AddrPort {
 }
 
 // filterReply cuts dead nodes from the node lists of an outgoing KRPC
-// response. It returns b itself when there is nothing to cut (or b is not a
-// response carrying nodes), so the common case costs one decode only while
-// some node is masked, and nothing otherwise.
+// response. It works on the bytes (krpcscan.go): no decode, no re-encode,
+// and b itself is returned when there is nothing to cut, or nothing is
+// masked, or b is not a response carrying nodes.
 func (l *liveness) filterReply(b []byte) []byte {
 	if l.count.Load() == 0 || len(b) < 2 || b[0] != 'd' {
 		return b
 	}
-	var m krpc.Msg
-	if err := bencode.Unmarshal(b, &m); err != nil || m.Y != "r" || m.R == nil {
+	lists := answerNodeLists(b)
+	if len(lists) == 0 {
 		return b
 	}
-	cut := false
-	keep := func(ns []krpc.NodeInfo) []krpc.NodeInfo {
-		out := ns[:0:0]
-		for _, ni := range ns {
-			if l.isDead(nodeAddrPort(ni.Addr)) {
-				cut = true
-				continue
-			}
-			out = append(out, ni)
-		}
-		return out
-	}
-	m.R.Nodes = keep(m.R.Nodes)
-	m.R.Nodes6 = keep(m.R.Nodes6)
-	if !cut {
-		return b
-	}
-	nb, err := bencode.Marshal(m)
-	if err != nil {
-		return b
-	}
+	nb, _ := cutNodes(b, lists, l.isDead)
 	return nb
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -28,6 +29,7 @@ type Node struct {
 	peers   *peerStore
 	live    *liveness
 	recent  lastGet // the last record lookup's closest nodes, for a put
+	kinds   queryKinds
 	items   *itemStore
 	local   *bep44.Wrapper // the server's item store, for local reads and writes
 	want    []krpc.Want    // BEP32 node lists asked for: n4, plus n6 on an IPv6 socket
@@ -138,7 +140,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start DHT server: %w", err)
 	}
 	n.transport = &quic.Transport{Conn: qc}
-	n.reach = NewReach(n.transport, n.QUICAddr(), ReachConfig{Logger: n.log, Relay: cfg.Relay})
+	n.reach = NewReach(n.transport, n.QUICAddr(), ReachConfig{Logger: n.log, Relay: cfg.Relay, RelayRate: cfg.RelayRate})
 	if cfg.PortFile != "" {
 		d, q := int(addrPortOfNet(dc.LocalAddr()).Port()), int(addrPortOfNet(qc.LocalAddr()).Port())
 		if d != savedDHT || q != savedQUIC {
@@ -238,8 +240,13 @@ type Stats struct {
 	// DeadNodes counts the nodes masked as gone: they left an query
 	// unanswered and have not been heard from since.
 	DeadNodes int
-	// OutboundQueries counts the queries this node has sent.
+	// OutboundQueries counts the queries this node has started (resends
+	// not counted), the library's own (table maintenance) included.
 	OutboundQueries int64
+	// QueriesByKind counts, by KRPC method, the queries this package
+	// started (lookups, puts, announces, bootstraps); OutboundQueries
+	// minus their sum is the library's table maintenance.
+	QueriesByKind map[string]int64
 	// DroppedPackets counts received packets dropped because they do not
 	// decode as KRPC; ReadErrors counts failed reads of the DHT conn before
 	// Close.
@@ -255,9 +262,31 @@ func (n *Node) Stats() Stats {
 		Items:           n.items.len(),
 		DeadNodes:       n.live.len(),
 		OutboundQueries: ss.OutboundQueriesAttempted,
+		QueriesByKind:   n.kinds.snapshot(),
 		DroppedPackets:  n.dhtConn.dropped.Load(),
 		ReadErrors:      n.dhtConn.readErrors.Load(),
 	}
+}
+
+// queryKinds counts queries by method.
+type queryKinds struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (k *queryKinds) add(q string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.n == nil {
+		k.n = make(map[string]int64)
+	}
+	k.n[q]++
+}
+
+func (k *queryKinds) snapshot() map[string]int64 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.n)
 }
 
 func addrPortOfNet(a net.Addr) netip.AddrPort {

@@ -32,6 +32,9 @@ var (
 	ErrPeerSilent = errors.New("network: no answer to reach request")
 	// ErrReachClosed means the Reach has been closed.
 	ErrReachClosed = errors.New("network: reach closed")
+	// ErrUnreachable means a node behind NAT could be reached neither by a
+	// punch nor through a relay.
+	ErrUnreachable = errors.New("network: node behind NAT unreachable")
 )
 
 // Mapping is what a node knows of the NAT in front of its QUIC socket,
@@ -127,6 +130,9 @@ type ReachConfig struct {
 	Relay     bool
 	RelayRate int
 	MaxRelays int
+	// MaxReservations bounds the nodes behind NAT a relay offers to keep
+	// a reservation for (they name it as their relay); default 256.
+	MaxReservations int
 }
 
 func (c *ReachConfig) populate() {
@@ -152,6 +158,9 @@ func (c *ReachConfig) populate() {
 	if c.MaxRelays <= 0 {
 		c.MaxRelays = 64
 	}
+	if c.MaxReservations <= 0 {
+		c.MaxReservations = 256
+	}
 }
 
 // maxRegistrations bounds the nodes a rendezvous keeps; maxObservers the
@@ -165,6 +174,8 @@ const (
 type registration struct {
 	seen    time.Time
 	mapping Mapping
+	relay   netip.AddrPort // the relay it keeps a reservation with, if any
+	atRelay netip.AddrPort // its address as that relay sees it
 }
 
 // pending is a request waiting for its answer.
@@ -199,6 +210,7 @@ type Reach struct {
 	wg     sync.WaitGroup
 
 	punched, punchFailed, introduced atomic.Int64
+	relayed, relayFailed, relayedIn  atomic.Int64
 
 	mu         sync.Mutex
 	asked      map[netip.AddrPort]time.Time      // ObservePeer: when
@@ -207,6 +219,14 @@ type Reach struct {
 	registered map[netip.AddrPort]registration   // as rendezvous
 	pending    map[uint64]*pending
 	sessions   map[uint64]*punchSession
+	// relays holds the observers that offered to relay for this node, and
+	// when they last said so; reservation is the one this node names as its
+	// relay (see Tend).
+	relays      map[netip.AddrPort]time.Time
+	reservation netip.AddrPort
+	// punchedFrom holds the addresses punches reached this node from, so
+	// that a connection accepted from one counts as punched (PathOf).
+	punchedFrom map[netip.AddrPort]time.Time
 }
 
 // NewReach starts the protocol on tr, whose socket is bound to local. Close
@@ -215,18 +235,20 @@ func NewReach(tr *quic.Transport, local netip.AddrPort, cfg ReachConfig) *Reach 
 	cfg.populate()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Reach{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		tr:         tr,
-		local:      local,
-		intro:      rate.NewLimiter(rate.Limit(cfg.IntroduceRate), 20),
-		ctx:        ctx,
-		cancel:     cancel,
-		observed:   make(map[netip.AddrPort]netip.AddrPort),
-		asked:      make(map[netip.AddrPort]time.Time),
-		registered: make(map[netip.AddrPort]registration),
-		pending:    make(map[uint64]*pending),
-		sessions:   make(map[uint64]*punchSession),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		tr:          tr,
+		local:       local,
+		intro:       rate.NewLimiter(rate.Limit(cfg.IntroduceRate), 20),
+		ctx:         ctx,
+		cancel:      cancel,
+		observed:    make(map[netip.AddrPort]netip.AddrPort),
+		asked:       make(map[netip.AddrPort]time.Time),
+		registered:  make(map[netip.AddrPort]registration),
+		pending:     make(map[uint64]*pending),
+		sessions:    make(map[uint64]*punchSession),
+		relays:      make(map[netip.AddrPort]time.Time),
+		punchedFrom: make(map[netip.AddrPort]time.Time),
 	}
 	r.relay = newRelayer(r)
 	r.wg.Add(1)
@@ -271,12 +293,24 @@ func (r *Reach) send(to netip.AddrPort, m reachMsg) {
 func (r *Reach) handle(src netip.AddrPort, m reachMsg) {
 	switch m.typ {
 	case msgObserve:
+		_, self := r.Public()
 		r.mu.Lock()
 		if _, ok := r.registered[src]; ok || len(r.registered) < maxRegistrations || r.evictRegistration() {
-			r.registered[src] = registration{seen: time.Now(), mapping: m.mapping}
+			reg := registration{seen: time.Now(), mapping: m.mapping}
+			if m.addr.IsValid() {
+				reg.relay = m.addr
+				reg.atRelay, _, _ = readAddr(m.payload) // checked by decodeReach
+			}
+			r.registered[src] = reg
 		}
+		offer := r.cfg.Relay && self != MappingStable && self != MappingVaries &&
+			(r.isSelf(m.addr) || r.reservations() < r.cfg.MaxReservations)
 		r.mu.Unlock()
-		r.send(src, reachMsg{typ: msgObserved, nonce: m.nonce, addr: src})
+		var flags byte
+		if offer {
+			flags |= observedRelays
+		}
+		r.send(src, reachMsg{typ: msgObserved, nonce: m.nonce, addr: src, payload: []byte{flags}})
 	case msgObserved, msgIntroduced, msgRefused, msgRelayOK:
 		r.mu.Lock()
 		p := r.pending[m.nonce]
@@ -317,6 +351,12 @@ func (r *Reach) handle(src netip.AddrPort, m reachMsg) {
 		if m.typ == msgPunch {
 			r.send(src, reachMsg{typ: msgPunchAck, nonce: m.nonce})
 		}
+		r.mu.Lock()
+		if len(r.punchedFrom) >= maxRegistrations {
+			clear(r.punchedFrom)
+		}
+		r.punchedFrom[src] = time.Now()
+		r.mu.Unlock()
 		s.once.Do(func() { s.found <- src })
 	default:
 		r.relay.handle(src, m)
@@ -362,7 +402,29 @@ func (r *Reach) introduce(src netip.AddrPort, m reachMsg) {
 	}
 	r.introduced.Add(1)
 	r.send(m.addr, reachMsg{typ: msgIntroduce, nonce: m.nonce, addr: src, mapping: m.mapping})
-	r.send(src, reachMsg{typ: msgIntroduced, nonce: m.nonce, addr: m.addr, mapping: reg.mapping})
+	var relay []byte
+	if reg.relay.IsValid() && reg.atRelay.IsValid() {
+		relay = appendRelayRef(nil, reg.relay, reg.atRelay)
+	}
+	r.send(src, reachMsg{typ: msgIntroduced, nonce: m.nonce, addr: m.addr, mapping: reg.mapping, payload: relay})
+}
+
+// isSelf reports whether a, as another node names it, is this node's QUIC
+// socket.
+func (r *Reach) isSelf(a netip.AddrPort) bool {
+	return a.IsValid() && (a == r.local || r.local.Addr().IsUnspecified() && a.Port() == r.local.Port())
+}
+
+// reservations counts the registered nodes that name this node as their
+// relay. The caller holds r.mu.
+func (r *Reach) reservations() int {
+	n := 0
+	for _, reg := range r.registered {
+		if r.isSelf(reg.relay) {
+			n++
+		}
+	}
+	return n
 }
 
 // request sends m until an answer with its nonce arrives, ctx ends or the
@@ -402,7 +464,13 @@ func (r *Reach) request(ctx context.Context, to netip.AddrPort, m reachMsg) (rea
 // others to this node for RegistrationTTL.
 func (r *Reach) Observe(ctx context.Context, peer netip.AddrPort) (netip.AddrPort, error) {
 	_, mapping := r.Public()
-	a, err := r.request(ctx, peer, reachMsg{typ: msgObserve, nonce: newNonce(), mapping: mapping})
+	req := reachMsg{typ: msgObserve, nonce: newNonce(), mapping: mapping}
+	r.mu.Lock()
+	if res := r.reservation; res.IsValid() && r.observed[res].IsValid() {
+		req.addr, req.payload = res, appendAddr(nil, r.observed[res])
+	}
+	r.mu.Unlock()
+	a, err := r.request(ctx, peer, req)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
@@ -410,6 +478,14 @@ func (r *Reach) Observe(ctx context.Context, peer netip.AddrPort) (netip.AddrPor
 		return netip.AddrPort{}, fmt.Errorf("observe via %s: empty answer", peer)
 	}
 	r.mu.Lock()
+	if len(a.payload) > 0 && a.payload[0]&observedRelays != 0 {
+		if len(r.relays) >= maxObservers {
+			clear(r.relays)
+		}
+		r.relays[peer] = time.Now()
+	} else {
+		delete(r.relays, peer)
+	}
 	if _, ok := r.observed[peer]; !ok && len(r.observed) >= maxObservers {
 		for k := range r.observed { // drop one, any
 			delete(r.observed, k)
@@ -478,6 +554,22 @@ func (r *Reach) Public() (netip.AddrPort, Mapping) {
 // transport. It fails with ErrNotRegistered if via does not know target and
 // with ErrPunchFailed if no packet of the target got through.
 func (r *Reach) Punch(ctx context.Context, via, target netip.AddrPort) (netip.AddrPort, error) {
+	got, _, err := r.punchVia(ctx, via, target)
+	return got, err
+}
+
+// relayRef names a relay and a node's address as that relay sees it (for a
+// node behind a symmetric NAT, not the address others see).
+type relayRef struct{ relay, target netip.AddrPort }
+
+func (f relayRef) valid() bool { return f.relay.IsValid() && f.target.IsValid() }
+
+// punchVia is Punch that also returns the relay the rendezvous says the
+// target keeps a reservation with (invalid if none or not told), so a
+// failed punch can fall back to it. It does not punch when both sides map
+// endpoint-dependently (Plan says Relay): that fails with ErrPunchFailed
+// at once.
+func (r *Reach) punchVia(ctx context.Context, via, target netip.AddrPort) (netip.AddrPort, relayRef, error) {
 	_, mapping := r.Public()
 	nonce := newNonce()
 	s := &punchSession{found: make(chan netip.AddrPort, 1)}
@@ -491,20 +583,27 @@ func (r *Reach) Punch(ctx context.Context, via, target netip.AddrPort) (netip.Ad
 	}()
 	a, err := r.request(ctx, via, reachMsg{typ: msgConnect, nonce: nonce, addr: target, mapping: mapping})
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("punch to %s via %s: %w", target, via, err)
+		return netip.AddrPort{}, relayRef{}, fmt.Errorf("punch to %s via %s: %w", target, via, err)
 	}
 	if a.typ == msgRefused {
-		return netip.AddrPort{}, fmt.Errorf("punch to %s via %s: %w", target, via, ErrNotRegistered)
+		return netip.AddrPort{}, relayRef{}, fmt.Errorf("punch to %s via %s: %w", target, via, ErrNotRegistered)
+	}
+	var relay relayRef
+	if len(a.payload) > 0 {
+		relay.relay, relay.target, _ = readRelayRef(a.payload) // checked by decodeReach
+	}
+	if Plan(mapping, a.mapping) == Relay {
+		return netip.AddrPort{}, relay, fmt.Errorf("punch to %s via %s: both map per destination: %w", target, via, ErrPunchFailed)
 	}
 	s.peer = a.addr
 	r.log.Debug("reach: punching", "target", target, "via", via, "peer_mapping", a.mapping)
 	if got, ok := r.punch(ctx, nonce, s); ok {
-		return got, nil
+		return got, relay, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return netip.AddrPort{}, err
+		return netip.AddrPort{}, relay, err
 	}
-	return netip.AddrPort{}, fmt.Errorf("punch to %s via %s: %w", target, via, ErrPunchFailed)
+	return netip.AddrPort{}, relay, fmt.Errorf("punch to %s via %s: %w", target, via, ErrPunchFailed)
 }
 
 // punch sends punch packets to s.peer until the other side's packet

@@ -11,11 +11,11 @@ import (
 type reachType uint8
 
 const (
-	msgObserve       reachType = 1  // which address do you see me at? (and register me)
-	msgObserved      reachType = 2  // you are at addr
+	msgObserve       reachType = 1  // which address do you see me at? (and register me; addr, payload: my relay, me as it sees me)
+	msgObserved      reachType = 2  // you are at addr (payload: flags, observedRelays)
 	msgConnect       reachType = 3  // introduce me to addr
 	msgIntroduce     reachType = 4  // addr wants to reach you: punch towards it
-	msgIntroduced    reachType = 5  // the target is at addr: punch towards it
+	msgIntroduced    reachType = 5  // the target is at addr: punch towards it (payload: its relay, it as the relay sees it)
 	msgRefused       reachType = 6  // the rendezvous or relay cannot help
 	msgPunch         reachType = 7  // a hole punch
 	msgPunchAck      reachType = 8  // a punch arrived
@@ -53,6 +53,9 @@ const (
 	minObserveLen = 48
 	// maxRelayPayload is the largest packet a relay session carries.
 	maxRelayPayload = 1400
+	// observedRelays is the flag of an observed answer saying the
+	// observer relays for the asker: it may keep a reservation there.
+	observedRelays = 0x01
 )
 
 // errBadReach means a packet is not a valid reach packet.
@@ -75,15 +78,7 @@ func (m reachMsg) encode() []byte {
 	b = append(b, reachMagic, reachVersion, byte(m.typ))
 	b = binary.BigEndian.AppendUint64(b, m.nonce)
 	b = append(b, byte(m.mapping))
-	if m.addr.IsValid() {
-		ip := m.addr.Addr().Unmap()
-		s := ip.AsSlice()
-		b = append(b, byte(len(s)))
-		b = append(b, s...)
-		b = binary.BigEndian.AppendUint16(b, m.addr.Port())
-	} else {
-		b = append(b, 0)
-	}
+	b = appendAddr(b, m.addr)
 	b = append(b, m.payload...)
 	if m.typ == msgObserve {
 		for len(b) < minObserveLen {
@@ -91,6 +86,43 @@ func (m reachMsg) encode() []byte {
 		}
 	}
 	return b
+}
+
+// appendAddr appends an address as the reach format writes it: its length
+// (0, 4 or 16), the IP and the port; an invalid address is the single 0.
+func appendAddr(b []byte, a netip.AddrPort) []byte {
+	if !a.IsValid() {
+		return append(b, 0)
+	}
+	s := a.Addr().Unmap().AsSlice()
+	b = append(b, byte(len(s)))
+	b = append(b, s...)
+	return binary.BigEndian.AppendUint16(b, a.Port())
+}
+
+// readAddr reads what appendAddr wrote from b and returns the rest.
+func readAddr(b []byte) (netip.AddrPort, []byte, error) {
+	if len(b) < 1 {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: no address length", errBadReach)
+	}
+	n := int(b[0])
+	b = b[1:]
+	switch n {
+	case 0:
+		return netip.AddrPort{}, b, nil
+	case 4, 16:
+	default:
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: address length %d", errBadReach, n)
+	}
+	if len(b) < n+2 {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: short address", errBadReach)
+	}
+	ip, _ := netip.AddrFromSlice(b[:n])
+	port := binary.BigEndian.Uint16(b[n : n+2])
+	if port == 0 {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: port 0", errBadReach)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), port), b[n+2:], nil
 }
 
 func decodeReach(b []byte) (reachMsg, error) {
@@ -107,28 +139,39 @@ func decodeReach(b []byte) (reachMsg, error) {
 	if m.mapping > MappingVaries {
 		return m, fmt.Errorf("%w: mapping %d", errBadReach, b[11])
 	}
-	n := int(b[12])
-	rest := b[reachFixed:]
-	switch n {
-	case 0:
-	case 4, 16:
-		if len(rest) < n+2 {
-			return m, fmt.Errorf("%w: short address", errBadReach)
-		}
-		ip, _ := netip.AddrFromSlice(rest[:n])
-		port := binary.BigEndian.Uint16(rest[n : n+2])
-		if port == 0 {
-			return m, fmt.Errorf("%w: port 0", errBadReach)
-		}
-		m.addr = netip.AddrPortFrom(ip.Unmap(), port)
-		rest = rest[n+2:]
-	default:
-		return m, fmt.Errorf("%w: address length %d", errBadReach, n)
+	addr, rest, err := readAddr(b[reachFixed-1:])
+	if err != nil {
+		return m, err
 	}
+	m.addr = addr
 	switch m.typ {
 	case msgObserve:
 		if len(b) < minObserveLen {
 			return m, fmt.Errorf("%w: observe request not padded", errBadReach)
+		}
+		// The sender as its relay sees it, then padding (zeros); an older
+		// node sends only padding.
+		if m.addr.IsValid() {
+			seen, _, err := readAddr(rest)
+			if err != nil || !seen.IsValid() {
+				return m, fmt.Errorf("%w: observe request names a relay but not its address there", errBadReach)
+			}
+			m.payload = appendAddr(nil, seen)
+		}
+	case msgObserved:
+		// One byte of flags; an older node sends none.
+		if len(rest) > 1 {
+			return m, fmt.Errorf("%w: observed answer of %d extra bytes", errBadReach, len(rest))
+		}
+		m.payload = rest
+	case msgIntroduced:
+		// The target's relay and the target as the relay sees it; an
+		// older node sends none.
+		if len(rest) > 0 {
+			if _, _, err := readRelayRef(rest); err != nil {
+				return m, err
+			}
+			m.payload = rest
 		}
 	case msgRelayData:
 		if len(rest) > maxRelayPayload {
@@ -137,4 +180,23 @@ func decodeReach(b []byte) (reachMsg, error) {
 		m.payload = rest
 	}
 	return m, nil
+}
+
+// appendRelayRef appends a relay and a node's address as that relay sees
+// it, as an introduced answer carries them.
+func appendRelayRef(b []byte, relay, target netip.AddrPort) []byte {
+	return appendAddr(appendAddr(b, relay), target)
+}
+
+// readRelayRef reads what appendRelayRef wrote; both must be valid and
+// nothing may follow.
+func readRelayRef(b []byte) (relay, target netip.AddrPort, err error) {
+	relay, b, err = readAddr(b)
+	if err == nil {
+		target, b, err = readAddr(b)
+	}
+	if err == nil && (!relay.IsValid() || !target.IsValid() || len(b) != 0) {
+		err = fmt.Errorf("%w: relay reference", errBadReach)
+	}
+	return relay, target, err
 }

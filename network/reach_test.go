@@ -471,3 +471,101 @@ func TestRelayCap(t *testing.T) {
 		t.Logf("1 MiB through a %d KiB/s relay in %v (virtual)", capRate>>10, elapsed)
 	})
 }
+
+// TestConnectRelayFallback: a node behind a symmetric NAT keeps a
+// reservation with a relay that offered one and names it to its other
+// rendezvous; a node behind a port-restricted NAT, whose punch through that
+// rendezvous cannot work, learns the relay from it and connects through
+// the relay; the two ends run QUIC over it. Without a relay to fall back
+// to, Connect to a node known to be behind NAT fails with ErrUnreachable.
+func TestConnectRelayFallback(t *testing.T) {
+	inBubble(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		sim, err := netsim.New(netsim.Config{Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sim.Close()
+		serverTLS, clientTLS := reachTLS(t)
+		r := newReachNode(t, sim, netsim.NATNone, network.ReachConfig{Relay: true}, serverTLS)
+		m := newReachNode(t, sim, netsim.NATNone, network.ReachConfig{}, serverTLS)
+		n := newReachNode(t, sim, netsim.NATSymmetric, network.ReachConfig{PunchTimeout: time.Second}, serverTLS)
+		x := newReachNode(t, sim, netsim.NATPortRestricted, network.ReachConfig{PunchTimeout: time.Second}, serverTLS)
+		defer func() {
+			for _, nd := range []*reachNode{n, x, m, r} {
+				nd.close()
+			}
+		}()
+		rAddr := netip.AddrPortFrom(r.host.Addr(), 4433)
+		mAddr := netip.AddrPortFrom(m.host.Addr(), 4433)
+		for _, nd := range []*reachNode{n, x} {
+			for _, obs := range []netip.AddrPort{rAddr, mAddr} {
+				if _, err := nd.reach.Observe(ctx, obs); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		n.reach.Tend()
+		if got := n.reach.Reservation(); got != rAddr {
+			t.Fatalf("reservation %v, want the relay %v", got, rAddr)
+		}
+		if got := m.reach.Reservation(); got.IsValid() {
+			t.Fatalf("a node without NAT holds reservation %v", got)
+		}
+		// The next observe names the relay to the rendezvous.
+		nAtM, err := n.reach.Observe(ctx, mAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, ok := m.reach.HintFor(nAtM)
+		if !ok || !h.NAT || !h.Varies || h.Relay != rAddr || !h.AtRelay.IsValid() || h.AtRelay == nAtM {
+			t.Fatalf("rendezvous hint for the symmetric node: %+v, %v", h, ok)
+		}
+
+		p, err := x.reach.Connect(ctx, nAtM, network.Hint{NAT: true}, []netip.AddrPort{mAddr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Method != network.Relay || p.Conn == nil {
+			t.Fatalf("connected by %s, want relay", p.Method)
+		}
+		var rb *network.RelayConn
+		select {
+		case rb = <-n.reach.Incoming():
+		case <-ctx.Done():
+			t.Fatal("no relayed conn arrived")
+		}
+		qconf := &quic.Config{}
+		trA, trB := &quic.Transport{Conn: p.Conn}, &quic.Transport{Conn: rb}
+		defer trA.Close()
+		defer trB.Close()
+		ln, err := trB.Listen(serverTLS, qconf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		qc, err := trA.Dial(ctx, rb.LocalAddr(), clientTLS, qconf)
+		if err != nil {
+			t.Fatalf("dial over relay: %v", err)
+		}
+		if err := exchange(ctx, qc, ln.Accept); err != nil {
+			t.Fatalf("relayed: %v", err)
+		}
+		if r.tap.seen.Load() {
+			t.Fatal("the relay saw the plaintext")
+		}
+		if st := x.reach.Stats(); st.Relayed != 1 || st.PunchFailed != 1 {
+			t.Errorf("dialler stats %+v", st)
+		}
+		if st := r.reach.Stats(); st.RelayBytes < 2000 {
+			t.Errorf("relay forwarded %d bytes", st.RelayBytes)
+		}
+
+		// A node known to be behind NAT, with no rendezvous and no relay.
+		stranger := netip.AddrPortFrom(x.host.PublicAddr(), 1)
+		if _, err := n.reach.Connect(ctx, stranger, network.Hint{NAT: true}, nil); !errors.Is(err, network.ErrUnreachable) {
+			t.Errorf("connect without a way: %v", err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -25,6 +26,8 @@ type relaySession struct {
 // ReachConfig.Relay is set) and this node's own relayed conns.
 type relayer struct {
 	r *Reach
+
+	forwarded atomic.Int64 // payload bytes forwarded as relay
 
 	mu       sync.Mutex
 	sessions map[uint64]*relaySession     // as relay
@@ -76,6 +79,7 @@ func (l *relayer) handle(src netip.AddrPort, m reachMsg) {
 		c := newRelayConn(l, m.nonce, src, m.addr)
 		l.conns[m.nonce] = c
 		l.mu.Unlock()
+		l.r.relayedIn.Add(1)
 		select {
 		case l.incoming <- c:
 		default:
@@ -150,6 +154,7 @@ func (l *relayer) forward(src netip.AddrPort, m reachMsg) bool {
 	if !lim.AllowN(time.Now(), len(m.payload)) {
 		return true // over the cap: dropped, QUIC backs off
 	}
+	l.forwarded.Add(int64(len(m.payload)))
 	l.r.send(to, reachMsg{typ: msgRelayData, nonce: m.nonce, payload: m.payload})
 	return true
 }

@@ -27,6 +27,7 @@ const (
 // query sends one query with this node's resend policy. A query left
 // unanswered marks its node dead (see liveness).
 func (n *Node) query(ctx context.Context, addr krpc.NodeAddr, q string, args krpc.MsgArgs) dht.QueryResult {
+	n.kinds.add(q)
 	res := n.server.Query(ctx, dht.NewAddr(addr.UDP()), q, dht.QueryInput{
 		MsgArgs:  args,
 		NumTries: n.cfg.QuerySends,

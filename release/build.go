@@ -28,6 +28,16 @@ type BuildOptions struct {
 	Expires time.Time
 	// MaxSize is the largest artifact accepted; zero means DefaultMaxSize.
 	MaxSize int64
+	// Chunker: ChunkFixed (default) cuts every ChunkSize bytes; ChunkContent
+	// cuts by content (manifest format 2), so that a later release that
+	// inserts bytes shares the chunks around the change with this one.
+	// With ChunkContent, ChunkSize is the largest chunk (default
+	// DefaultContentMax), MinChunk the smallest (default DefaultContentMin)
+	// and AverageBits the average's power of two (default
+	// DefaultContentAverageBits).
+	Chunker     Chunker
+	MinChunk    int
+	AverageBits uint8
 }
 
 // DefaultChannel is the channel of a manifest whose options name none.
@@ -52,6 +62,20 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 	}
 	if m.Platform == "" {
 		m.Platform = DefaultPlatform()
+	}
+	if opts.Chunker == ChunkContent {
+		m.Chunker, m.MinChunk, m.AverageBits = ChunkContent, opts.MinChunk, opts.AverageBits
+		if m.ChunkSize == 0 {
+			m.ChunkSize = DefaultContentMax
+		}
+		if m.MinChunk == 0 {
+			m.MinChunk = min(DefaultContentMin, m.ChunkSize)
+		}
+		if m.AverageBits == 0 {
+			m.AverageBits = DefaultContentAverageBits
+		}
+	} else if opts.Chunker != ChunkFixed {
+		return nil, fmt.Errorf("build manifest: unknown chunker %d", opts.Chunker)
 	}
 	if m.ChunkSize == 0 {
 		m.ChunkSize = DefaultChunkSize
@@ -81,6 +105,21 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("build manifest: expires %s is not after created %s", m.Expires.Format(time.RFC3339), m.Created.Format(time.RFC3339))
 	}
 	maxSize := min(Limits{MaxSize: opts.MaxSize}.maxSize(), maxArtifactSize)
+	if m.ContentDefined() {
+		if err := m.validateContentParams(); err != nil {
+			return nil, fmt.Errorf("build manifest: %w", err)
+		}
+		if err := buildContent(m, r, maxSize+1); err != nil {
+			return nil, fmt.Errorf("build manifest: read artifact: %w", err)
+		}
+		if m.Size == 0 {
+			return nil, fmt.Errorf("build manifest: %w", ErrEmpty)
+		}
+		if m.Size > maxSize {
+			return nil, fmt.Errorf("build manifest: artifact %w of %d bytes", ErrSizeLimit, maxSize)
+		}
+		return m, nil
+	}
 	sums, whole, n, err := hashInput(r, m.ChunkSize, maxSize+1)
 	if err != nil {
 		return nil, fmt.Errorf("build manifest: read artifact: %w", err)
@@ -108,6 +147,9 @@ func BuildManifest(r io.Reader, opts BuildOptions) (*Manifest, error) {
 // double the cost and add no assurance. The manifest keeps the whole-file
 // hash for people and tools (sha256sum) and BuildManifest still computes it.
 func VerifyFile(r io.Reader, m *Manifest) error {
+	if m.ContentDefined() && m.validateContent() != nil {
+		return fmt.Errorf("verify file: inconsistent manifest (size %d, %d chunk lengths, %d chunk hashes)", m.Size, len(m.Lengths), len(m.Chunks))
+	}
 	if m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize || m.Size <= 0 || len(m.Chunks) != m.NumChunks() {
 		return fmt.Errorf("verify file: inconsistent manifest (size %d, chunk size %d, %d chunk hashes)", m.Size, m.ChunkSize, len(m.Chunks))
 	}

@@ -29,7 +29,12 @@ const (
 // format version.
 const manifestMagic = "RPEM"
 
-const manifestFormat = 1
+// Manifest formats: 1 has fixed-size chunks, 2 content-defined chunks
+// (a chunker, its parameters and every chunk's length).
+const (
+	manifestFormat        = 1
+	manifestFormatContent = 2
+)
 
 // ManifestSigContext is prepended to the manifest body before signing, so a
 // manifest signature can never be taken for any other signed message of the
@@ -38,18 +43,24 @@ const ManifestSigContext = "rpe manifest v1\x00"
 
 // manifestHeaderMax is the largest encoding before the chunk hashes: magic,
 // format, key, four length-prefixed strings, size, chunk size, created,
-// expires, file hash, chunk count.
-const manifestHeaderMax = 4 + 1 + 32 + 3*(1+MaxNameLen) + (1 + MaxVersionLen) + 8 + 4 + 8 + 8 + 32 + 4
+// expires, file hash, (format 2) chunker, average bits and smallest chunk,
+// chunk count.
+const manifestHeaderMax = 4 + 1 + 32 + 3*(1+MaxNameLen) + (1 + MaxVersionLen) + 8 + 4 + 8 + 8 + 32 + 6 + 4
+
+// chunkEntryMax is the most bytes a chunk takes in a manifest: its hash,
+// and in format 2 its length.
+const chunkEntryMax = sha256.Size + 4
 
 // MaxManifestSize is the largest valid manifest encoding under the default
-// limits: DefaultMaxSize split into MinChunkSize chunks (about 16 MiB). Read
+// limits: DefaultMaxSize split into MinChunkSize chunks (about 18 MiB). Read
 // no more than this (or ManifestSizeLimit(lim)) of a manifest.
-const MaxManifestSize = manifestHeaderMax + (DefaultMaxSize/MinChunkSize)*sha256.Size + ed25519.SignatureSize
+const MaxManifestSize = manifestHeaderMax + (DefaultMaxSize+MinChunkSize-1)/MinChunkSize*chunkEntryMax + ed25519.SignatureSize
 
 // ManifestSizeLimit is the largest valid manifest encoding under lim.
 func ManifestSizeLimit(lim Limits) int64 {
 	maxSize := min(lim.maxSize(), maxArtifactSize)
-	return manifestHeaderMax + (maxSize+MinChunkSize-1)/MinChunkSize*sha256.Size + ed25519.SignatureSize
+	// Content-defined chunks are at least MinChunkSize but the last.
+	return manifestHeaderMax + (maxSize+MinChunkSize-1)/MinChunkSize*chunkEntryMax + ed25519.SignatureSize
 }
 
 // Limits bounds what ParseManifest accepts. The zero value is the default.
@@ -81,6 +92,17 @@ type Manifest struct {
 	Chunks                 [][32]byte // SHA-256 of each chunk
 	FileHash               [32]byte   // SHA-256 of the whole file
 	Created, Expires       time.Time  // whole seconds, UTC
+
+	// Chunker says how the artifact was cut. ChunkFixed (the zero value,
+	// format 1): every ChunkSize bytes. ChunkContent (format 2): by
+	// content, with ChunkSize the largest chunk, MinChunk the smallest but
+	// the last, 2^AverageBits bytes on average, and Lengths the length of
+	// every chunk.
+	Chunker     Chunker
+	AverageBits uint8
+	MinChunk    int
+	Lengths     []int
+	offsets     []int64 // chunk offsets of content-defined chunks, from Lengths
 }
 
 // Target returns the app, channel and platform the manifest is for.
@@ -88,6 +110,9 @@ func (m *Manifest) Target() Target { return Target{m.App, m.Channel, m.Platform}
 
 // NumChunks returns the number of chunks the size and chunk size imply.
 func (m *Manifest) NumChunks() int {
+	if m.ContentDefined() {
+		return len(m.Lengths)
+	}
 	if m.ChunkSize <= 0 || m.Size <= 0 {
 		return 0
 	}
@@ -95,13 +120,29 @@ func (m *Manifest) NumChunks() int {
 }
 
 // ChunkOffset returns the file offset of chunk i.
-func (m *Manifest) ChunkOffset(i int) int64 { return int64(i) * int64(m.ChunkSize) }
+func (m *Manifest) ChunkOffset(i int) int64 {
+	if m.ContentDefined() {
+		if len(m.offsets) != len(m.Lengths)+1 {
+			// Built by hand, never validated: add up the lengths.
+			var off int64
+			for _, l := range m.Lengths[:min(max(i, 0), len(m.Lengths))] {
+				off += int64(l)
+			}
+			return off
+		}
+		return m.offsets[min(max(i, 0), len(m.Lengths))]
+	}
+	return int64(i) * int64(m.ChunkSize)
+}
 
 // ChunkLen returns the length of chunk i: ChunkSize, or less for the last
 // chunk. It returns 0 for an index outside the manifest.
 func (m *Manifest) ChunkLen(i int) int {
 	if i < 0 || i >= m.NumChunks() {
 		return 0
+	}
+	if m.ContentDefined() {
+		return m.Lengths[i]
 	}
 	rest := m.Size - m.ChunkOffset(i)
 	if rest < int64(m.ChunkSize) {
@@ -171,7 +212,14 @@ func (m *Manifest) validate(lim Limits) error {
 	if m.Size > maxArtifactSize {
 		return fmt.Errorf("size %d: %w %d (the format's largest)", m.Size, ErrSizeLimit, int64(maxArtifactSize))
 	}
-	if n := m.NumChunks(); len(m.Chunks) != n {
+	if m.Chunker != ChunkFixed {
+		if err := m.validateContent(); err != nil {
+			return err
+		}
+		m.index()
+	} else if m.AverageBits != 0 || m.MinChunk != 0 || m.Lengths != nil {
+		return fmt.Errorf("chunk lengths or content-chunking parameters in a manifest of fixed-size chunks")
+	} else if n := m.NumChunks(); len(m.Chunks) != n {
 		return fmt.Errorf("%d chunk hashes, but size %d and chunk size %d make %d chunks", len(m.Chunks), m.Size, m.ChunkSize, n)
 	}
 	if !m.Expires.After(m.Created) {
@@ -218,10 +266,15 @@ func manifestSignedMessage(body []byte) []byte {
 
 func encodeManifestBody(m *Manifest, pub PublicKey) []byte {
 	vs := m.Version.String()
-	n := 4 + 1 + 32 + 4 + len(m.App) + len(m.Channel) + len(m.Platform) + len(vs) + 8 + 4 + 8 + 8 + 32 + 4 + 32*len(m.Chunks)
+	n := 4 + 1 + 32 + 4 + len(m.App) + len(m.Channel) + len(m.Platform) + len(vs) + 8 + 4 + 8 + 8 + 32 + 6 + 4 + chunkEntryMax*len(m.Chunks)
 	b := make([]byte, 0, n+ed25519.SignatureSize)
 	b = append(b, manifestMagic...)
-	b = append(b, manifestFormat)
+	content := m.ContentDefined()
+	if content {
+		b = append(b, manifestFormatContent)
+	} else {
+		b = append(b, manifestFormat)
+	}
 	b = append(b, pub[:]...)
 	for _, s := range [...]string{m.App, m.Channel, m.Platform, vs} {
 		b = append(b, byte(len(s)))
@@ -232,8 +285,15 @@ func encodeManifestBody(m *Manifest, pub PublicKey) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Created.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires.Unix()))
 	b = append(b, m.FileHash[:]...)
+	if content {
+		b = append(b, byte(m.Chunker), m.AverageBits)
+		b = binary.BigEndian.AppendUint32(b, uint32(m.MinChunk))
+	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Chunks)))
 	for i := range m.Chunks {
+		if content {
+			b = binary.BigEndian.AppendUint32(b, uint32(m.Lengths[i]))
+		}
 		b = append(b, m.Chunks[i][:]...)
 	}
 	return b
@@ -276,9 +336,10 @@ func decodeManifest(raw []byte) (m *Manifest, signer PublicKey, bodyLen int, err
 	if d.err == nil && string(magic) != manifestMagic {
 		return nil, signer, 0, fmt.Errorf("%w manifest: does not start with %q", ErrMalformed, manifestMagic)
 	}
-	if d.err == nil && format != manifestFormat {
-		return nil, signer, 0, fmt.Errorf("%w manifest: format %d, want %d", ErrMalformed, format, manifestFormat)
+	if d.err == nil && format != manifestFormat && format != manifestFormatContent {
+		return nil, signer, 0, fmt.Errorf("%w manifest: format %d, want %d or %d", ErrMalformed, format, manifestFormat, manifestFormatContent)
 	}
+	content := format == manifestFormatContent
 	copy(signer[:], d.bytes(32))
 	m = &Manifest{}
 	m.App = d.str(MaxNameLen)
@@ -290,19 +351,35 @@ func decodeManifest(raw []byte) (m *Manifest, signer PublicKey, bodyLen int, err
 	m.Created = time.Unix(int64(d.uint64()), 0).UTC()
 	m.Expires = time.Unix(int64(d.uint64()), 0).UTC()
 	copy(m.FileHash[:], d.bytes(32))
+	entry := 32
+	if content {
+		m.Chunker = Chunker(d.byte())
+		m.AverageBits = d.byte()
+		m.MinChunk = int(d.uint32())
+		entry += 4
+		if d.err == nil && m.Chunker != ChunkContent {
+			return nil, signer, 0, fmt.Errorf("%w manifest: format 2 with chunker %d", ErrMalformed, m.Chunker)
+		}
+	}
 	n := int(d.uint32())
 	if d.err != nil {
 		return nil, signer, 0, fmt.Errorf("%w manifest: %v", ErrMalformed, d.err)
 	}
 	// Check the length before allocating for the hashes.
-	if rest := len(raw) - d.off; rest != n*32+ed25519.SignatureSize {
-		if rest < n*32+ed25519.SignatureSize {
-			return nil, signer, 0, fmt.Errorf("%w manifest: %d chunk hashes and a signature need %d bytes, %d left", ErrMalformed, n, n*32+ed25519.SignatureSize, rest)
+	if rest := len(raw) - d.off; rest != n*entry+ed25519.SignatureSize {
+		if rest < n*entry+ed25519.SignatureSize {
+			return nil, signer, 0, fmt.Errorf("%w manifest: %d chunk entries and a signature need %d bytes, %d left", ErrMalformed, n, n*entry+ed25519.SignatureSize, rest)
 		}
-		return nil, signer, 0, fmt.Errorf("%w manifest: %d trailing bytes", ErrMalformed, rest-n*32-ed25519.SignatureSize)
+		return nil, signer, 0, fmt.Errorf("%w manifest: %d trailing bytes", ErrMalformed, rest-n*entry-ed25519.SignatureSize)
 	}
 	m.Chunks = make([][32]byte, n)
+	if content {
+		m.Lengths = make([]int, n)
+	}
 	for i := range m.Chunks {
+		if content {
+			m.Lengths[i] = int(d.uint32())
+		}
 		copy(m.Chunks[i][:], d.bytes(32))
 	}
 	v, err := parseCanonicalVersion(vs)

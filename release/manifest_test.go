@@ -400,8 +400,24 @@ func TestManifestSizeLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sm.Raw) != MaxManifestSize || ManifestSizeLimit(Limits{}) != MaxManifestSize {
+	if len(sm.Raw) > MaxManifestSize || ManifestSizeLimit(Limits{}) != MaxManifestSize {
 		t.Fatalf("largest manifest %d bytes, MaxManifestSize %d", len(sm.Raw), MaxManifestSize)
+	}
+	if _, err := ParseManifest(sm.Raw, PublicKeyOf(testKey()), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	// Content-defined chunks (format 2) carry a length each: the largest
+	// such manifest is the largest there is.
+	m.Chunker, m.AverageBits, m.MinChunk = ChunkContent, DefaultContentAverageBits, MinChunkSize
+	m.Lengths = make([]int, len(m.Chunks))
+	for i := range m.Lengths {
+		m.Lengths[i] = MinChunkSize
+	}
+	if sm, err = SignManifest(m, testKey()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sm.Raw) != MaxManifestSize {
+		t.Fatalf("largest content-chunked manifest %d bytes, MaxManifestSize %d", len(sm.Raw), MaxManifestSize)
 	}
 	if _, err := ParseManifest(sm.Raw, PublicKeyOf(testKey()), Limits{}); err != nil {
 		t.Fatal(err)

@@ -57,6 +57,12 @@ type DHTReport struct {
 	IdleS                float64  `json:"idle_s"`
 	IdleQueriesPerMin    *float64 `json:"idle_queries_per_node_min"`
 	IdleQueriesMaxPerMin *float64 `json:"idle_queries_max_per_node_min"`
+	// IdleQueriesByKind splits IdleQueriesPerMin by KRPC method of the
+	// queries rpe makes (get: record lookups; get_peers: peer and mesh
+	// lookups and the lookup before an announce; put, announce_peer;
+	// find_node and ping: bootstraps), "table" being the DHT library's
+	// own table maintenance.
+	IdleQueriesByKind map[string]float64 `json:"idle_queries_by_kind,omitempty"`
 }
 
 // wantDHT says whether the scenario asks for any DHT measurement.
@@ -320,32 +326,44 @@ func (r *run) idle(ctx context.Context, rep *DHTReport) {
 	after := r.queriesPerNode()
 	mins := r.s.Idle.Minutes()
 	var sum, most float64
+	kinds := map[string]float64{}
 	n := 0
-	for i, q := range after {
+	for i, a := range after {
 		b, ok := before[i]
-		if !ok || q < b {
+		if !ok || a.OutboundQueries < b.OutboundQueries {
 			continue // restarted: not comparable
 		}
-		per := float64(q-b) / mins
+		per := float64(a.OutboundQueries-b.OutboundQueries) / mins
 		sum += per
 		most = max(most, per)
 		n++
+		var ours int64
+		for k, c := range a.QueriesByKind {
+			d := c - b.QueriesByKind[k]
+			kinds[k] += float64(d)
+			ours += d
+		}
+		kinds["table"] += float64(a.OutboundQueries - b.OutboundQueries - ours)
 	}
 	rep.IdleS = seconds(r.s.Idle)
 	if n > 0 {
 		rep.IdleQueriesPerMin = ptr(sum / float64(n))
 		rep.IdleQueriesMaxPerMin = ptr(most)
+		for k := range kinds {
+			kinds[k] /= float64(n) * mins
+		}
+		rep.IdleQueriesByKind = kinds
 	}
 }
 
-// queriesPerNode returns each running honest node's count of DHT queries
-// started, keyed by node index.
-func (r *run) queriesPerNode() map[int]int64 {
-	out := make(map[int]int64, len(r.nodes))
+// queriesPerNode returns each running honest node's DHT statistics (the
+// queries it started), keyed by node index.
+func (r *run) queriesPerNode() map[int]network.Stats {
+	out := make(map[int]network.Stats, len(r.nodes))
 	for _, n := range r.nodes {
 		n.mu.Lock()
 		if n.eng != nil && n.net != nil {
-			out[n.i] = n.net.Stats().OutboundQueries
+			out[n.i] = n.net.Stats()
 		}
 		n.mu.Unlock()
 	}

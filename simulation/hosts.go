@@ -42,6 +42,8 @@ type host interface {
 	listen() (dht, quic net.PacketConn, err error)
 	// dhtAddr is where the host's DHT conn listens.
 	dhtAddr() string
+	// publicIP is the address others see the host's packets come from.
+	publicIP() netip.Addr
 	String() string
 }
 
@@ -88,8 +90,9 @@ func (h netsimHost) listen() (net.PacketConn, net.PacketConn, error) {
 	return d, q, nil
 }
 
-func (h netsimHost) dhtAddr() string { return netip.AddrPortFrom(h.h.Addr(), dhtPort).String() }
-func (h netsimHost) String() string  { return h.h.String() }
+func (h netsimHost) dhtAddr() string      { return netip.AddrPortFrom(h.h.Addr(), dhtPort).String() }
+func (h netsimHost) String() string       { return h.h.String() }
+func (h netsimHost) publicIP() netip.Addr { return h.h.PublicAddr() }
 
 // loopbackNet hands out pairs of real UDP ports on 127.0.0.1. Link rates
 // are not applied here: the run gives them to the engines instead.
@@ -148,5 +151,6 @@ func (h *loopbackHost) listen() (net.PacketConn, net.PacketConn, error) {
 	return d, q, nil
 }
 
-func (h *loopbackHost) dhtAddr() string { return h.dht.String() }
-func (h *loopbackHost) String() string  { return h.dht.Addr().String() }
+func (h *loopbackHost) dhtAddr() string      { return h.dht.String() }
+func (h *loopbackHost) String() string       { return h.dht.Addr().String() }
+func (h *loopbackHost) publicIP() netip.Addr { return h.dht.Addr() }

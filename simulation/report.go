@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -36,6 +37,9 @@ type Report struct {
 	PublisherUploadBytes int64 `json:"publisher_upload_bytes"` // chunk bytes
 	TotalUploadBytes     int64 `json:"total_upload_bytes"`     // chunk bytes, publisher included
 	WastedBytes          int64 `json:"wasted_bytes"`           // duplicate and rejected chunk bytes received
+	// ReusedBytes is the chunk bytes nodes copied from their installed
+	// file instead of downloading (Scenario.Installed), summed over nodes.
+	ReusedBytes int64 `json:"reused_bytes"`
 	// TAwareP99S is when 99 % of the nodes knew of the release.
 	TAwareP99S *float64 `json:"t_aware_p99_s"`
 	// Aware counts the nodes that knew of the release by the end;
@@ -230,6 +234,9 @@ func (r *Report) Summary() string {
 	}
 	fmt.Fprintf(&b, "upload: publisher %s (%.2f copies)  total %s  wasted %s  refused chunks %d (corrupt served %d)\n",
 		bytesStr(r.PublisherUploadBytes), copies, bytesStr(r.TotalUploadBytes), bytesStr(r.WastedBytes), r.RefusedChunks, r.CorruptServed)
+	if r.ReusedBytes > 0 {
+		fmt.Fprintf(&b, "reused from installed files: %s (not downloaded)\n", bytesStr(r.ReusedBytes))
+	}
 	perNode := int64(0)
 	if r.Nodes > 0 {
 		perNode = r.PeakRSSBytes / int64(r.Nodes)
@@ -242,12 +249,21 @@ func (r *Report) Summary() string {
 			}
 		}
 		fmt.Fprintf(&b, "; punched %d, punches failed %d, introductions %d", r.NAT.Punched, r.NAT.PunchFailed, r.NAT.Introduced)
+		fmt.Fprintf(&b, "; relayed %d (failed %d, %s forwarded, %d reservations); NAT-NAT direct/punched share of chunk bytes %.0f%%",
+			r.NAT.Relayed, r.NAT.RelayFailed, bytesStr(r.NAT.RelayBytes), r.NAT.Reservations, 100*r.NAT.NATShare)
 		b.WriteString("\n")
 	}
 	if d := r.DHT; d != nil {
 		fmt.Fprintf(&b, "DHT: %d nodes (%d junk), %d left, %d joined; puts %d/%d p50 %s p99 %s; lookups %d/%d p50 %s p99 %s; idle %.0fs: %s queries per node-minute (max %s)\n",
 			d.Nodes+d.Junk, d.Junk, d.Left, d.Joined, d.PutsOK, d.Puts, f(d.PutP50S), f(d.PutP99S),
 			d.LookupsOK, d.Lookups, f(d.LookupP50S), f(d.LookupP99S), d.IdleS, num(d.IdleQueriesPerMin), num(d.IdleQueriesMaxPerMin))
+		if len(d.IdleQueriesByKind) > 0 {
+			b.WriteString("DHT queries per idle node-minute by kind:")
+			for _, k := range slices.Sorted(maps.Keys(d.IdleQueriesByKind)) {
+				fmt.Fprintf(&b, " %s %.1f", k, d.IdleQueriesByKind[k])
+			}
+			b.WriteString("\n")
+		}
 	}
 	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)  CPU %s\n",
 		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS, f(r.CPUS))

@@ -2,6 +2,7 @@ package simulation
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -53,6 +54,7 @@ type run struct {
 	nodes   []*simNode
 	hostile []*hostile
 	out     *outsiders   // a private scenario's outsiders; nil otherwise
+	paths   pathTally    // chunk bytes per connection path (nat.go)
 	dht     *dhtPop      // plain and junk DHT nodes (dhtnet.go); nil without
 	bad     atomic.Int64 // packets to or from outside 127.0.0.0/8
 	pubSent atomic.Int64 // the publisher's chunk bytes uploaded, for progress
@@ -88,7 +90,7 @@ type simNode struct {
 	badEvent  bool          // Installed or Verified for another release
 	last      engine.Status // at the last stop
 	// Counters of stopped incarnations.
-	uploaded, wasted, refused, received int64
+	uploaded, wasted, refused, received, reused int64
 }
 
 // Run plays a scenario and reports what it measured. It fails only when
@@ -203,7 +205,7 @@ func Run(ctx context.Context, s Scenario) (Report, error) {
 		p.Stop(context.Background())
 		return Report{}, err
 	}
-	pubDone := drain(p.Events())
+	pubDone := r.drainPublisher(p.Events(), pubHost) // nat.go: counts its chunk bytes per path
 	if r.out != nil {
 		r.wg.Go(func() { r.probeOutsider(ctx, p.Manifest) })
 	}
@@ -404,10 +406,11 @@ func (r *run) addHosts(dir string) error {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		target := filepath.Join(nd, app)
-		if err := os.WriteFile(target, oldContent(i), 0o755); err != nil {
+		if err := os.WriteFile(target, r.oldContent(i), 0o755); err != nil {
 			return fmt.Errorf("simulation: %w", err)
 		}
 		n := &simNode{i: i, host: h, target: target, churn: r.plan.churn[i]}
+		r.paths.host(h.publicIP(), r.plan.nat[i]) // nat.go
 		// Start from the bootstrap nodes and up to three earlier nodes, as
 		// in a network that grows.
 		boot := slices.Clone(r.addrs)
@@ -427,12 +430,28 @@ func (r *run) addHosts(dir string) error {
 			Group: r.group, QueryResendDelay: r.s.QueryResendDelay, ChunkTimeout: r.s.ChunkTimeout, FindInterval: r.s.FindInterval,
 			DHTReadOnly: r.plan.nat[i] != netsim.NATNone, // behind NAT: see nat.go
 		}
+		n.cfg.Relay = r.relays(i) // nat.go
 		r.nodes = append(r.nodes, n)
 	}
 	return nil
 }
 
-func oldContent(i int) []byte { return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion) }
+// oldContent is node i's installed file: a short text of its own, or with
+// Scenario.Installed the release with a byte changed in the other chunks.
+func (r *run) oldContent(i int) []byte {
+	if r.s.Installed == 0 {
+		return fmt.Appendf(nil, "node %d runs version %s\n", i, oldVersion)
+	}
+	b := bytes.Clone(r.data)
+	cs := int64(cmp.Or(r.s.ChunkSize, release.DefaultChunkSize))
+	for off, k := int64(0), 0; off < int64(len(b)); off, k = off+cs, k+1 {
+		h := sha256.Sum256(fmt.Appendf(nil, "rpe simulation %d installed %d %d", r.s.Seed, i, k))
+		if float64(h[0])/256 >= r.s.Installed {
+			b[off] ^= 0xff
+		}
+	}
+	return b
+}
 
 // startNodes starts every engine, a few at a time.
 func (r *run) startNodes(ctx context.Context) error {
@@ -525,6 +544,8 @@ func (r *run) watch(n *simNode, e *engine.Engine) {
 				n.mu.Unlock()
 			}
 			r.signal()
+		case engine.Served:
+			r.paths.add(n.host.publicIP(), ev) // nat.go
 		case engine.Refused:
 			if ev.What == engine.RefusedChunk {
 				n.mu.Lock()
@@ -572,6 +593,7 @@ func (r *run) stopIncarnation(n *simNode, e *engine.Engine) {
 	n.mu.Lock()
 	n.uploaded += st.Uploaded
 	n.wasted += st.Wasted
+	n.reused += st.Reused
 	n.received += st.Fetched
 	n.fetched = 0
 	n.last = st
@@ -851,6 +873,7 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		}
 		rep.TotalUploadBytes += n.uploaded
 		rep.WastedBytes += n.wasted
+		rep.ReusedBytes += n.reused
 		rep.RefusedChunks += n.refused
 		n.mu.Unlock()
 	}
@@ -876,7 +899,7 @@ func (r *run) checkTarget(n *simNode) (good, bad bool) {
 	defer f.Close()
 	// Read at most one byte more than either candidate, so a huge file
 	// cannot make the check slow.
-	old := oldContent(n.i)
+	old := r.oldContent(n.i)
 	b := make([]byte, max(int64(len(old)), r.s.Size)+1)
 	k, err := io.ReadFull(f, b)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {

@@ -25,6 +25,12 @@ type Scenario struct {
 	// ChunkSize is the release's chunk size; default the release package's
 	// default (256 KiB).
 	ChunkSize int
+	// Installed is the fraction, 0 to 1, of the release's chunks that every
+	// node's installed file already holds (the others differ by a byte):
+	// nodes copy those chunks locally instead of downloading them, and
+	// Report.ReusedBytes says how many bytes that saved. Default 0: the
+	// installed file shares nothing with the release.
+	Installed float64
 	// Up and Down are each node's link rates.
 	Up, Down int64
 	// RateSpread draws each node's Up and Down uniformly from
@@ -64,6 +70,9 @@ type Scenario struct {
 	// (netsim only); PublisherNAT is the publisher's. Default: no NAT.
 	NAT          NATMix
 	PublisherNAT netsim.NATType
+	// NoRelay keeps every node from relaying; by default the honest nodes
+	// without a NAT opt in when some node is behind one.
+	NoRelay bool
 	// Seed fixes the topology, the rates drawn, the hostile set and the
 	// churn schedule.
 	Seed int64
@@ -105,7 +114,8 @@ type Scenario struct {
 	// Upgrade plays a fleet upgrading: before the nodes start, the DHT
 	// holds the publisher's record of the version they run (each finds it
 	// on its first lookup and holds it, as a fleet running last week's
-	// release does), and PollInterval defaults to the engine's 5m.
+	// release does), PollInterval defaults to the engine's 5m and Idle to
+	// 1m (the mesh of a fleet that has been running is formed).
 	Upgrade bool
 
 	// Dir is where node directories are made; default a new temporary
@@ -179,6 +189,8 @@ func (s Scenario) populate() (Scenario, error) {
 		return bad("size %d, want at least 1 byte", s.Size)
 	case s.ChunkSize < 0:
 		return bad("chunk size %d is negative", s.ChunkSize)
+	case !prob(s.Installed):
+		return bad("installed fraction %v not in [0, 1]", s.Installed)
 	case s.Up < 0 || s.Down < 0 || s.PublisherUp < 0:
 		return bad("negative rate")
 	case math.IsNaN(s.RateSpread) || s.RateSpread < 0 || s.RateSpread > 0.99:
@@ -230,6 +242,9 @@ func (s Scenario) populate() (Scenario, error) {
 		if s.Upgrade {
 			s.PollInterval = 5 * time.Minute
 		}
+	}
+	if s.Upgrade && s.Idle == 0 {
+		s.Idle = time.Minute
 	}
 	if s.FindInterval == 0 {
 		s.FindInterval = 3 * time.Second

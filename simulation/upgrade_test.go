@@ -52,7 +52,7 @@ func envCount(t *testing.T, name string, def int) int {
 func upgradeScenario(t *testing.T, n int, poll time.Duration, noPoll bool) Scenario {
 	return Scenario{
 		Nodes: n, Size: 256 << 10, Up: 1 << 20, PublisherUp: 1 << 20, Seed: 1,
-		Upgrade: true, PollInterval: poll, NoPoll: noPoll,
+		Upgrade: true, PollInterval: poll, NoPoll: noPoll, Idle: time.Minute,
 		Timeout: 5 * time.Minute, Logger: testLogger(t),
 	}
 }

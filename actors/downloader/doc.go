@@ -17,6 +17,10 @@
 // then marked verified on disk and announced to the swarm, so other nodes
 // can fetch it from here at once.
 //
+// Once a manifest is accepted and before any chunk is asked of a peer, the
+// chunks found in a local file (Config.Reuse: the installed program) are
+// copied in, checked and marked verified, and reported as Reused.
+//
 // What it is fetching is kept on disk (download.json in the state directory)
 // and the chunk set lives in the store, so a restarted downloader resumes
 // where it stopped and never fetches a verified chunk again.
@@ -33,6 +37,6 @@
 // the swarm's answers, the verifier's answers, VerifierRestarted,
 // SwarmRestarted and Stats. It sends Join, Leave, GetManifest, GetChunk,
 // CancelChunk, Verified and Misbehaved to the swarm, CheckManifest,
-// CheckChunk and Finish to the verifier, and Progress, ManifestAccepted,
+// CheckChunk and Finish to the verifier, and Progress, Reused, ManifestAccepted,
 // ManifestRefused, ChunkRefused, Completed and Failed to its parent.
 package downloader

@@ -39,8 +39,9 @@ type Config struct {
 	Verifier *actor.PID
 	// StateDir holds download.json, the fetch in progress.
 	StateDir string
-	// PerPeer is how many chunk requests may be in flight to one peer;
-	// default 4.
+	// PerPeer caps the chunk requests in flight to one peer; default the
+	// planner's (16). Below the cap each peer's pipeline is sized to its
+	// measured rate and request time (internal/plan).
 	PerPeer int
 	// ChunkTimeout bounds one chunk request; default 20s.
 	ChunkTimeout time.Duration
@@ -54,12 +55,15 @@ type Config struct {
 	Logger *slog.Logger
 	// FaultHook, when set, is called with every message; tests inject panics.
 	FaultHook func(msg any)
+	// Reuse, when set, is called once a release's manifest is accepted and
+	// before any chunk is asked of a peer: it copies the chunks it finds
+	// locally (the installed file) into rel, checked and marked verified,
+	// and returns their indices and bytes. They are announced and served
+	// like downloaded chunks, and reported as Reused.
+	Reuse func(rel *store.Release) (chunks []int, bytes int64)
 }
 
 func (c *Config) populate() {
-	if c.PerPeer == 0 {
-		c.PerPeer = 4
-	}
 	if c.ChunkTimeout == 0 {
 		c.ChunkTimeout = 20 * time.Second
 	}
@@ -550,8 +554,16 @@ func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.Mani
 		return
 	}
 	j.rel = rel
-	d.newPlan()
 	d.send(ctx, &ManifestAccepted{Manifest: m.Manifest})
+	if d.cfg.Reuse != nil && !rel.Complete() {
+		if idx, n := d.cfg.Reuse(rel); len(idx) > 0 {
+			for _, i := range idx {
+				ctx.Send(d.cfg.Swarm, &swarm.Verified{ID: rel.ID(), Index: i})
+			}
+			d.send(ctx, &Reused{ID: rel.ID(), Chunks: len(idx), Bytes: n, Verified: rel.Count(), Total: rel.Manifest().Manifest.NumChunks()})
+		}
+	}
+	d.newPlan()
 	if rel.Complete() {
 		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: rel.Manifest(), StagingPath: rel.Path()})
 		return

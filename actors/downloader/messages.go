@@ -29,6 +29,16 @@ type Progress struct {
 	Fetched, Wasted int64
 }
 
+// Reused reports chunks of the release copied from a local file instead of
+// downloaded (Config.Reuse): Chunks of them, Bytes long; Verified of Total
+// chunks are now held.
+type Reused struct {
+	ID              release.ManifestID
+	Chunks          int
+	Bytes           int64
+	Verified, Total int
+}
+
 // ManifestAccepted reports that the manifest passed every check.
 type ManifestAccepted struct{ Manifest *release.SignedManifest }
 

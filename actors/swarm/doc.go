@@ -63,7 +63,7 @@
 // A node sends at most Config.MaxUploads chunk answers at once; further
 // requests wait up to Config.UploadWait for a slot. No peer can hold the
 // slots hostage: one peer takes more than half of them (at least one)
-// only while nobody else waits, and has at most 4 requests holding or
+// only while nobody else waits, and has at most 16 requests holding or
 // waiting for one (more are answered busy at once); a freed slot goes
 // first to the waiting peer holding fewest; an answer the receiver takes below wire's MinAnswerRate is
 // abandoned within seconds, and that peer gets no slot for 30 s.

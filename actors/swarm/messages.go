@@ -124,6 +124,12 @@ type Served struct {
 	ID    release.ManifestID
 	Index int
 	Bytes int
+	// Path is how the connection to the peer was made ("direct", "punch"
+	// or "relay", network.Method's names) and Addr the peer's address as
+	// this node sees it (through a relay: as the relay sees it); the swarm
+	// fills both in.
+	Path string
+	Addr string
 }
 
 // Stats asks for the swarm's counters; the reply is *StatsReply.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -133,7 +132,8 @@ func (c *counters) queue(d int64) {
 type peer struct {
 	pid    *actor.PID
 	conn   *wire.Conn
-	dialed bool // we dialled it
+	dialed bool           // we dialled it
+	path   network.Method // direct, punched or relayed (reach.go)
 	added  time.Time
 	// use is what the peer gave and took, for choosing whom to drop when
 	// full; shared with its peer actor.
@@ -198,6 +198,7 @@ const (
 type swarmActor struct {
 	cfg     Config
 	mesh    meshState
+	reach   reachState
 	self    wire.NodeID
 	ctr     *counters
 	limiter *rate.Limiter
@@ -248,10 +249,14 @@ func newProps(cfg Config) (*actor.Props, *counters) {
 
 // internal messages
 type (
-	accepted struct{ conn *wire.Conn }
-	dialed   struct {
+	accepted struct {
+		conn *wire.Conn
+		path network.Method // Relay, or found by pathOf
+	}
+	dialed struct {
 		addr netip.AddrPort
 		conn *wire.Conn
+		path network.Method
 	}
 	dialFailed struct {
 		addr netip.AddrPort
@@ -280,10 +285,14 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *tick:
 		s.onTick(ctx)
 	case *accepted:
-		s.addPeer(ctx, m.conn, false)
+		path := m.path
+		if path != network.Relay {
+			path = s.pathOf(m.conn) // reach.go
+		}
+		s.addPeer(ctx, m.conn, false, path)
 	case *dialed:
 		delete(s.dialing, m.addr)
-		s.addPeer(ctx, m.conn, true)
+		s.addPeer(ctx, m.conn, true, m.path)
 	case *dialFailed:
 		delete(s.dialing, m.addr)
 		delete(s.known, m.addr) // learnt again if a lookup finds it
@@ -367,9 +376,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *Stats:
 		ctx.Respond(&StatsReply{Peers: len(s.peers), UploadedBytes: s.ctr.uploaded.Load(), ChunksServed: s.ctr.served.Load()})
 	case *Served:
-		if ctx.Parent() != nil {
-			ctx.Send(ctx.Parent(), m)
-		}
+		s.served(ctx, m) // reach.go: adds the connection's path
 	}
 }
 
@@ -424,6 +431,7 @@ func (s *swarmActor) start(ctx actor.Context) {
 			}
 		}()
 	}
+	s.acceptRelayed(ctx) // reach.go
 	for _, r := range s.cfg.Store.List() {
 		if r.Count() > 0 {
 			s.announce(ctx, r.ID())
@@ -557,13 +565,12 @@ func (s *swarmActor) dial(ctx actor.Context, a netip.AddrPort) {
 	s.dialing[a] = true
 	s.ctr.dials.Add(1)
 	sys, self, c := ctx.ActorSystem(), ctx.Self(), s.ctx
-	tr, key, lim, priv := s.cfg.Node.Transport(), s.cfg.NodeKey, s.cfg.Limits, s.cfg.Private
-	reach, vias := s.cfg.Node.Reach(), s.rendezvous() // reach.go
+	node, key, lim, priv := s.cfg.Node, s.cfg.NodeKey, s.cfg.Limits, s.cfg.Private
+	hint, vias := s.hint(a), s.rendezvous() // reach.go
 	go func() {
-		dctx, cancel := context.WithTimeout(c, 10*time.Second)
+		dctx, cancel := context.WithTimeout(c, 15*time.Second)
 		defer cancel()
-		to := reach.DialAddr(dctx, a, vias) // a hole punched through a peer, or a
-		conn, err := wire.Dial(dctx, tr, net.UDPAddrFromAddrPort(to), key, wire.NodeID{}, lim)
+		conn, path, err := connect(dctx, node, a, hint, vias, key, lim) // reach.go
 		if err == nil {
 			err = prove(dctx, priv, conn)
 		}
@@ -571,11 +578,11 @@ func (s *swarmActor) dial(ctx actor.Context, a netip.AddrPort) {
 			sys.Root.Send(self, &dialFailed{addr: a, err: err})
 			return
 		}
-		sys.Root.Send(self, &dialed{addr: a, conn: conn})
+		sys.Root.Send(self, &dialed{addr: a, conn: conn, path: path})
 	}()
 }
 
-func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) {
+func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool, path network.Method) {
 	id := conn.RemoteID()
 	switch {
 	case id == s.self:
@@ -619,7 +626,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 		conn: conn, store: s.cfg.Store, logger: s.cfg.Logger, ctr: s.ctr, limiter: s.limiter, uploadWait: s.cfg.UploadWait,
 		parent: ctx.Self(), faultHook: s.cfg.FaultHook, serveFault: s.cfg.ServeFault, use: use,
 	}))
-	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, added: time.Now(), use: use,
+	s.peers[id] = &peer{pid: pid, conn: conn, dialed: weDialed, path: path, added: time.Now(), use: use,
 		hellos:  rate.NewLimiter(rate.Every(helloEvery), helloBurst),
 		pex:     rate.NewLimiter(rate.Every(pexPeerEvery), pexPeerBurst),
 		records: rate.NewLimiter(rate.Every(recordEvery), recordBurst)}
@@ -631,7 +638,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool) 
 	// Peer exchange: tell the newcomer whom else we know.
 	var addrs []netip.AddrPort
 	for _, p := range s.peers {
-		if ap, err := netip.ParseAddrPort(p.conn.RemoteAddr().String()); err == nil && p.dialed {
+		if ap, err := netip.ParseAddrPort(p.conn.RemoteAddr().String()); err == nil && p.dialed && p.path != network.Relay {
 			addrs = append(addrs, ap)
 		}
 		if len(addrs) == 20 {

@@ -59,7 +59,7 @@ const slowPenalty = 30 * time.Second
 
 // peerRequests is how many requests of one peer may hold or wait for a
 // slot at once; more are answered busy without waiting.
-const peerRequests = 4
+const peerRequests = 16
 
 func newUploads(slots int) *uploads {
 	return &uploads{free: slots, perPeer: max(1, slots/2), rels: map[release.ManifestID]*chunkCounts{}, peers: map[wire.NodeID]*peerUse{}}

@@ -196,6 +196,8 @@ func (b *byteBar) event(ev engine.Event) {
 	switch ev := ev.(type) {
 	case engine.ReleaseFound:
 		fmt.Fprintf(b.w, "found %s (%d bytes)\n", ev.Version, ev.Size)
+	case engine.Reused:
+		fmt.Fprintf(b.w, "reused %d of %d chunks (%d bytes) from the file already there\n", ev.Chunks, ev.Total, ev.Bytes)
 	case engine.Progress:
 		if b.bar == nil && isTerminal(b.w) {
 			b.bar = progressbar.NewOptions64(ev.Size,

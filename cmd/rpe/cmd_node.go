@@ -16,6 +16,7 @@ import (
 
 	engine "github.com/rpe-project/engine"
 	"github.com/rpe-project/engine/internal/supervise"
+	"github.com/rpe-project/engine/internal/units"
 	"github.com/rpe-project/engine/release"
 )
 
@@ -385,6 +386,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["version"], m["manifest_id"], m["size"] = ev.Version, ev.ManifestID.String(), ev.Size
 		case engine.Progress:
 			m["verified"], m["total"], m["bytes"], m["size"], m["peers"] = ev.Verified, ev.Total, ev.Bytes, ev.Size, ev.Peers
+		case engine.Reused:
+			m["manifest_id"], m["chunks"], m["bytes"], m["verified"], m["total"] = ev.ManifestID.String(), ev.Chunks, ev.Bytes, ev.Verified, ev.Total
 		case engine.Verified:
 			m["version"], m["manifest_id"] = ev.Version, ev.ManifestID.String()
 		case engine.Scheduled:
@@ -416,6 +419,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 		if o.bar != nil {
 			o.bar.event(ev)
 		}
+	case engine.Reused:
+		o.say("reused %d of %d chunks (%s) from the installed file; downloading the rest", ev.Chunks, ev.Total, units.FormatSize(ev.Bytes))
 	case engine.Verified:
 		if o.bar != nil {
 			o.bar.finish()

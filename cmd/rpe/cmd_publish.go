@@ -106,6 +106,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	force := fs.Bool("force", false, "publish even if the record names the same or a newer version")
 	rollout := fs.Int("rollout", 0, "staged rollout: the `percent` (1-99) of nodes that take the release; raise it by publishing the same --manifest again with --force (default all)")
 	upload := fs.String("upload-rate", "", "cap upload at `RATE` per second, e.g. 4MiB (default unlimited)")
+	cf := addChunkFlags(fs)
 	nf := addNetFlags(fs)
 	of := addOutFlags(fs)
 	pos, err := parseArgs(e, c, fs, args)
@@ -125,12 +126,12 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 		var both []string
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
-			case "version", "app", "channel", "platform", "expires":
+			case "version", "app", "channel", "platform", "expires", "chunk-size", "chunking":
 				both = append(both, "--"+f.Name)
 			}
 		})
 		if len(both) > 0 {
-			return usagef("%s with --manifest: the signed manifest names its version, app, channel, platform and expiry; drop %s or sign again with rpe sign", strings.Join(both, ", "), strings.Join(both, ", "))
+			return usagef("%s with --manifest: the signed manifest names its version, app, channel, platform, expiry and chunks; drop %s or sign again with rpe sign", strings.Join(both, ", "), strings.Join(both, ", "))
 		}
 	} else {
 		if err := requireFlag("version", *version); err != nil {
@@ -144,6 +145,10 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 				return usageError{fmt.Errorf("%w; the default is the artifact's file name up to the first dot: name the app with --app", err)}
 			}
 		}
+	}
+	chunkSize, chunker, err := cf.parse()
+	if err != nil {
+		return err
 	}
 	if *rollout < 0 || *rollout > 100 {
 		return usagef("--rollout %d: want a percentage, 1..100", *rollout)
@@ -182,6 +187,7 @@ func runPublish(ctx context.Context, e *env, args []string) error {
 	pc := engine.PublishConfig{
 		SharedSecret: secret,
 		Key:          sk, Artifact: pos[0], Version: *version, App: *app, Channel: *channel, Platform: *platform,
+		ChunkSize: chunkSize, Chunking: chunker,
 		Expires: life, Force: *force, Rollout: *rollout, StateDir: *nf.stateDir, Bootstrap: boot,
 		ListenDHT: ldht, ListenQUIC: lquic, UploadRate: rate, Logger: of.logger(e),
 	}

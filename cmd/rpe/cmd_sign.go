@@ -16,7 +16,7 @@ const manifestExt = ".rpem"
 func init() {
 	register(&command{
 		name:    "sign",
-		args:    "ARTIFACT --key FILE --version V [--app A] [--channel C] [--platform P] [--chunk-size N] [--expires DURATION]",
+		args:    "ARTIFACT --key FILE --version V [--app A] [--channel C] [--platform P] [--chunk-size N] [--chunking fixed|content] [--expires DURATION]",
 		summary: "Sign an artifact: write its manifest to ARTIFACT.rpem and print the manifest ID.",
 		run:     runSign,
 	})
@@ -30,7 +30,7 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	app := fs.String("app", "", "app `name` (default: the artifact's file name up to the first dot, lower-cased)")
 	channel := fs.String("channel", release.DefaultChannel, "release `channel`")
 	platform := fs.String("platform", release.DefaultPlatform(), "`platform` the artifact runs on, GOOS-GOARCH")
-	chunk := fs.String("chunk-size", "256KiB", "chunk `size`, 16KiB to 16MiB")
+	cf := addChunkFlags(fs)
 	expires := fs.String("expires", "90d", "how long the manifest stays valid, e.g. 90d, 36h")
 	out := fs.String("out", "", "write the manifest to `FILE` (default ARTIFACT.rpem)")
 	pos, err := parseArgs(e, c, fs, args)
@@ -50,12 +50,9 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	if _, err := release.ParseVersion(*version); err != nil {
 		return usageError{fmt.Errorf("--version: %w", err)}
 	}
-	chunkSize, err := units.ParseSize(*chunk)
+	chunkSize, chunker, err := cf.parse()
 	if err != nil {
-		return usageError{fmt.Errorf("--chunk-size: %w", err)}
-	}
-	if chunkSize < release.MinChunkSize || chunkSize > release.MaxChunkSize {
-		return usagef("--chunk-size %s: must be 16KiB to 16MiB", *chunk)
+		return err
 	}
 	life, err := units.ParseDuration(*expires)
 	if err != nil {
@@ -87,7 +84,7 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	now := time.Now()
 	m, err := release.BuildManifest(f, release.BuildOptions{
 		App: *app, Channel: *channel, Platform: *platform, Version: *version,
-		ChunkSize: int(chunkSize), Created: now, Expires: now.Add(life),
+		ChunkSize: chunkSize, Chunker: chunker, Created: now, Expires: now.Add(life),
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", artifact, err)
@@ -105,4 +102,30 @@ func runSign(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, sm.ID)
 	return nil
+}
+
+// chunkFlags are how sign and publish cut an artifact into chunks.
+type chunkFlags struct{ size, chunking *string }
+
+func addChunkFlags(fs flagSet) chunkFlags {
+	return chunkFlags{
+		size:     fs.String("chunk-size", "256KiB", "chunk `size`, 16KiB to 16MiB (with --chunking content: the largest chunk)"),
+		chunking: fs.String("chunking", "fixed", "`how` to cut chunks: fixed (every --chunk-size bytes) or content (where the bytes say, 64KiB on average, so the next release shares more chunks with this one; manifest format 2)"),
+	}
+}
+
+// parse returns the chunk size and chunker the flags name.
+func (c chunkFlags) parse() (int, release.Chunker, error) {
+	size, err := units.ParseSize(*c.size)
+	if err != nil {
+		return 0, 0, usageError{fmt.Errorf("--chunk-size: %w", err)}
+	}
+	if size < release.MinChunkSize || size > release.MaxChunkSize {
+		return 0, 0, usagef("--chunk-size %s: must be 16KiB to 16MiB", *c.size)
+	}
+	chunker, err := release.ParseChunker(*c.chunking)
+	if err != nil {
+		return 0, 0, usageError{fmt.Errorf("--chunking: %w", err)}
+	}
+	return int(size), chunker, nil
 }

@@ -232,6 +232,7 @@ func printHelp(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run \"rpe COMMAND --help\" for a command's flags.")
+	fmt.Fprintln(w, "Errors of the DHT and of records, what they mean and the fix: docs/ERRORS.md.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "exit codes:")
 	fmt.Fprintf(w, "  %d  success\n", exitOK)

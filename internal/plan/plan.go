@@ -25,9 +25,17 @@
 //     rarest first, so a fast seed never idles while chunks are missing;
 //     the seed itself decides which requests it takes (the swarm's upload
 //     queue refuses a second copy of a chunk while another has none).
-//   - Pipelines sized to measured rate: a peer gets about PipelineTime worth
-//     of requests at its measured rate, at least 1 and at most PerPeer (the
-//     default until a chunk from it arrived); a seed at most SeedPerPeer.
+//   - Pipelines sized to the bandwidth-delay product: a peer gets one
+//     request being answered plus enough to cover twice the request
+//     latency at its measured delivery rate (at most PerPeer; InitialDepth
+//     until a chunk from it arrived; a seed at most SeedPerPeer). The rate
+//     is what the peer delivered while it had requests in flight, not one
+//     request's size over its time (which shrinks as the pipeline grows),
+//     and the latency is the shortest request time less a chunk's time at
+//     that rate. While the pipeline is too short the rate grows with the
+//     depth and the depth with the rate, as in TCP's slow start; once the
+//     link is full, requests queue, the rate stops growing and the depth
+//     settles.
 //   - Endgame: once every wanted chunk is asked for, a chunk in flight for
 //     EndgameAfter is asked of one more peer; when a copy arrives, Got
 //     returns the requests to cancel.
@@ -37,6 +45,7 @@
 package plan
 
 import (
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -48,13 +57,14 @@ type Config struct {
 	// Chunks is the number of chunks in the release; ChunkSize their size.
 	Chunks    int
 	ChunkSize int
-	// PerPeer is the most requests in flight to one peer; default 4.
+	// PerPeer is the most requests in flight to one peer; default 16 (a
+	// node answers busy past 16 of one peer's requests at once).
 	PerPeer int
-	// SeedPerPeer is the most in flight to one seed; default 2.
+	// SeedPerPeer is the most in flight to one seed; default PerPeer.
 	SeedPerPeer int
-	// PipelineTime is how much of a peer's measured rate is kept in
-	// flight; default 1s.
-	PipelineTime time.Duration
+	// InitialDepth is the requests in flight to a peer before a chunk from
+	// it arrived; default 4 (at most PerPeer).
+	InitialDepth int
 	// RandomFirst is how many chunks are taken at random before rarest
 	// first; default 1.
 	RandomFirst int
@@ -73,14 +83,15 @@ type Config struct {
 
 func (c *Config) populate() {
 	if c.PerPeer <= 0 {
-		c.PerPeer = 4
+		c.PerPeer = 16
 	}
 	if c.SeedPerPeer <= 0 {
-		c.SeedPerPeer = 2
+		c.SeedPerPeer = c.PerPeer
 	}
-	if c.PipelineTime <= 0 {
-		c.PipelineTime = time.Second
+	if c.InitialDepth <= 0 {
+		c.InitialDepth = 4
 	}
+	c.InitialDepth = min(c.InitialDepth, c.PerPeer)
 	if c.RandomFirst < 0 {
 		c.RandomFirst = 0
 	} else if c.RandomFirst == 0 {
@@ -151,8 +162,58 @@ type peer struct {
 	lacks       map[int]time.Time
 	busyUntil   time.Time
 	inflight    int
-	rate        float64 // bytes per second, moving average; 0 unmeasured
-	falseClaims int     // false claims
+	falseClaims int // false claims
+	link
+}
+
+// link is what a peer's answers measured: its delivery rate and its
+// shortest request time, which size its pipeline.
+type link struct {
+	// bytes over secs is the delivery rate while requests were in flight,
+	// both decayed by rateDecay per arrival; 0 unmeasured.
+	bytes, secs float64
+	// last is when the peer's last request ended.
+	last time.Time
+	// minTook is the shortest request time seen; 0 unmeasured. It is
+	// never raised: a request time that grows is requests queueing behind
+	// each other (the pipeline is full), and a pipeline sized by it would
+	// grow the queue it measures.
+	minTook time.Duration
+}
+
+// rateDecay weighs the past in a peer's delivery rate: each arrival keeps
+// this much of what came before (about the last ten arrivals count).
+const rateDecay = 0.9
+
+// rate returns the peer's delivery rate in bytes per second, 0 if
+// unmeasured.
+func (l *link) rate() float64 {
+	if l.secs <= 0 {
+		return 0
+	}
+	return l.bytes / l.secs
+}
+
+// arrived adds a request of size bytes that started at start and ended at
+// now. The time counted for the rate starts at the later of the request's
+// start and the end of the peer's previous request: while requests are
+// pipelined, each arrival stands for the time since the one before.
+func (l *link) arrived(size int, start, now time.Time) {
+	took := now.Sub(start)
+	if took <= 0 {
+		return
+	}
+	from := start
+	if l.last.After(from) {
+		from = l.last
+	}
+	l.last = now
+	// Answers that arrive together add their bytes and no time.
+	l.bytes = l.bytes*rateDecay + float64(size)
+	l.secs = l.secs*rateDecay + max(0, now.Sub(from).Seconds())
+	if l.minTook == 0 || took < l.minTook {
+		l.minTook = took
+	}
 }
 
 func (p *peer) bit(i int) bool {
@@ -411,18 +472,9 @@ func (s *State) Lost(i int) {
 // now, and updates the peer's rate from the time the request took. The
 // caller then calls Got (or, for a chunk done already, nothing).
 func (s *State) Arrived(id wire.NodeID, i, size int, now time.Time) {
-	var took time.Duration
-	if f := s.flight[i]; f != nil {
+	if f, p := s.flight[i], s.peers[id]; f != nil && p != nil {
 		if at, ok := f.peers[id]; ok {
-			took = now.Sub(at)
-		}
-	}
-	if p := s.peers[id]; p != nil && took > 0 {
-		r := float64(size) / took.Seconds()
-		if p.rate == 0 {
-			p.rate = r
-		} else {
-			p.rate = 0.7*p.rate + 0.3*r
+			p.arrived(size, at, now)
 		}
 	}
 	s.unflight(i, id)
@@ -438,6 +490,9 @@ func (s *State) Fail(id wire.NodeID, i int, why Failure, now time.Time) int {
 	if p == nil || i < 0 || i >= s.cfg.Chunks {
 		return 0
 	}
+	// The time a failed request took delivered nothing, but says nothing
+	// of the link's rate either: the next arrival counts from here.
+	p.last = now
 	switch why {
 	case Busy:
 		p.busyUntil = now.Add(s.cfg.BusyBackoff)
@@ -464,17 +519,37 @@ func (s *State) Fail(id wire.NodeID, i int, why Failure, now time.Time) int {
 	return 0
 }
 
-// depth is how many requests peer p may have in flight.
+// depth is how many requests peer p may have in flight: one being sent,
+// and enough behind it to cover twice the request's latency at the peer's
+// delivery rate. The latency is the shortest request time less one
+// chunk's time at that rate (what is left is the round trip and the
+// peer's turnaround). Twice: request times vary (the peer's other answers,
+// its disk, the path), and a pipeline that covers the latency exactly
+// drains whenever a request takes longer than the shortest. While the
+// pipeline is too short, the rate follows the depth, and covering twice
+// the latency lets both grow.
 func (s *State) depth(p *peer) int {
-	d := s.cfg.PerPeer
-	if p.rate > 0 {
-		d = int(p.rate*s.cfg.PipelineTime.Seconds()/float64(s.cfg.ChunkSize)) + 1
+	d := s.cfg.InitialDepth
+	if r, t := p.rate(), p.minTook; r > 0 && t > 0 {
+		chunk := float64(s.cfg.ChunkSize)
+		lat := max(0, t.Seconds()-chunk/r)
+		d = int(math.Ceil(1 + 2*r*lat/chunk))
 		d = min(max(d, 1), s.cfg.PerPeer)
 	}
 	if p.seed {
 		d = min(d, s.cfg.SeedPerPeer)
 	}
 	return d
+}
+
+// Depth returns how many requests peer id may have in flight now (0 for a
+// peer not tracked).
+func (s *State) Depth(id wire.NodeID) int {
+	p := s.peers[id]
+	if p == nil {
+		return 0
+	}
+	return s.depth(p)
 }
 
 // askable reports whether peer p may be asked for chunk i now.

@@ -159,39 +159,110 @@ func TestSeedAskedAtFullUse(t *testing.T) {
 	}
 }
 
+// TestPipelineSizedToRate drives the plan against a model peer: it
+// answers requests one after another at rate bytes per second, each
+// answer reaching us rtt after the request left plus its time on the link.
+// The pipeline must fill the link (not a fixed depth) and stay within
+// one request plus twice the latency's worth (not grow to PerPeer).
 func TestPipelineSizedToRate(t *testing.T) {
-	const chunk = 256 << 10
 	for _, tc := range []struct {
-		name string
-		rate int // bytes per second measured
-		want int
+		name     string
+		chunk    int
+		rate     float64 // bytes per second
+		rtt      time.Duration
+		maxDepth int // deepest pipeline allowed once settled
 	}{
-		{"unmeasured takes PerPeer", 0, 8},
-		{"slow peer gets one", chunk / 4, 1},
-		{"512 KiB/s gets three", 2 * chunk, 3},
-		{"fast peer capped at PerPeer", 100 * chunk, 8},
+		{"loopback-like: 256 KiB chunks, 100 MiB/s, 4ms", 256 << 10, 100 << 20, 4 * time.Millisecond, 6},
+		{"long path: 256 KiB chunks, 100 MiB/s, 20ms", 256 << 10, 100 << 20, 20 * time.Millisecond, 20},
+		{"swarm node: 16 KiB chunks, 512 KiB/s, 40ms", 16 << 10, 512 << 10, 40 * time.Millisecond, 6},
+		{"slow peer: 256 KiB chunks, 64 KiB/s, 40ms", 256 << 10, 64 << 10, 40 * time.Millisecond, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newState(64, Config{PerPeer: 8, ChunkSize: chunk, PipelineTime: time.Second})
+			const n = 4096
+			s := newState(n, Config{PerPeer: 32, ChunkSize: tc.chunk})
 			p := pid(1)
 			s.AddPeer(p)
-			s.Bitfield(p, bits(64, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), false)
-			if tc.rate > 0 {
-				r := s.Plan(t0)[0]
-				s.Arrived(p, r.Index, chunk, t0.Add(time.Duration(float64(time.Second)*chunk/float64(tc.rate))))
-				s.Got(r.Index)
-				for _, o := range s.Plan(t0) { // release the rest
-					s.Fail(p, o.Index, Failed, t0.Add(-time.Hour))
-				}
-				for i := range s.flight {
-					s.unflight(i, p)
+			s.Bitfield(p, nil, true)
+			per := time.Duration(float64(tc.chunk) / tc.rate * float64(time.Second))
+			type answer struct {
+				i  int
+				at time.Time
+			}
+			var queue []answer // in the order they arrive
+			now, linkFree := t0, t0
+			ask := func() {
+				for _, r := range s.Plan(now) {
+					// The request reaches the peer after half the round
+					// trip, waits for the link, and the answer takes its
+					// time on the link and the other half.
+					start := now.Add(tc.rtt / 2)
+					if linkFree.After(start) {
+						start = linkFree
+					}
+					linkFree = start.Add(per)
+					queue = append(queue, answer{r.Index, linkFree.Add(tc.rtt / 2)})
 				}
 			}
-			if got := len(s.Plan(t0)); got != tc.want {
-				t.Fatalf("%d requests in flight, want %d", got, tc.want)
+			ask()
+			var got int
+			var settled time.Time
+			depth := 0
+			for got < n && len(queue) > 0 {
+				a := queue[0]
+				queue = queue[1:]
+				now = a.at
+				s.Arrived(p, a.i, tc.chunk, now)
+				s.Got(a.i)
+				got++
+				if got == n/2 {
+					settled = now
+				}
+				if got > n/2 {
+					depth = max(depth, len(queue)+1)
+				}
+				ask()
+			}
+			if got != n {
+				t.Fatalf("got %d of %d chunks; the pipeline ran dry", got, n)
+			}
+			// Over the second half, the link must be nearly full.
+			ideal := time.Duration(n/2) * per
+			use := ideal.Seconds() / now.Sub(settled).Seconds()
+			t.Logf("link use %.2f, deepest pipeline %d (bandwidth-delay product %.1f chunks)", use, depth, tc.rate*tc.rtt.Seconds()/float64(tc.chunk))
+			if use < 0.9 {
+				t.Errorf("link use %.2f in the second half, want >= 0.9", use)
+			}
+			if depth > tc.maxDepth {
+				t.Errorf("pipeline %d deep, want at most %d", depth, tc.maxDepth)
 			}
 		})
 	}
+	t.Run("unmeasured takes InitialDepth", func(t *testing.T) {
+		s := newState(64, Config{PerPeer: 8, InitialDepth: 3})
+		s.AddPeer(pid(1))
+		s.Bitfield(pid(1), nil, true)
+		if got := len(s.Plan(t0)); got != 3 {
+			t.Fatalf("%d requests in flight, want 3", got)
+		}
+	})
+	t.Run("capped at PerPeer", func(t *testing.T) {
+		s := newState(64, Config{PerPeer: 5, ChunkSize: 1 << 10})
+		p := pid(1)
+		s.AddPeer(p)
+		s.Bitfield(p, nil, true)
+		now := t0
+		for range 20 { // a fast peer, 1 KiB per 10ms but 1 s round trips
+			reqs := s.Plan(now)
+			now = now.Add(time.Second)
+			for _, r := range reqs {
+				s.Arrived(p, r.Index, 1<<10, now)
+				s.Got(r.Index)
+			}
+		}
+		if d := s.Depth(p); d != 5 {
+			t.Fatalf("depth %d, want PerPeer 5", d)
+		}
+	})
 }
 
 func TestEndgameAndCancel(t *testing.T) {
