@@ -251,6 +251,9 @@ type Stats struct {
 	// decode as KRPC; ReadErrors counts failed reads of the DHT conn before
 	// Close.
 	DroppedPackets, ReadErrors int64
+	// PeersCapped counts announced peers the peer store dropped to keep at
+	// most a few ports of one address per swarm (an announcement flood).
+	PeersCapped int64
 }
 
 // Stats returns a snapshot of the node's DHT state.
@@ -265,6 +268,7 @@ func (n *Node) Stats() Stats {
 		QueriesByKind:   n.kinds.snapshot(),
 		DroppedPackets:  n.dhtConn.dropped.Load(),
 		ReadErrors:      n.dhtConn.readErrors.Load(),
+		PeersCapped:     n.peers.capped.Load(),
 	}
 }
 

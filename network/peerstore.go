@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anacrolix/dht/v2/krpc"
 	peer_store "github.com/anacrolix/dht/v2/peer-store"
+
+	"github.com/rpe-project/engine/release"
 )
 
 // peerStore holds the peers announced to this node, keyed by swarm ID and
@@ -31,6 +34,8 @@ type peerStore struct {
 
 	mu     sync.Mutex
 	swarms map[peer_store.InfoHash]*swarmPeers
+
+	capped atomic.Int64 // entries dropped for maxPortsPerIP
 }
 
 type swarmPeers struct {
@@ -109,6 +114,7 @@ func (ps *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 		}
 		if same >= maxPortsPerIP {
 			delete(sw.peers, oldest)
+			ps.capped.Add(1)
 		}
 	}
 	if _, ok := sw.peers[ap]; !ok && len(sw.peers) >= ps.maxPeers {
@@ -175,6 +181,24 @@ func (ps *peerStore) expireLocked(now time.Time) {
 			delete(ps.swarms, ih)
 		}
 	}
+}
+
+// SwarmPeers returns the peers of swarm s this node holds for others (as
+// announced to it), newest first; for tests and the simulation.
+func (n *Node) SwarmPeers(s release.SwarmID) []netip.AddrPort {
+	ps := n.peers
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	sw := ps.swarms[peer_store.InfoHash(s)]
+	if sw == nil {
+		return nil
+	}
+	out := make([]netip.AddrPort, 0, len(sw.peers))
+	for ap := range sw.peers {
+		out = append(out, ap)
+	}
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return sw.peers[b].Compare(sw.peers[a]) })
+	return out
 }
 
 // len returns the number of stored peers of a swarm, for tests.

@@ -325,35 +325,52 @@ func (r *run) idle(ctx context.Context, rep *DHTReport) {
 	}
 	after := r.queriesPerNode()
 	mins := r.s.Idle.Minutes()
-	var sum, most float64
-	kinds := map[string]float64{}
-	n := 0
+	rep.IdleS = seconds(r.s.Idle)
+	mean, kinds, nodes := queryDelta(before, after)
+	if nodes == 0 {
+		return
+	}
+	most := 0.0
+	for i, a := range after {
+		if b, ok := before[i]; ok && a.OutboundQueries >= b.OutboundQueries {
+			most = max(most, float64(a.OutboundQueries-b.OutboundQueries)/mins)
+		}
+	}
+	rep.IdleQueriesPerMin = ptr(mean / mins)
+	rep.IdleQueriesMaxPerMin = ptr(most)
+	for k := range kinds {
+		kinds[k] /= mins
+	}
+	rep.IdleQueriesByKind = kinds
+}
+
+// queryDelta is the mean number of DHT queries a node started between
+// two snapshots of queriesPerNode, in all and by kind ("table": the
+// library's own); nodes restarted in between are left out.
+func queryDelta(before, after map[int]network.Stats) (mean float64, kinds map[string]float64, nodes int) {
+	kinds = map[string]float64{}
+	var sum int64
 	for i, a := range after {
 		b, ok := before[i]
 		if !ok || a.OutboundQueries < b.OutboundQueries {
 			continue // restarted: not comparable
 		}
-		per := float64(a.OutboundQueries-b.OutboundQueries) / mins
-		sum += per
-		most = max(most, per)
-		n++
-		var ours int64
+		d := a.OutboundQueries - b.OutboundQueries
+		sum += d
+		nodes++
 		for k, c := range a.QueriesByKind {
-			d := c - b.QueriesByKind[k]
-			kinds[k] += float64(d)
-			ours += d
+			kinds[k] += float64(c - b.QueriesByKind[k])
+			d -= c - b.QueriesByKind[k]
 		}
-		kinds["table"] += float64(a.OutboundQueries - b.OutboundQueries - ours)
+		kinds["table"] += float64(d)
 	}
-	rep.IdleS = seconds(r.s.Idle)
-	if n > 0 {
-		rep.IdleQueriesPerMin = ptr(sum / float64(n))
-		rep.IdleQueriesMaxPerMin = ptr(most)
-		for k := range kinds {
-			kinds[k] /= float64(n) * mins
-		}
-		rep.IdleQueriesByKind = kinds
+	if nodes == 0 {
+		return 0, nil, 0
 	}
+	for k := range kinds {
+		kinds[k] /= float64(nodes)
+	}
+	return float64(sum) / float64(nodes), kinds, nodes
 }
 
 // queriesPerNode returns each running honest node's DHT statistics (the

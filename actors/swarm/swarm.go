@@ -214,11 +214,12 @@ type swarmActor struct {
 	banned    map[wire.NodeID]bool
 	announced map[release.ManifestID]time.Time
 	known     map[netip.AddrPort]bool
-	failed    map[netip.AddrPort]time.Time // last failed dial, for backoff
-	finding   map[release.ManifestID]bool  // a peer lookup is under way
-	lonely    int                          // ticks in a row joined with no peer
-	tracked   map[release.ManifestID]int   // releases whose holders are counted: chunk count
-	pex       *rate.Limiter                // addresses taken from all peers' Peers messages
+	failed    map[netip.AddrPort]time.Time        // last failed dial, for backoff
+	finding   map[release.ManifestID]bool         // a peer lookup is under way
+	lonely    int                                 // ticks in a row joined with no peer
+	lookups   map[release.ManifestID]*lookupState // peer-lookup back-off (findback.go)
+	tracked   map[release.ManifestID]int          // releases whose holders are counted: chunk count
+	pex       *rate.Limiter                       // addresses taken from all peers' Peers messages
 	// seen holds the key and seq of records verified (or gossiped by this
 	// node), refused the SHA-256 of records that failed to decode: a record
 	// matching either is dropped without a signature check.
@@ -262,7 +263,10 @@ type (
 		addr netip.AddrPort
 		err  error
 	}
-	found    struct{ addr netip.AddrPort }
+	found struct {
+		addr netip.AddrPort
+		id   release.ManifestID
+	}
 	findDone struct{ id release.ManifestID }
 	tick     struct{}
 	peerMsg  struct {
@@ -303,11 +307,13 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.cfg.Logger.Debug("swarm: dial failed", "addr", m.addr, "err", m.err)
 	case *findDone:
 		delete(s.finding, m.id)
+		s.lookupDone(m.id)
 	case *meshFindDone:
 		s.meshFindDone(m)
 	case *meshFound:
 		s.meshFound(ctx, m.addr)
 	case *found:
+		s.lookupFound(m.id, m.addr)
 		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
 	case *actor.Terminated:
@@ -345,6 +351,7 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 		s.find(ctx, m.ID)
 	case *Leave:
 		delete(s.joined, m.ID)
+		delete(s.lookups, m.ID)
 	case *Verified:
 		s.track(m.ID)
 		s.broadcast(ctx, &wire.Have{ID: m.ID, Index: uint32(m.Index)})
@@ -495,6 +502,7 @@ func (s *swarmActor) onTick(ctx actor.Context) {
 	for id := range s.joined {
 		if r := s.cfg.Store.Get(id); r != nil && r.Complete() {
 			delete(s.joined, id)
+			delete(s.lookups, id)
 			continue
 		}
 		s.find(ctx, id)
@@ -522,7 +530,7 @@ func (s *swarmActor) announce(ctx actor.Context, id release.ManifestID) {
 func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 	// One lookup per release at a time: a lookup can take longer than the
 	// find interval, and piling them up flooded the DHT.
-	if s.finding[id] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+	if s.finding[id] || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers || !s.lookupDue(id) {
 		return
 	}
 	s.finding[id] = true
@@ -536,7 +544,7 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 			return
 		}
 		for a := range ch {
-			sys.Root.Send(self, &found{addr: a})
+			sys.Root.Send(self, &found{addr: a, id: id})
 		}
 	}()
 }
