@@ -386,6 +386,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["version"], m["manifest_id"], m["size"] = ev.Version, ev.ManifestID.String(), ev.Size
 		case engine.Progress:
 			m["verified"], m["total"], m["bytes"], m["size"], m["peers"] = ev.Verified, ev.Total, ev.Bytes, ev.Size, ev.Peers
+		case engine.NotRolledOut:
+			m["version"], m["manifest_id"], m["rollout"] = ev.Version, ev.ManifestID.String(), ev.Rollout
 		case engine.Reused:
 			m["manifest_id"], m["chunks"], m["bytes"], m["verified"], m["total"] = ev.ManifestID.String(), ev.Chunks, ev.Bytes, ev.Verified, ev.Total
 		case engine.Verified:
@@ -419,6 +421,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 		if o.bar != nil {
 			o.bar.event(ev)
 		}
+	case engine.NotRolledOut:
+		o.say("%s is rolled out to %d%% of nodes, not yet to this one", ev.Version, ev.Rollout)
 	case engine.Reused:
 		o.say("reused %d of %d chunks (%s) from the installed file; downloading the rest", ev.Chunks, ev.Total, units.FormatSize(ev.Bytes))
 	case engine.Verified:
