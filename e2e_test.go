@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -187,5 +188,86 @@ func TestSelfUpdateEndToEnd(t *testing.T) {
 	t.Logf("publisher uploaded %d bytes = %.2f copies of %d bytes to %d nodes", up, copies, len(want), nodes)
 	if copies >= nodes {
 		t.Errorf("publisher uploaded %.2f copies for %d nodes; want fewer than %d", copies, nodes, nodes)
+	}
+}
+
+// TestAppPublishesItself runs real processes on loopback: examples/hello
+// 1.1.0 publishes itself ("hello rpe publish --key K", no rpe program:
+// the running binary, under its own app name and version), and a hello
+// 1.0.0 node swaps its binary for it, re-executes and prints hello 1.1.0.
+func TestAppPublishesItself(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	bin := t.TempDir()
+	v1 := goBuild(t, bin, "hello-1.0.0", "./examples/hello", "-X main.version=1.0.0")
+	v2 := goBuild(t, bin, "hello-1.1.0", "./examples/hello", "-X main.version=1.1.0")
+	want, err := os.ReadFile(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := strings.Join(testNet(t), ",")
+	keyFile := filepath.Join(t.TempDir(), "publisher.key")
+	out, err := exec.Command(v2, "rpe", "init", "--out", keyFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hello rpe init: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`public key: (\S+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("hello rpe init printed no public key:\n%s", out)
+	}
+	pub := string(m[1])
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "hello")
+	b, _ := os.ReadFile(v1)
+	if err := os.WriteFile(target, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	node := exec.CommandContext(ctx, target, "-pubkey", pub, "-bootstrap", boot,
+		"-state", filepath.Join(dir, "state"), "-poll", "500ms", "-listen", "127.0.0.1")
+	pr, pw := io.Pipe()
+	node.Stdout, node.Stderr = pw, pw
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { node.Process.Signal(syscall.SIGTERM); node.Wait(); pw.Close() })
+	nodeOut := watchLines(pr)
+	if nodeOut.waitFor(regexp.MustCompile(`^hello 1\.0\.0$`), time.Now().Add(30*time.Second)) == "" {
+		t.Fatalf("the node never printed hello 1.0.0:\n%s", nodeOut.all())
+	}
+
+	// The publisher names neither the artifact, the app nor the version.
+	pubCmd := exec.CommandContext(ctx, v2, "rpe", "publish", "--key", keyFile,
+		"--bootstrap", boot, "--listen", "127.0.0.1:0", "--state-dir", t.TempDir())
+	ppr, ppw := io.Pipe()
+	pubCmd.Stdout, pubCmd.Stderr = ppw, ppw
+	if err := pubCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pubOut := watchLines(ppr)
+	defer func() { pubCmd.Process.Signal(syscall.SIGTERM); pubCmd.Wait(); ppw.Close() }()
+	if pubOut.waitFor(regexp.MustCompile(`^release +hello \S+ \S+ 1\.1\.0 `), time.Now().Add(30*time.Second)) == "" {
+		t.Fatalf("hello rpe publish did not say it published hello 1.1.0:\n%s", pubOut.all())
+	}
+
+	if nodeOut.waitFor(regexp.MustCompile(`^hello 1\.1\.0$`), time.Now().Add(2*time.Minute)) == "" {
+		t.Fatalf("the node never printed hello 1.1.0:\n%s\n--- publisher:\n%s", nodeOut.all(), pubOut.all())
+	}
+	got, err := os.ReadFile(target)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the node's binary is not the published 1.1.0 build (%v)", err)
+	}
+
+	// status, from the same binary, lists the release.
+	st, err := exec.Command(v2, "rpe", "status", "--pubkey", pub, "--bootstrap", boot, "--listen", "127.0.0.1:0", "--json").CombinedOutput()
+	var listing struct {
+		Entries []struct{ App, Version string }
+	}
+	if err != nil || json.Unmarshal(st, &listing) != nil || len(listing.Entries) != 1 ||
+		listing.Entries[0].App != "hello" || listing.Entries[0].Version != "1.1.0" {
+		t.Fatalf("hello rpe status: %v\n%s", err, st)
 	}
 }

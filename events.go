@@ -42,6 +42,17 @@ type Reused struct {
 	Verified, Total int
 }
 
+// NotRolledOut: the record names a newer release staged to Rollout
+// percent of nodes, and this node is not among them (its bucket, from its
+// node key and the manifest ID, is Rollout or above), so it does not fetch
+// it. A later record with a higher percentage may bring it in; once in, a
+// node stays in. Emitted once per release and percentage.
+type NotRolledOut struct {
+	Version    string
+	ManifestID release.ManifestID
+	Rollout    int
+}
+
 // Verified: every byte of a release is verified and staged at Path.
 type Verified struct {
 	Version    string
@@ -128,6 +139,7 @@ func (Stale) event()          {}
 func (ReleaseFound) event()   {}
 func (Progress) event()       {}
 func (Reused) event()         {}
+func (NotRolledOut) event()   {}
 func (Verified) event()       {}
 func (Scheduled) event()      {}
 func (Installed) event()      {}

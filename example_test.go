@@ -4,14 +4,21 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
 
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/cli"
 )
 
 // A program embeds rpe by starting an engine with the publisher's key and
 // its own version; the engine finds, verifies and installs newer releases
-// and restarts the program into them.
+// and restarts the program into them. cli.HandleCommand first gives the
+// program rpe's commands ("hello rpe publish --key K" publishes the running
+// binary as hello 1.0.0); otherwise it returns at once.
 func Example() {
+	// "hello rpe init|publish|status ...": rpe's commands, then exit.
+	cli.HandleCommand(os.Args, cli.App{Name: "hello", Version: "1.0.0"})
+
 	ctx := context.Background()
 	e, err := engine.Start(ctx, engine.Config{
 		PublisherKey:   "15tjxf7sgzrujz3ax3hg8zj9ngsftjek9umhdufqmyobzpgb1qdo", // from `rpe init`

@@ -36,6 +36,10 @@ type rootActor struct {
 	pending     *installer.Install
 	downloading bool
 	done        release.ManifestID // the release last verified
+	// skipped is the staged release last found not rolled out to this
+	// node, and at what percentage, so NotRolledOut is said once.
+	skipped        release.ManifestID
+	skippedRollout int
 }
 
 // stageRestarted tells the root a stage was restarted by its supervisor.
@@ -93,7 +97,11 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		if !e.Includes(r.nodeKey.Public().(ed25519.PublicKey)) {
 			// A staged rollout that has not reached this node yet: a later
 			// record with a higher percentage may bring it in.
-			r.e.cfg.Logger.Info("engine: release not rolled out to this node yet", "version", e.Version, "rollout", e.Rollout)
+			if r.skipped != e.ManifestID || r.skippedRollout != e.Rollout {
+				r.skipped, r.skippedRollout = e.ManifestID, e.Rollout
+				r.e.cfg.Logger.Info("engine: release not rolled out to this node yet", "version", e.Version, "rollout", e.Rollout)
+				r.e.events.emit(NotRolledOut{Version: e.Version.String(), ManifestID: e.ManifestID, Rollout: e.Rollout})
+			}
 			return
 		}
 		if failed, _ := installer.IsFailed(r.e.cfg.StateDir, e.ManifestID.String()); failed {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/anacrolix/dht/v2"
 
 	"github.com/rpe-project/engine/network"
 	"github.com/rpe-project/engine/release"
@@ -36,6 +40,16 @@ type hostile struct {
 	ln     *wire.Listener
 
 	corrupt atomic.Int64 // corrupt chunk answers handed over
+
+	// The abusive kinds (abuse.go).
+	attack     Attack
+	attacks    *attackCounts
+	addr       netip.Addr    // the host's address
+	rng        *rand.ChaCha8 // fresh identities of a churner
+	dht        *dht.Server   // a fake announcer's DHT client (node is nil)
+	dhtTargets []netip.AddrPort
+	churnMu    sync.Mutex
+	churned    []churnConn // a churner's open connections, oldest first
 }
 
 // release is what a hostile peer knows of the release it attacks.
@@ -47,6 +61,14 @@ type hostileRelease struct {
 
 // serve starts listening and announces the peer in the release's swarm.
 func (h *hostile) serve(rel *hostileRelease) error {
+	switch h.kind {
+	case Staller, Churner:
+		h.wg.Go(func() { h.attackPeers(rel) })
+		return nil
+	case FakeAnnouncer:
+		h.wg.Go(func() { h.fakeAnnounce(rel) })
+		return nil
+	}
 	ln, err := wire.Listen(h.node.Transport(), h.key, wire.Limits{})
 	if err != nil {
 		return fmt.Errorf("hostile %v: listen: %w", h.kind, err)
@@ -96,7 +118,18 @@ func (h *hostile) stop() {
 		h.ln.Close()
 	}
 	h.wg.Wait()
-	h.node.Close()
+	h.churnMu.Lock()
+	for _, c := range h.churned {
+		c.c.Close(wire.CodeNone, "")
+	}
+	h.churned = nil
+	h.churnMu.Unlock()
+	if h.node != nil {
+		h.node.Close()
+	}
+	if h.dht != nil {
+		h.dht.Close()
+	}
 	for _, c := range h.conns {
 		c.Close()
 	}

@@ -69,6 +69,13 @@ type Report struct {
 	// CorruptServed counts corrupt chunk answers hostile peers handed over
 	// (the attack's attempts; how many reached a node depends on timing).
 	CorruptServed int64 `json:"corrupt_served"`
+	// Attack counts what the stallers, churners and fake announcers did
+	// and what the honest nodes refused them; nil when there were none.
+	Attack *AttackReport `json:"attack,omitempty"`
+	// RestartToVerifiedMaxS is, over the nodes that were stopped and
+	// started again, the longest time from a restart to the release
+	// verified; null when no restarted node verified it.
+	RestartToVerifiedMaxS *float64 `json:"restart_to_verified_max_s"`
 	// Outsider is what the outsiders of a private scenario learned; nil
 	// for a public one.
 	Outsider *OutsiderReport `json:"outsider,omitempty"`
@@ -102,6 +109,42 @@ type Report struct {
 	// Series is the completion curve: after each node's verification, the
 	// fraction of nodes verified and aware.
 	Series []Point `json:"series"`
+}
+
+// AttackReport counts the abusive hostile peers' attempts, as they saw
+// them, and what the honest side did about them.
+type AttackReport struct {
+	// Stallers: connections made, chunk requests opened and read at a
+	// trickle (StalledAnswers), of which the server abandoned the answer
+	// mid-way (StalledCut: cancelled below its minimum answer rate) or
+	// refused it at once (StalledRefused: busy, a penalised peer or one
+	// over its share), and the answer bytes they read.
+	Stallers         int   `json:"stallers"`
+	StallConnections int64 `json:"stall_connections"`
+	StalledAnswers   int64 `json:"stalled_answers"`
+	StalledCut       int64 `json:"stalled_cut"`
+	StalledRefused   int64 `json:"stalled_refused"`
+	StalledBytes     int64 `json:"stalled_bytes"`
+	// Churners: dials under fresh identities, of which connected; of those
+	// the honest node closed as too many (ChurnRefused: busy, the
+	// handshake rate limit or no room) or dropped later (ChurnDropped:
+	// evicted or closed otherwise), and dials that failed outright.
+	Churners         int   `json:"churners"`
+	ChurnDials       int64 `json:"churn_dials"`
+	ChurnConnections int64 `json:"churn_connections"`
+	ChurnRefused     int64 `json:"churn_refused"`
+	ChurnDropped     int64 `json:"churn_dropped"`
+	ChurnFailed      int64 `json:"churn_failed"`
+	// Fake announcers: announce_peer queries sent for fake ports and how
+	// many the DHT nodes accepted; FakeEvicted counts entries the honest
+	// DHT nodes' peer stores dropped to keep at most a few ports per
+	// address, and FakeStoredMax the most ports of one fake announcer's
+	// address any honest node held for the release at the end.
+	FakeAnnouncers    int   `json:"fake_announcers"`
+	FakeAnnouncements int64 `json:"fake_announcements"`
+	FakeAccepted      int64 `json:"fake_accepted"`
+	FakeEvicted       int64 `json:"fake_evicted"`
+	FakeStoredMax     int   `json:"fake_stored_max"`
 }
 
 // Point is one step of the completion curve.
@@ -235,6 +278,11 @@ func (r *Report) Summary() string {
 	}
 	fmt.Fprintf(&b, "upload: publisher %s (%.2f copies)  total %s  wasted %s  refused chunks %d (corrupt served %d)\n",
 		bytesStr(r.PublisherUploadBytes), copies, bytesStr(r.TotalUploadBytes), bytesStr(r.WastedBytes), r.RefusedChunks, r.CorruptServed)
+	if a := r.Attack; a != nil {
+		fmt.Fprintf(&b, "attack: %d stallers (%d answers stalled, %d cut, %d refused)  %d churners (%d dials, %d connected, %d refused, %d dropped)  %d fake announcers (%d announcements, %d accepted, %d evicted, at most %d stored)\n",
+			a.Stallers, a.StalledAnswers, a.StalledCut, a.StalledRefused, a.Churners, a.ChurnDials, a.ChurnConnections, a.ChurnRefused, a.ChurnDropped,
+			a.FakeAnnouncers, a.FakeAnnouncements, a.FakeAccepted, a.FakeEvicted, a.FakeStoredMax)
+	}
 	if r.ReusedBytes > 0 {
 		fmt.Fprintf(&b, "reused from installed files: %s (not downloaded)\n", bytesStr(r.ReusedBytes))
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,6 +55,7 @@ type run struct {
 
 	nodes   []*simNode
 	hostile []*hostile
+	attacks attackCounts // what the abusive hostile peers did (abuse.go)
 	out     *outsiders   // a private scenario's outsiders; nil otherwise
 	paths   pathTally    // chunk bytes per connection path (nat.go)
 	dht     *dhtPop      // plain and junk DHT nodes (dhtnet.go); nil without
@@ -84,6 +86,7 @@ type simNode struct {
 	killed    bool  // churn has stopped it once
 	fetched   int64 // chunk bytes received by this incarnation
 	restarted bool
+	restartAt time.Duration // since t0, of the last restart
 	aware     time.Duration // since t0; valid when isAware
 	verified  time.Duration
 	isAware   bool
@@ -258,6 +261,7 @@ watch:
 		}
 	}
 	elapsed := r.since()
+	report.Attack = r.attackReport() // before the nodes stop: it reads their peer stores
 	r.progress("stopping", elapsed)
 	if publisherUp {
 		pubUploaded = p.Status().Uploaded
@@ -340,6 +344,11 @@ func (r *run) engineRate(link int64) int64 {
 		return link
 	}
 	return 0
+}
+
+func addrPortOfConn(c net.PacketConn) netip.AddrPort {
+	ap, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	return ap
 }
 
 func closeAll(cs []net.PacketConn) {
@@ -576,6 +585,9 @@ func (r *run) churnNode(n *simNode, e *engine.Engine) {
 		return
 	}
 	r.log.Info("simulation: churn: restarting node", "node", n.i)
+	n.mu.Lock()
+	n.restartAt = r.since()
+	n.mu.Unlock()
 	if err := r.startNode(r.ctx, n); err != nil {
 		r.log.Error("simulation: churn: restart", "node", n.i, "err", err)
 	}
@@ -688,20 +700,36 @@ func (r *run) startHostile(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		key, err := release.GenerateSecretKey(rand.NewChaCha8(seedBytes(r.s.Seed, fmt.Sprint("hostile ", i))))
+		if err != nil {
+			closeAll(cs)
+			return err
+		}
+		hc, cancel := context.WithCancel(context.Background())
+		hp := &hostile{kind: kind, key: key, conns: cs, ctx: hc, cancel: cancel,
+			attack: r.s.Attack, attacks: &r.attacks, addr: addrPortOfConn(cs[0]).Addr(),
+			rng: rand.NewChaCha8(seedBytes(r.s.Seed, fmt.Sprint("hostile identities ", i)))}
+		if kind == FakeAnnouncer {
+			// A DHT client that announces any port it likes; it needs no
+			// routing table (see abuse.go).
+			if hp.dht, err = newFakeAnnouncerDHT(cs[0], r.s.QueryResendDelay); err != nil {
+				cancel()
+				closeAll(cs)
+				return fmt.Errorf("simulation: hostile DHT: %w", err)
+			}
+			r.hostile = append(r.hostile, hp)
+			continue
+		}
 		n, err := network.New(ctx, network.Config{
 			DHTConn: cs[0], QUICConn: cs[1], Bootstrap: r.someNodes(5),
 			QueryResendDelay: r.s.QueryResendDelay, Logger: r.log.With("hostile", i),
 		})
 		if err != nil {
+			cancel()
 			closeAll(cs)
 			return fmt.Errorf("simulation: hostile node: %w", err)
 		}
-		key, err := release.GenerateSecretKey(rand.NewChaCha8(seedBytes(r.s.Seed, fmt.Sprint("hostile ", i))))
-		if err != nil {
-			return err
-		}
-		hc, cancel := context.WithCancel(context.Background())
-		hp := &hostile{kind: kind, node: n, key: key, conns: cs, ctx: hc, cancel: cancel}
+		hp.node = n
 		r.hostile = append(r.hostile, hp)
 		hp.wg.Go(func() {
 			bctx, cancel := context.WithTimeout(hc, 30*time.Second)
@@ -728,7 +756,22 @@ func (r *run) serveHostile(p *engine.Publisher) error {
 		return fmt.Errorf("simulation: stale record: %w", err)
 	}
 	rel := &hostileRelease{sm: p.Manifest, data: r.data, stale: stale}
+	// The DHT nodes a fake announcer floods: those closest to the swarm ID.
+	var ids [][20]byte
+	var addrs []netip.AddrPort
+	for _, b := range r.boots {
+		ids, addrs = append(ids, b.ID()), append(addrs, b.DHTAddr())
+	}
+	for _, n := range r.nodes {
+		n.mu.Lock()
+		if nn := n.net; nn != nil {
+			ids, addrs = append(ids, nn.ID()), append(addrs, nn.DHTAddr())
+		}
+		n.mu.Unlock()
+	}
+	near := closestDHT(release.SwarmIDOf(p.Manifest.ID), ids, addrs, fakeTargets)
 	for _, h := range r.hostile {
+		h.dhtTargets = near
 		if err := h.serve(rel); err != nil {
 			return err
 		}
@@ -870,6 +913,12 @@ func (r *run) finish(rep *Report, pubUploaded int64) {
 		}
 		if n.restarted {
 			rep.Restarts++
+			if n.isVerif && n.verified >= n.restartAt {
+				d := seconds(n.verified - n.restartAt)
+				if rep.RestartToVerifiedMaxS == nil || d > *rep.RestartToVerifiedMaxS {
+					rep.RestartToVerifiedMaxS = ptr(d)
+				}
+			}
 		}
 		rep.TotalUploadBytes += n.uploaded
 		rep.WastedBytes += n.wasted

@@ -51,6 +51,13 @@ type Scenario struct {
 	// come in addition to the honest nodes, cycling through the HostileKinds;
 	// 0 to 1 (never more hostile peers than honest nodes).
 	Hostile float64
+	// HostilePeers adds one hostile peer of each kind listed, after those
+	// of Hostile: a test that needs one attack in a given strength names
+	// it here.
+	HostilePeers []HostileKind
+	// Attack tunes the abusive kinds (Staller, Churner, FakeAnnouncer);
+	// its zero value means the defaults given in its fields.
+	Attack Attack
 	// PublisherLeavesAfter stops the publisher once it has uploaded this many
 	// full copies of the file (chunk answers written in full; those still
 	// going out are cut off, as when a real publisher goes away); 0 means it
@@ -159,8 +166,60 @@ const (
 	// StaleGossip gossips an old signed record to everyone it meets and
 	// serves nothing.
 	StaleGossip
+	// Staller asks the peers of the release for chunks and reads each
+	// answer at Attack.StallRate (slow retrieval turned on the servers'
+	// upload slots).
+	Staller
+	// Churner opens connections to the peers of the release at
+	// Attack.ChurnRate, each under a fresh node key, and holds them open
+	// (connection churn against the servers' inbound slots).
+	Churner
+	// FakeAnnouncer announces Attack.FakePorts ports of its own address,
+	// where nothing listens, for the release to the DHT nodes closest to
+	// its swarm ID, again and again (announcement flooding).
+	FakeAnnouncer
 	numHostileKinds
 )
+
+// Attack tunes the abusive hostile kinds. Zero fields take the defaults
+// given.
+type Attack struct {
+	// StalledAnswers is how many chunk requests a staller keeps open on
+	// each peer it reaches (a request cut off or refused is made again);
+	// default 8.
+	StalledAnswers int
+	// StallRate is how fast a staller reads each answer, in bytes per
+	// second (its stream receive window is 1 KiB); default 1 KiB/s.
+	StallRate int64
+	// ChurnRate is how many new connections a churner opens per second,
+	// round robin over the peers it found; default 10.
+	ChurnRate float64
+	// FakePorts is how many fake ports a fake announcer announces; default
+	// 200.
+	FakePorts int
+	// Targets bounds the peers one staller or churner attacks (the first
+	// it finds, in the order the DHT gives them); default 16.
+	Targets int
+}
+
+func (a Attack) populate() Attack {
+	if a.StalledAnswers == 0 {
+		a.StalledAnswers = 8
+	}
+	if a.StallRate == 0 {
+		a.StallRate = 1 << 10
+	}
+	if a.ChurnRate == 0 {
+		a.ChurnRate = 10
+	}
+	if a.FakePorts == 0 {
+		a.FakePorts = 200
+	}
+	if a.Targets == 0 {
+		a.Targets = 16
+	}
+	return a
+}
 
 func (k HostileKind) String() string {
 	switch k {
@@ -172,6 +231,12 @@ func (k HostileKind) String() string {
 		return "liar"
 	case StaleGossip:
 		return "stale-gossip"
+	case Staller:
+		return "staller"
+	case Churner:
+		return "churner"
+	case FakeAnnouncer:
+		return "fake-announcer"
 	}
 	return fmt.Sprintf("HostileKind(%d)", int(k))
 }
@@ -215,6 +280,11 @@ func (s Scenario) populate() (Scenario, error) {
 		return bad("negative duration")
 	case s.Bootstraps < 0:
 		return bad("bootstraps %d is negative", s.Bootstraps)
+	case s.Attack.StalledAnswers < 0 || s.Attack.StallRate < 0 || s.Attack.FakePorts < 0 || s.Attack.Targets < 0 ||
+		math.IsNaN(s.Attack.ChurnRate) || s.Attack.ChurnRate < 0 || s.Attack.ChurnRate > 1000:
+		return bad("attack %+v: negative, or churn rate above 1000/s", s.Attack)
+	case s.Attack.FakePorts > 10000:
+		return bad("attack: %d fake ports, want at most 10000", s.Attack.FakePorts)
 	case s.LatencyMax < 0 || (s.LatencyMax > 0 && s.LatencyMax < s.Latency):
 		return bad("latency-max %v below latency %v", s.LatencyMax, s.Latency)
 	case s.DHTNodes < 0 || s.DHTProbes < 0 || s.Idle < 0:
@@ -231,6 +301,12 @@ func (s Scenario) populate() (Scenario, error) {
 	if err := s.NAT.validate(); err != nil {
 		return s, err
 	}
+	for _, k := range s.HostilePeers {
+		if k < 0 || k >= numHostileKinds {
+			return bad("hostile kind %d", int(k))
+		}
+	}
+	s.Attack = s.Attack.populate()
 	if s.Latency == 0 {
 		s.Latency = 10 * time.Millisecond
 	}
@@ -317,6 +393,7 @@ func (s Scenario) plan() plan {
 	for i := range nHostile {
 		p.hostile = append(p.hostile, HostileKind(i%int(numHostileKinds)))
 	}
+	p.hostile = append(p.hostile, s.HostilePeers...)
 	return p
 }
 

@@ -66,10 +66,18 @@ func TestSimVirtual(t *testing.T) {
 			t.Fatalf("RPE_SIM_PUBLISHER_NAT: %v", err)
 		}
 	}
+	// RPE_SIM_HOSTILE is rpe sim's --hostile: hostile peers as a fraction
+	// of the nodes, every kind in turn.
+	var hostile float64
+	if v := os.Getenv("RPE_SIM_HOSTILE"); v != "" {
+		if hostile, err = strconv.ParseFloat(v, 64); err != nil {
+			t.Fatalf("RPE_SIM_HOSTILE: %v", err)
+		}
+	}
 	start := time.Now()
 	rep := runVirtual(t, Scenario{
 		Nodes: n, Size: 4 << 20, Up: up, PublisherUp: up, Seed: 1,
-		NAT: mix, PublisherNAT: pubNAT,
+		NAT: mix, PublisherNAT: pubNAT, Hostile: hostile,
 		Timeout: 10 * time.Minute, Logger: testLogger(t),
 	})
 	t.Logf("wall %v\n%s", time.Since(start), rep.Summary())

@@ -82,15 +82,16 @@ func (c *Config) populate() {
 }
 
 type resolverActor struct {
-	cfg      Config
-	ctx      context.Context
-	cancel   context.CancelFunc
-	held     *release.SignedPacket
-	reported release.ManifestID
-	polling  bool
-	armed    bool // a pollDue timer is running
-	misses   int  // lookups in a row that found no record
-	quiet    int  // lookups in a row that brought nothing newer than held
+	cfg             Config
+	ctx             context.Context
+	cancel          context.CancelFunc
+	held            *release.SignedPacket
+	reported        release.ManifestID
+	reportedRollout int
+	polling         bool
+	armed           bool // a pollDue timer is running
+	misses          int  // lookups in a row that found no record
+	quiet           int  // lookups in a row that brought nothing newer than held
 	// refused is the last refusal of what a genuine record says for this
 	// target, so that one record is refused once, not at every lookup.
 	refused refusal
@@ -352,10 +353,12 @@ func (r *resolverActor) consider(ctx actor.Context, p *release.SignedPacket, fro
 		r.refuseEntry(ctx, p, from, fmt.Errorf("%w: %s < %s", ErrBelowFloor, e.Version, floor))
 		return
 	}
-	if e.ManifestID == r.reported {
+	// The same release is reported again when its rollout percentage
+	// changed: a raised percentage brings more nodes in.
+	if e.ManifestID == r.reported && e.Rollout == r.reportedRollout {
 		return
 	}
-	r.reported = e.ManifestID
+	r.reported, r.reportedRollout = e.ManifestID, e.Rollout
 	if ctx.Parent() != nil {
 		ctx.Send(ctx.Parent(), &ReleaseFound{Entry: e, Packet: p})
 	}

@@ -35,20 +35,29 @@ import (
 // peerRequests requests holding or waiting for one (more are answered
 // busy at once), and a freed slot goes to the waiting peer holding fewest.
 // A stalled answer loses its slot within seconds (wire's MinAnswerRate)
-// and its peer gets none for slowPenalty.
+// and its peer gets none for slowPenalty. While some peer was penalised so
+// within slowPenalty, peers on probation (that never took an answer in
+// full) hold at most perPeer slots all together: stallers under fresh
+// identities (each costs its slot a few seconds before it is cut) then take
+// turns with each other on those, while a downloader that reads keeps the
+// others. Without a staller nothing changes the order above.
 type uploads struct {
-	mu      sync.Mutex
-	free    int         // slots not taken
-	perPeer int         // most slots one peer holds
-	waiting []*upWaiter // requests waiting for a slot, in arrival order
-	rels    map[release.ManifestID]*chunkCounts
-	peers   map[wire.NodeID]*peerUse
+	mu        sync.Mutex
+	free      int         // slots not taken
+	perPeer   int         // most slots one peer holds
+	waiting   []*upWaiter // requests waiting for a slot, in arrival order
+	rels      map[release.ManifestID]*chunkCounts
+	peers     map[wire.NodeID]*peerUse
+	proven    map[wire.NodeID]bool // peers that took an answer in full
+	probation int                  // slots held by peers not proven
+	lastSlow  time.Time            // when a peer was last penalised
 }
 
 // peerUse is one peer's requests holding (active) or waiting for a slot,
 // and until when it is refused for having left an answer unread.
 type peerUse struct {
 	active, queued int
+	probation      int // of active, those granted on probation
 	slowUntil      time.Time
 }
 
@@ -62,7 +71,8 @@ const slowPenalty = 30 * time.Second
 const peerRequests = 16
 
 func newUploads(slots int) *uploads {
-	return &uploads{free: slots, perPeer: max(1, slots/2), rels: map[release.ManifestID]*chunkCounts{}, peers: map[wire.NodeID]*peerUse{}}
+	return &uploads{free: slots, perPeer: max(1, slots/2), rels: map[release.ManifestID]*chunkCounts{}, peers: map[wire.NodeID]*peerUse{},
+		proven: map[wire.NodeID]bool{}}
 }
 
 // use returns peer's counts, made on first use. The caller holds mu.
@@ -101,6 +111,11 @@ type chunkCounts struct {
 	queued   []int32     // requests waiting for a slot
 	holders  []int32     // connected peers that announced the chunk
 	asked    []time.Time // last request, for a seed's demand window
+	// probation counts the answers in active held by peers on probation;
+	// while distrust is set (a peer stalled lately) they are not copies:
+	// a stalled answer reaches nobody.
+	probation []int32
+	distrust  bool
 }
 
 // counts returns release id's counts, made for n chunks on first use (a
@@ -110,7 +125,7 @@ func (u *uploads) counts(id release.ManifestID, n int) *chunkCounts {
 	if c == nil {
 		c = &chunkCounts{
 			sent: make([]int32, n), lastSent: make([]time.Time, n), active: make([]int32, n), queued: make([]int32, n),
-			holders: make([]int32, n), asked: make([]time.Time, n),
+			holders: make([]int32, n), asked: make([]time.Time, n), probation: make([]int32, n),
 		}
 		u.rels[id] = c
 	}
@@ -122,6 +137,9 @@ func (u *uploads) counts(id release.ManifestID, n int) *chunkCounts {
 // being sent or sent within haveWait (not announced yet, perhaps).
 func (c *chunkCounts) copies(i int, now time.Time) int32 {
 	out := c.active[i]
+	if c.distrust {
+		out -= c.probation[i]
+	}
 	if c.sent[i] > 0 && now.Sub(c.lastSent[i]) < haveWait {
 		out += c.sent[i]
 	}
@@ -203,23 +221,27 @@ func (u *uploads) acquire(ctx context.Context, peer wire.NodeID, id release.Mani
 		return false
 	}
 	now := time.Now()
-	c.asked[i] = now
-	if seed && !c.seedTurn(i, now) {
-		u.mu.Unlock()
-		return false
-	}
+	c.distrust = u.stalling(now)
 	pu := u.use(peer)
 	if !pu.slowUntil.IsZero() && now.After(pu.slowUntil) {
 		pu.slowUntil = time.Time{}
 	}
-	if pu.active+pu.queued >= peerRequests || now.Before(pu.slowUntil) {
+	if pu.active+pu.queued >= peerRequests || now.Before(pu.slowUntil) || !u.mayHold(peer, now) {
+		u.unuse(peer, pu)
 		u.mu.Unlock()
 		return false
 	}
-	if u.free > 0 && (pu.active < u.perPeer || len(u.waiting) == 0) {
-		u.free--
-		pu.active++
-		c.active[i]++
+	// Demand counts only requests of peers that may have a slot: those of
+	// a peer refused for stalling, or on probation while its slots are
+	// taken, must not make a seed hold back the chunks others ask for.
+	c.asked[i] = now
+	if seed && !c.seedTurn(i, now) {
+		u.unuse(peer, pu)
+		u.mu.Unlock()
+		return false
+	}
+	if u.free > 0 && (pu.active < u.perPeer || len(u.waiting) == 0) && u.mayHold(peer, now) {
+		u.grant(peer, pu, c, i)
 		u.mu.Unlock()
 		return true
 	}
@@ -253,13 +275,39 @@ func (u *uploads) acquire(ctx context.Context, peer wire.NodeID, id release.Mani
 	return false
 }
 
+// stalling reports whether a peer was penalised for stalling within
+// slowPenalty before now. The caller holds mu.
+func (u *uploads) stalling(now time.Time) bool {
+	return !u.lastSlow.IsZero() && now.Sub(u.lastSlow) < slowPenalty
+}
+
+// mayHold reports whether peer may take a slot at now: a proven peer
+// always, one on probation while no peer stalled lately or the probation
+// slots are not all taken. The caller holds mu.
+func (u *uploads) mayHold(peer wire.NodeID, now time.Time) bool {
+	return u.proven[peer] || u.probation < u.perPeer || !u.stalling(now)
+}
+
+// grant gives peer a slot for chunk i of c. The caller holds mu.
+func (u *uploads) grant(peer wire.NodeID, pu *peerUse, c *chunkCounts, i int) {
+	u.free--
+	pu.active++
+	c.active[i]++
+	if !u.proven[peer] {
+		pu.probation++
+		u.probation++
+		c.probation[i]++
+	}
+}
+
 // slow marks peer as having left an answer unread: it gets no slot for
 // slowPenalty, and its requests waiting now are refused.
 func (u *uploads) slow(peer wire.NodeID) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	pu := u.use(peer)
-	pu.slowUntil = time.Now().Add(slowPenalty)
+	u.lastSlow = time.Now()
+	pu.slowUntil = u.lastSlow.Add(slowPenalty)
 	if len(u.peers) > maxPeerUses {
 		// Bounded: forget penalties of peers with nothing under way.
 		for id, o := range u.peers {
@@ -303,9 +351,22 @@ func (u *uploads) finish(peer wire.NodeID, id release.ManifestID, i int, sent bo
 	defer u.mu.Unlock()
 	if pu := u.peers[peer]; pu != nil && pu.active > 0 {
 		pu.active--
+		if pu.probation > 0 {
+			pu.probation--
+			u.probation--
+			if c := u.rels[id]; c != nil && i < len(c.probation) && c.probation[i] > 0 {
+				c.probation[i]--
+			}
+		}
 		u.unuse(peer, pu)
 	}
 	u.free++
+	if sent {
+		if len(u.proven) >= maxPeerUses {
+			clear(u.proven) // bounded; peers prove themselves again
+		}
+		u.proven[peer] = true
+	}
 	if c := u.rels[id]; c != nil && i < len(c.sent) {
 		if c.active[i] > 0 {
 			c.active[i]--
@@ -316,6 +377,10 @@ func (u *uploads) finish(peer wire.NodeID, id release.ManifestID, i int, sent bo
 		}
 	}
 	now := time.Now()
+	distrust := u.stalling(now)
+	for _, c := range u.rels {
+		c.distrust = distrust
+	}
 	for u.free > 0 {
 		best := u.next(now)
 		if best < 0 {
@@ -336,9 +401,7 @@ func (u *uploads) finish(peer wire.NodeID, id release.ManifestID, i int, sent bo
 			close(w.ready)
 			continue
 		}
-		u.free--
-		pu.active++
-		c.active[w.index]++
+		u.grant(w.peer, pu, c, w.index)
 		w.granted = true
 		close(w.ready)
 	}
@@ -348,7 +411,8 @@ func (u *uploads) finish(peer wire.NodeID, id release.ManifestID, i int, sent bo
 // the peer holding fewest slots (one past its share only when nobody
 // else waits), then
 // the chunk with the fewest copies, then the fewest sent, then the longest
-// waiting. The caller holds mu.
+// waiting; a peer on probation only while a probation slot is free. The
+// caller holds mu.
 func (u *uploads) next(now time.Time) int {
 	best := -1
 	var bestActive int
@@ -356,7 +420,7 @@ func (u *uploads) next(now time.Time) int {
 	for k, w := range u.waiting {
 		pu := u.peers[w.peer]
 		a := pu.active
-		if now.Before(pu.slowUntil) {
+		if now.Before(pu.slowUntil) || !u.mayHold(w.peer, now) {
 			continue
 		}
 		c := u.rels[w.id]

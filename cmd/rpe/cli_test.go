@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/rpe-project/engine/cli"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +33,7 @@ func TestVersionCommand(t *testing.T) {
 		t.Fatalf("rpe version: %d %q %q", code, out, errOut)
 	}
 	code, out, _ = rpe(t, "version", "--json")
-	var b buildInfo
+	var b cli.BuildInfo
 	if code != 0 || json.Unmarshal([]byte(out), &b) != nil || b.Go != runtime.Version() || b.Version == "" {
 		t.Fatalf("rpe version --json: %d %q", code, out)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/rpe-project/engine/cli"
 	"net"
 	"os"
 	"path/filepath"
@@ -131,8 +132,8 @@ func TestFetchAndStatus(t *testing.T) {
 	}
 	code, stdout, _ = rpe(t, "status", "--json", "--app", "myapp", "--pubkey", p.pub, "--bootstrap", p.boot)
 	var sj struct {
-		Seq     int64         `json:"seq"`
-		Entries []statusEntry `json:"entries"`
+		Seq     int64             `json:"seq"`
+		Entries []cli.StatusEntry `json:"entries"`
 	}
 	if code != 0 || json.Unmarshal([]byte(stdout), &sj) != nil || len(sj.Entries) != 1 || sj.Entries[0].Version != "1.0.0" || sj.Entries[0].Size != 700_000 {
 		t.Fatalf("status --json: %d %q", code, stdout)
@@ -383,7 +384,7 @@ func TestNodeRunRestartsChild(t *testing.T) {
 	if got, _ := os.ReadFile(target); !bytes.Equal(got, want2) {
 		t.Fatal("target is not v2 after the rollback")
 	}
-	if v, _ := os.ReadFile(filepath.Join(dir, "state", nodeVersionFile)); strings.TrimSpace(string(v)) != "1.1.0" {
+	if v, _ := os.ReadFile(filepath.Join(dir, "state", cli.NodeVersionFile)); strings.TrimSpace(string(v)) != "1.1.0" {
 		t.Errorf("recorded version %q, want 1.1.0", v)
 	}
 }
@@ -427,7 +428,7 @@ func TestNodeResumesTrial(t *testing.T) {
 	backup := installer.BackupPath(state, target)
 	os.MkdirAll(filepath.Dir(backup), 0o755)
 	os.WriteFile(backup, old, 0o755)
-	os.WriteFile(filepath.Join(state, nodeVersionFile), []byte("1.1.0\n"), 0o644)
+	os.WriteFile(filepath.Join(state, cli.NodeVersionFile), []byte("1.1.0\n"), 0o644)
 	if err := installer.WritePending(state, installer.Pending{Version: "1.1.0", PreviousVersion: "1.0.0",
 		ManifestID: strings.Repeat("ab", 32), Backup: backup, Target: target}); err != nil {
 		t.Fatal(err)
@@ -458,7 +459,7 @@ func TestNodeResumesTrial(t *testing.T) {
 	if failed, err := installer.IsFailed(state, strings.Repeat("ab", 32)); err != nil || !failed {
 		t.Errorf("release not listed as failed: %v %v", failed, err)
 	}
-	if v, _ := os.ReadFile(filepath.Join(state, nodeVersionFile)); strings.TrimSpace(string(v)) != "1.0.0" {
+	if v, _ := os.ReadFile(filepath.Join(state, cli.NodeVersionFile)); strings.TrimSpace(string(v)) != "1.0.0" {
 		t.Errorf("recorded version %q, want 1.0.0", v)
 	}
 	select {

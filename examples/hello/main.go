@@ -7,6 +7,13 @@
 //
 //	go build -ldflags "-X main.version=1.1.0" ./examples/hello
 //
+// It publishes itself too: its first line hands "hello rpe ..." to rpe's
+// command line, so with no separate rpe program
+//
+//	./hello rpe init --out publisher.key
+//	./hello rpe publish --key publisher.key     # this binary, as hello 1.1.0
+//	./hello rpe status --pubkey KEY
+//
 // The end-to-end test (TestSelfUpdateEndToEnd) runs several copies of it.
 package main
 
@@ -22,12 +29,16 @@ import (
 	"time"
 
 	engine "github.com/rpe-project/engine"
+	"github.com/rpe-project/engine/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.0.0"
 
 func main() {
+	// "hello rpe COMMAND ..." runs an rpe command and exits.
+	cli.HandleCommand(os.Args, cli.App{Name: "hello", Version: version})
+
 	pubkey := flag.String("pubkey", "", "publisher public key (z-base-32)")
 	bootstrap := flag.String("bootstrap", "", "comma-separated DHT starting nodes host:port")
 	stateDir := flag.String("state", "", "state directory")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -20,22 +20,22 @@ import (
 	"github.com/rpe-project/engine/release"
 )
 
-func init() {
-	register(&command{
+func nodeCommand() *command {
+	return &command{
 		name: "node",
 		args: "--pubkey KEY --app A --target PATH [--channel C] [--version V] [--apply now|on-restart|at=HH:MM|window=HH:MM-HH:MM|manual] [--secret FILE] [--stale-after D] [--run -- CMD ARGS...]",
 		summary: "Keep any program up to date: follow the key, download, verify and swap PATH; " +
 			"with --run, run CMD as a child and restart it into each new version. Seeds what it has.",
 		run: runNode,
-	})
+	}
 }
 
-// nodeVersionFile, in the state directory, holds the version rpe node last
+// NodeVersionFile, in the state directory, holds the version rpe node last
 // installed at the target, so a restarted rpe node knows what PATH holds.
-const nodeVersionFile = "rpe-node-version"
+const NodeVersionFile = "rpe-node-version"
 
 func runNode(ctx context.Context, e *env, args []string) error {
-	c := commands["node"]
+	c := e.cmds["node"]
 	fs := newFlags(e, c)
 	tf := addTargetFlags(fs)
 	target := fs.String("target", "", "the program `PATH` to keep up to date (must exist)")
@@ -104,7 +104,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 	}
 	current := *version
 	if current == "" {
-		if b, err := readFileLimit(filepath.Join(stateDir, nodeVersionFile), 256); err == nil {
+		if b, err := readFileLimit(filepath.Join(stateDir, NodeVersionFile), 256); err == nil {
 			current = strings.TrimSpace(string(b))
 		}
 	}
@@ -246,7 +246,7 @@ func runNode(ctx context.Context, e *env, args []string) error {
 // saveVersion records that the target now holds version v, for the next
 // start of rpe node.
 func saveVersion(stateDir, v string, out *nodeOutput) {
-	if err := writeFileAtomic(filepath.Join(stateDir, nodeVersionFile), []byte(v+"\n"), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(stateDir, NodeVersionFile), []byte(v+"\n"), 0o644); err != nil {
 		out.warn("cannot record the installed version: %v", err)
 	}
 }
@@ -386,6 +386,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 			m["version"], m["manifest_id"], m["size"] = ev.Version, ev.ManifestID.String(), ev.Size
 		case engine.Progress:
 			m["verified"], m["total"], m["bytes"], m["size"], m["peers"] = ev.Verified, ev.Total, ev.Bytes, ev.Size, ev.Peers
+		case engine.NotRolledOut:
+			m["version"], m["manifest_id"], m["rollout"] = ev.Version, ev.ManifestID.String(), ev.Rollout
 		case engine.Reused:
 			m["manifest_id"], m["chunks"], m["bytes"], m["verified"], m["total"] = ev.ManifestID.String(), ev.Chunks, ev.Bytes, ev.Verified, ev.Total
 		case engine.Verified:
@@ -419,6 +421,8 @@ func (o *nodeOutput) event(ev engine.Event) {
 		if o.bar != nil {
 			o.bar.event(ev)
 		}
+	case engine.NotRolledOut:
+		o.say("%s is rolled out to %d%% of nodes, not yet to this one", ev.Version, ev.Rollout)
 	case engine.Reused:
 		o.say("reused %d of %d chunks (%s) from the installed file; downloading the rest", ev.Chunks, ev.Total, units.FormatSize(ev.Bytes))
 	case engine.Verified:

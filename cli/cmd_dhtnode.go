@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -8,17 +8,17 @@ import (
 	"github.com/rpe-project/engine/network"
 )
 
-func init() {
-	register(&command{
+func dhtNodeCommand() *command {
+	return &command{
 		name:    "dht-node",
 		args:    "--listen ADDR [--bootstrap HOST:PORT,...]",
 		summary: "Run a bare DHT node (no releases), to bootstrap a local network.",
 		run:     runDHTNode,
-	})
+	}
 }
 
 func runDHTNode(ctx context.Context, e *env, args []string) error {
-	c := commands["dht-node"]
+	c := e.cmds["dht-node"]
 	fs := newFlags(e, c)
 	// No --state-dir: a bare DHT node keeps no state. --listen is
 	// required, since other nodes bootstrap from its address.

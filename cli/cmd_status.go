@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -12,17 +12,17 @@ import (
 	"github.com/rpe-project/engine/internal/units"
 )
 
-func init() {
-	register(&command{
+func statusCommand() *command {
+	return &command{
 		name:    "status",
 		args:    "--pubkey KEY [--app A] [--secret FILE] [--stale-after D] [--bootstrap HOST:PORT,...]",
 		summary: "Show what a publisher's record names: per app, channel and platform the version, manifest ID, size, record age and peers seeding.",
 		run:     runStatus,
-	})
+	}
 }
 
-// statusEntry is one line of `rpe status --json`.
-type statusEntry struct {
+// StatusEntry is one line of `rpe status --json`.
+type StatusEntry struct {
 	App        string `json:"app"`
 	Channel    string `json:"channel"`
 	Platform   string `json:"platform"`
@@ -40,7 +40,7 @@ type statusEntry struct {
 }
 
 func runStatus(ctx context.Context, e *env, args []string) error {
-	c := commands["status"]
+	c := e.cmds["status"]
 	fs := newFlags(e, c)
 	pubkey := fs.String("pubkey", "", "the publisher's public `KEY` (52 characters)")
 	app := fs.String("app", "", "show only this app")
@@ -106,10 +106,10 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 			Signed    time.Time     `json:"signed"`
 			AgeS      float64       `json:"age_s"`
 			Stale     bool          `json:"stale"`
-			Entries   []statusEntry `json:"entries"`
+			Entries   []StatusEntry `json:"entries"`
 		}{PublicKey: *pubkey, Seq: l.Packet.Seq, Signed: signed.UTC(), AgeS: now.Sub(signed).Seconds(), Stale: stale}
 		for _, en := range shown {
-			se := statusEntry{App: en.App, Channel: en.Channel, Platform: en.Platform, Version: en.Version.String(),
+			se := StatusEntry{App: en.App, Channel: en.Channel, Platform: en.Platform, Version: en.Version.String(),
 				ManifestID: en.ManifestID.String(), Size: en.Size, Peers: en.Peers, Expired: en.Expired(now), Rollout: en.Rollout}
 			if !en.Expires.IsZero() {
 				exp := en.Expires.UTC()

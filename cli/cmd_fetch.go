@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -17,13 +17,13 @@ import (
 	"github.com/rpe-project/engine/release"
 )
 
-func init() {
-	register(&command{
+func fetchCommand() *command {
+	return &command{
 		name:    "fetch",
 		args:    "--pubkey KEY --app A --out FILE [--channel C] [--platform P] [--secret FILE] [--wait D] [--bootstrap HOST:PORT,...]",
 		summary: "Download and verify the newest release of an app to FILE (written whole or not at all).",
 		run:     runFetch,
-	})
+	}
 }
 
 // targetFlags name a release: key, app, channel, platform.
@@ -83,7 +83,7 @@ func explain(err error) error {
 }
 
 func runFetch(ctx context.Context, e *env, args []string) error {
-	c := commands["fetch"]
+	c := e.cmds["fetch"]
 	fs := newFlags(e, c)
 	tf := addTargetFlags(fs)
 	out := fs.String("out", "", "write the release to `FILE`")

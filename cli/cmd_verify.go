@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -12,17 +12,17 @@ import (
 	"github.com/rpe-project/engine/release"
 )
 
-func init() {
-	register(&command{
+func verifyCommand() *command {
+	return &command{
 		name:    "verify",
 		args:    "ARTIFACT --pubkey KEY [--manifest FILE] [--app A] [--channel C] [--platform P]",
 		summary: "Check an artifact against its signed manifest (default ARTIFACT.rpem) and the publisher key.",
 		run:     runVerify,
-	})
+	}
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
-	c := commands["verify"]
+	c := e.cmds["verify"]
 	fs := newFlags(e, c)
 	pubText := fs.String("pubkey", "", "publisher public `KEY`, 52 characters of z-base-32")
 	manifest := fs.String("manifest", "", "signed manifest `FILE` (default ARTIFACT.rpem)")

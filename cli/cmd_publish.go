@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -18,13 +18,14 @@ import (
 	"github.com/rpe-project/engine/release"
 )
 
-func init() {
-	register(&command{
-		name:    "publish",
-		args:    "ARTIFACT --key FILE (--version V | --manifest FILE.rpem) [--app A] [--channel C] [--platform P] [--expires D] [--force] [--secret FILE] [--bootstrap HOST:PORT,...] [--listen ADDR]",
-		summary: "Sign an artifact (or take its signed manifest), put the record in the DHT and seed it until interrupted.",
-		run:     runPublish,
-	})
+func publishCommand() *command {
+	return &command{
+		name:     "publish",
+		artifact: true,
+		args:     "ARTIFACT --key FILE (--version V | --manifest FILE.rpem) [--app A] [--channel C] [--platform P] [--expires D] [--force] [--secret FILE] [--bootstrap HOST:PORT,...] [--listen ADDR]",
+		summary:  "Sign an artifact (or take its signed manifest), put the record in the DHT and seed it until interrupted.",
+		run:      runPublish,
+	}
 }
 
 // netFlags are the network flags every networked command shares.
@@ -93,7 +94,7 @@ func keyFile(flag string) string {
 }
 
 func runPublish(ctx context.Context, e *env, args []string) error {
-	c := commands["publish"]
+	c := e.cmds["publish"]
 	fs := newFlags(e, c)
 	key := fs.String("key", "", "secret key `FILE` (default $RPE_KEY)")
 	secretFile := addSecretFlag(fs)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,17 +13,18 @@ import (
 // ManifestExt is appended to an artifact's name to name its signed manifest.
 const manifestExt = ".rpem"
 
-func init() {
-	register(&command{
-		name:    "sign",
-		args:    "ARTIFACT --key FILE --version V [--app A] [--channel C] [--platform P] [--chunk-size N] [--chunking fixed|content] [--expires DURATION]",
-		summary: "Sign an artifact: write its manifest to ARTIFACT.rpem and print the manifest ID.",
-		run:     runSign,
-	})
+func signCommand() *command {
+	return &command{
+		name:     "sign",
+		artifact: true,
+		args:     "ARTIFACT --key FILE --version V [--app A] [--channel C] [--platform P] [--chunk-size N] [--chunking fixed|content] [--expires DURATION]",
+		summary:  "Sign an artifact: write its manifest to ARTIFACT.rpem and print the manifest ID.",
+		run:      runSign,
+	}
 }
 
 func runSign(ctx context.Context, e *env, args []string) error {
-	c := commands["sign"]
+	c := e.cmds["sign"]
 	fs := newFlags(e, c)
 	key := fs.String("key", "", "secret key `FILE` made by rpe init")
 	version := fs.String("version", "", "semantic `version` of the artifact, e.g. 1.2.3")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -8,17 +8,17 @@ import (
 	"runtime/debug"
 )
 
-func init() {
-	register(&command{
+func versionCommand() *command {
+	return &command{
 		name:    "version",
 		args:    "[--json]",
 		summary: "Print rpe's module version and how it was built.",
 		run:     runVersion,
-	})
+	}
 }
 
-// buildInfo is what rpe version prints.
-type buildInfo struct {
+// BuildInfo is what rpe version prints.
+type BuildInfo struct {
 	Version  string `json:"version"`            // module version, "(devel)" for a local build
 	Go       string `json:"go"`                 // Go toolchain
 	Platform string `json:"platform"`           // GOOS-GOARCH
@@ -27,8 +27,8 @@ type buildInfo struct {
 	Modified bool   `json:"modified,omitempty"` // built from a tree with changes
 }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{Version: "(unknown)", Go: runtime.Version(), Platform: runtime.GOOS + "-" + runtime.GOARCH}
+func readBuildInfo() BuildInfo {
+	b := BuildInfo{Version: "(unknown)", Go: runtime.Version(), Platform: runtime.GOOS + "-" + runtime.GOARCH}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
@@ -50,7 +50,7 @@ func readBuildInfo() buildInfo {
 }
 
 func runVersion(ctx context.Context, e *env, args []string) error {
-	c := commands["version"]
+	c := e.cmds["version"]
 	fs := newFlags(e, c)
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	pos, err := parseArgs(e, c, fs, args)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -8,17 +8,17 @@ import (
 	"github.com/rpe-project/engine/release"
 )
 
-func init() {
-	register(&command{
+func keysCommand() *command {
+	return &command{
 		name:    "keys",
 		args:    "show --key FILE | rotate --key OLD --new NEW [--bootstrap HOST:PORT,...] [--listen ADDR]",
 		summary: "Print the 52-character public key of a secret key file, or rotate: move the publisher from key OLD to key NEW with a statement both sign, put into OLD's record.",
 		run:     runKeys,
-	})
+	}
 }
 
 func runKeys(ctx context.Context, e *env, args []string) error {
-	c := commands["keys"]
+	c := e.cmds["keys"]
 	fs := newFlags(e, c)
 	key := fs.String("key", "", "secret key `FILE` made by rpe init (rotate: the key to retire)")
 	newKey := fs.String("new", "", "rotate: the secret key `FILE` that takes over (made by rpe init)")

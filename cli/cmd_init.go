@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -10,17 +10,17 @@ import (
 	"github.com/rpe-project/engine/release"
 )
 
-func init() {
-	register(&command{
+func initCommand() *command {
+	return &command{
 		name:    "init",
 		args:    "--out FILE [--private [--secret-out FILE]]",
 		summary: "Create a publisher key: the secret key goes to FILE (mode 0600, never overwritten); --private also makes a private swarm's shared secret.",
 		run:     runInit,
-	})
+	}
 }
 
 func runInit(ctx context.Context, e *env, args []string) error {
-	c := commands["init"]
+	c := e.cmds["init"]
 	fs := newFlags(e, c)
 	out := fs.String("out", "", "write the new secret key to `FILE` (must not exist)")
 	private := fs.Bool("private", false, "also make a shared secret for a private swarm (only nodes that have it see and fetch the releases)")
