@@ -84,6 +84,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		done:           make(chan struct{}),
 	}
 	n.local = bep44.NewWrapper(n.items, cfg.ItemTTL)
+	n.peers.dead = n.live.isDead
 
 	var savedDHT, savedQUIC int
 	if cfg.PortFile != "" {
@@ -114,10 +115,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.quicConn, n.ownQUICConn = qc, ownQUIC
 
 	sc := &dht.ServerConfig{
-		Conn:             n.dhtConn,
-		NoSecurity:       true,
-		StartingNodes:    n.startingNodes,
-		OnQuery:          fixQuery,
+		Conn:          n.dhtConn,
+		NoSecurity:    true,
+		StartingNodes: n.startingNodes,
+		OnQuery: func(m *krpc.Msg, source net.Addr) bool {
+			if !fixQuery(m, source) {
+				return false
+			}
+			n.peers.noteAnnounce(m, source)
+			return true
+		},
 		QueryResendDelay: func() time.Duration { return cfg.QueryResendDelay },
 		PeerStore:        n.peers,
 		Store:            n.items,

@@ -28,20 +28,43 @@ import (
 // announced peers first: a peer that re-announces is alive, and a restarted
 // node's new port displaces its old one. 127.0.0.1 is exempt: tests and the
 // demo run every node there (tests of the cap use other loopback addresses).
+//
+// An entry also remembers the DHT address that announced it (the source of
+// the announce_peer query, noted by the server's query hook), and is not
+// handed out once that DHT node failed to answer this node (the node's
+// liveness masks it; see liveness.go): a peer whose DHT node went away has
+// most likely gone with it, so its announcement expires when it stops
+// answering rather than after ttl. A node heard from again is unmasked, and
+// its entries come back with it.
 type peerStore struct {
 	maxSwarms, maxPeers int
 	ttl                 time.Duration
+	// dead reports whether a DHT address failed to answer lately; nil
+	// means never.
+	dead func(netip.AddrPort) bool
 
 	mu     sync.Mutex
 	swarms map[peer_store.InfoHash]*swarmPeers
+	// src maps an announced address to the DHT address that announced it,
+	// between the query hook and AddPeer; bounded by maxSources.
+	src map[netip.AddrPort]netip.AddrPort
 
 	capped atomic.Int64 // entries dropped for maxPortsPerIP
 }
 
 type swarmPeers struct {
 	last  time.Time
-	peers map[netip.AddrPort]time.Time // when last announced
+	peers map[netip.AddrPort]peerEntry
 }
+
+// peerEntry is one announced peer.
+type peerEntry struct {
+	at  time.Time      // when last announced
+	dht netip.AddrPort // the DHT node that announced it, if known
+}
+
+// maxSources bounds peerStore.src; a full map is emptied.
+const maxSources = 4096
 
 var _ peer_store.Interface = (*peerStore)(nil)
 
@@ -54,7 +77,36 @@ func capPorts(a netip.Addr) bool { return a != netip.AddrFrom4([4]byte{127, 0, 0
 
 func newPeerStore(maxSwarms, maxPeers int, ttl time.Duration) *peerStore {
 	return &peerStore{maxSwarms: maxSwarms, maxPeers: maxPeers, ttl: ttl,
-		swarms: make(map[peer_store.InfoHash]*swarmPeers)}
+		swarms: make(map[peer_store.InfoHash]*swarmPeers), src: make(map[netip.AddrPort]netip.AddrPort)}
+}
+
+// noteAnnounce remembers which DHT address announced which peer address;
+// the server's OnQuery hook calls it for each announce_peer query before it
+// checks the token (an entry for a bad token is never used, and the map is
+// bounded).
+func (ps *peerStore) noteAnnounce(m *krpc.Msg, source net.Addr) {
+	if m.Q != "announce_peer" || m.A == nil {
+		return
+	}
+	ua, ok := source.(*net.UDPAddr)
+	if !ok {
+		return
+	}
+	from := unmapped(ua.AddrPort())
+	port := int(from.Port())
+	if !m.A.ImpliedPort && m.A.Port != nil {
+		port = *m.A.Port
+	}
+	if port <= 0 || port > 65535 {
+		return
+	}
+	ap := netip.AddrPortFrom(from.Addr(), uint16(port))
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if len(ps.src) >= maxSources {
+		clear(ps.src)
+	}
+	ps.src[ap] = from
 }
 
 // addrPortOf converts a KRPC address; ok is false for an unusable one.
@@ -95,7 +147,7 @@ func (ps *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 			}
 			delete(ps.swarms, oldest)
 		}
-		sw = &swarmPeers{peers: make(map[netip.AddrPort]time.Time)}
+		sw = &swarmPeers{peers: make(map[netip.AddrPort]peerEntry)}
 		ps.swarms[ih] = sw
 	}
 	sw.last = now
@@ -103,13 +155,13 @@ func (ps *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 		var same int
 		var oldest netip.AddrPort
 		var t time.Time
-		for k, at := range sw.peers {
+		for k, e := range sw.peers {
 			if k.Addr() != ap.Addr() {
 				continue
 			}
 			same++
-			if t.IsZero() || at.Before(t) {
-				oldest, t = k, at
+			if t.IsZero() || e.at.Before(t) {
+				oldest, t = k, e.at
 			}
 		}
 		if same >= maxPortsPerIP {
@@ -120,14 +172,19 @@ func (ps *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 	if _, ok := sw.peers[ap]; !ok && len(sw.peers) >= ps.maxPeers {
 		var oldest netip.AddrPort
 		var t time.Time
-		for k, at := range sw.peers {
-			if t.IsZero() || at.Before(t) {
-				oldest, t = k, at
+		for k, e := range sw.peers {
+			if t.IsZero() || e.at.Before(t) {
+				oldest, t = k, e.at
 			}
 		}
 		delete(sw.peers, oldest)
 	}
-	sw.peers[ap] = now
+	e := peerEntry{at: now, dht: sw.peers[ap].dht}
+	if from, ok := ps.src[ap]; ok {
+		e.dht = from
+		delete(ps.src, ap)
+	}
+	sw.peers[ap] = e
 }
 
 // GetPeers returns up to maxPeersPerReply live peers of the swarm: when
@@ -146,12 +203,15 @@ func (ps *peerStore) GetPeers(ih peer_store.InfoHash) []krpc.NodeAddr {
 		at time.Time
 	}
 	all := make([]entry, 0, len(sw.peers))
-	for ap, at := range sw.peers {
-		if now.Sub(at) > ps.ttl {
+	for ap, e := range sw.peers {
+		if now.Sub(e.at) > ps.ttl {
 			delete(sw.peers, ap)
 			continue
 		}
-		all = append(all, entry{ap, at})
+		if e.dht.IsValid() && ps.dead != nil && ps.dead(e.dht) {
+			continue // kept: it comes back if its node is heard again
+		}
+		all = append(all, entry{ap, e.at})
 	}
 	if len(sw.peers) == 0 {
 		delete(ps.swarms, ih)
@@ -172,8 +232,8 @@ func (ps *peerStore) GetPeers(ih peer_store.InfoHash) []krpc.NodeAddr {
 
 func (ps *peerStore) expireLocked(now time.Time) {
 	for ih, sw := range ps.swarms {
-		for ap, at := range sw.peers {
-			if now.Sub(at) > ps.ttl {
+		for ap, e := range sw.peers {
+			if now.Sub(e.at) > ps.ttl {
 				delete(sw.peers, ap)
 			}
 		}
@@ -197,7 +257,7 @@ func (n *Node) SwarmPeers(s release.SwarmID) []netip.AddrPort {
 	for ap := range sw.peers {
 		out = append(out, ap)
 	}
-	slices.SortFunc(out, func(a, b netip.AddrPort) int { return sw.peers[b].Compare(sw.peers[a]) })
+	slices.SortFunc(out, func(a, b netip.AddrPort) int { return sw.peers[b].at.Compare(sw.peers[a].at) })
 	return out
 }
 

@@ -558,9 +558,16 @@ func (r *Reach) Punch(ctx context.Context, via, target netip.AddrPort) (netip.Ad
 	return got, err
 }
 
+// errTargetDirect means a rendezvous reports that the target has no NAT:
+// it is dialled directly, without a punch.
+var errTargetDirect = errors.New("network: target has no NAT")
+
 // relayRef names a relay and a node's address as that relay sees it (for a
 // node behind a symmetric NAT, not the address others see).
-type relayRef struct{ relay, target netip.AddrPort }
+type relayRef struct {
+	relay, target netip.AddrPort
+	direct        bool // no relay: a rendezvous said the target has no NAT
+}
 
 func (f relayRef) valid() bool { return f.relay.IsValid() && f.target.IsValid() }
 
@@ -591,6 +598,9 @@ func (r *Reach) punchVia(ctx context.Context, via, target netip.AddrPort) (netip
 	var relay relayRef
 	if len(a.payload) > 0 {
 		relay.relay, relay.target, _ = readRelayRef(a.payload) // checked by decodeReach
+	}
+	if a.mapping == MappingNone {
+		return netip.AddrPort{}, relay, errTargetDirect
 	}
 	if Plan(mapping, a.mapping) == Relay {
 		return netip.AddrPort{}, relay, fmt.Errorf("punch to %s via %s: both map per destination: %w", target, via, ErrPunchFailed)

@@ -1,9 +1,12 @@
 package network
 
 import (
+	"crypto/sha1"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rpe-project/engine/release"
 	"net/netip"
 	"time"
 )
@@ -67,7 +70,7 @@ func (r *Reach) Connect(ctx context.Context, target netip.AddrPort, hint Hint, v
 	}
 	_, self := r.Public()
 	relays := make([]relayRef, 0, 2)
-	if f := (relayRef{hint.Relay, hint.AtRelay}); f.valid() {
+	if f := (relayRef{relay: hint.Relay, target: hint.AtRelay}); f.valid() {
 		relays = append(relays, f)
 	}
 	if !(hint.Varies && self == MappingVaries) {
@@ -75,6 +78,9 @@ func (r *Reach) Connect(ctx context.Context, target netip.AddrPort, hint Hint, v
 			vias = append([]netip.AddrPort{hint.Via}, vias...)
 		}
 		addr, relay, ok := r.punchAny(ctx, target, vias)
+		if ok && relay.direct {
+			return Path{Method: Direct, Addr: target}, nil
+		}
 		if ok {
 			return Path{Method: Punch, Addr: addr}, nil
 		}
@@ -101,7 +107,8 @@ func (r *Reach) Connect(ctx context.Context, target netip.AddrPort, hint Hint, v
 
 // punchAny punches to target through every via at once and returns the
 // address the first successful punch opened; failing that, the relay a
-// rendezvous named for the target, if any.
+// rendezvous named for the target, if any. When a rendezvous says the
+// target has no NAT it returns at once, true and a relayRef marked direct.
 func (r *Reach) punchAny(ctx context.Context, target netip.AddrPort, vias []netip.AddrPort) (netip.AddrPort, relayRef, bool) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PunchTimeout+r.cfg.RequestTimeout)
 	defer cancel()
@@ -134,6 +141,9 @@ func (r *Reach) punchAny(ctx context.Context, target netip.AddrPort, vias []neti
 			r.punched.Add(1)
 			cancel() // the other punches stop; their goroutines finish
 			return res.addr, relay, true
+		case errors.Is(res.err, errTargetDirect):
+			cancel()
+			return target, relayRef{direct: true}, true
 		case errors.Is(res.err, ErrPunchFailed):
 			failed = true
 		}
@@ -276,4 +286,19 @@ func (r *Reach) Stats() ReachStats {
 	return ReachStats{Punched: r.punched.Load(), PunchFailed: r.punchFailed.Load(), Introduced: r.introduced.Load(),
 		Relayed: r.relayed.Load(), RelayFailed: r.relayFailed.Load(), RelayedIn: r.relayedIn.Load(),
 		RelayBytes: r.relay.forwarded.Load()}
+}
+
+// NATSwarmID is the DHT swarm ID under which nodes behind a NAT with a
+// stable mapping announce their public address for swarm s: the first 20
+// bytes of SHA-1("rpe nat v1" ‖ 0 ‖ s). An entry found there is never
+// dialled unasked: the finder punches to it through a peer both know, or
+// goes through the relay a rendezvous names (docs/FORMATS.md, "Reach
+// hints"). Nodes without NAT announce under s itself.
+func NATSwarmID(s release.SwarmID) release.SwarmID {
+	h := sha1.New()
+	h.Write([]byte("rpe nat v1\x00"))
+	h.Write(s[:])
+	var id release.SwarmID
+	copy(id[:], h.Sum(nil))
+	return id
 }

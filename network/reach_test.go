@@ -562,6 +562,17 @@ func TestConnectRelayFallback(t *testing.T) {
 			t.Errorf("relay forwarded %d bytes", st.RelayBytes)
 		}
 
+		// A node without NAT, registered at the relay: the rendezvous says
+		// so, and the path is direct, with no punch.
+		for range 2 { // the second request carries the mapping the first taught
+			if _, err := m.reach.Observe(ctx, rAddr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p, err := x.reach.Connect(ctx, mAddr, network.Hint{}, []netip.AddrPort{rAddr}); err != nil || p.Method != network.Direct || p.Addr != mAddr {
+			t.Errorf("connect to a node without NAT: %+v, %v", p, err)
+		}
+
 		// A node known to be behind NAT, with no rendezvous and no relay.
 		stranger := netip.AddrPortFrom(x.host.PublicAddr(), 1)
 		if _, err := n.reach.Connect(ctx, stranger, network.Hint{NAT: true}, nil); !errors.Is(err, network.ErrUnreachable) {

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/rpe-project/engine/internal/pktqueue"
 )
 
 // relaySessionIdle is how long a relay keeps a session nobody sends on.
@@ -198,15 +199,7 @@ type RelayConn struct {
 	relay  netip.AddrPort
 	remote *net.UDPAddr
 	local  *net.UDPAddr
-
-	ready   chan struct{} // cap 1
-	done    chan struct{}
-	resched chan struct{}
-
-	mu       sync.Mutex
-	queue    [][]byte
-	closed   bool
-	deadline time.Time
+	recv   *pktqueue.Queue
 }
 
 var _ net.PacketConn = (*RelayConn)(nil)
@@ -217,11 +210,9 @@ const relayQueue = 256
 func newRelayConn(l *relayer, nonce uint64, relay, remote netip.AddrPort) *RelayConn {
 	return &RelayConn{
 		l: l, nonce: nonce, relay: relay,
-		remote:  net.UDPAddrFromAddrPort(remote),
-		local:   net.UDPAddrFromAddrPort(l.r.local),
-		ready:   make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		resched: make(chan struct{}),
+		remote: net.UDPAddrFromAddrPort(remote),
+		local:  net.UDPAddrFromAddrPort(l.r.local),
+		recv:   pktqueue.New(relayQueue),
 	}
 }
 
@@ -232,77 +223,22 @@ func (c *RelayConn) Relay() netip.AddrPort { return c.relay }
 func (c *RelayConn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *RelayConn) deliver(p []byte) {
-	c.mu.Lock()
-	if c.closed || len(c.queue) >= relayQueue {
-		c.mu.Unlock()
-		return
-	}
-	c.queue = append(c.queue, append([]byte(nil), p...))
-	c.mu.Unlock()
-	select {
-	case c.ready <- struct{}{}:
-	default:
-	}
+	c.recv.Push(pktqueue.Packet{Data: append([]byte(nil), p...)})
 }
 
 // ReadFrom returns the next packet from the other end.
 func (c *RelayConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return 0, nil, net.ErrClosed
-		}
-		if len(c.queue) > 0 {
-			p := c.queue[0]
-			c.queue[0] = nil
-			c.queue = c.queue[1:]
-			if len(c.queue) > 0 {
-				select {
-				case c.ready <- struct{}{}:
-				default:
-				}
-			}
-			c.mu.Unlock()
-			return copy(b, p), c.remote, nil
-		}
-		deadline, resched := c.deadline, c.resched
-		c.mu.Unlock()
-		var expired <-chan time.Time
-		if !deadline.IsZero() {
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				return 0, nil, os.ErrDeadlineExceeded
-			}
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			expired = timer.C
-		}
-		select {
-		case <-c.ready:
-		case <-resched:
-		case <-expired:
-		case <-c.done:
-		}
+	n, _, err := c.recv.Read(b)
+	if err != nil {
+		return 0, nil, err
 	}
+	return n, c.remote, nil
 }
 
 // WriteTo sends p to the other end through the relay. A packet larger than
 // a relay carries is dropped, as a router drops one over the path MTU.
 func (c *RelayConn) WriteTo(p []byte, _ net.Addr) (int, error) {
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if c.recv.Closed() {
 		return 0, net.ErrClosed
 	}
 	if len(p) > maxRelayPayload {
@@ -314,15 +250,9 @@ func (c *RelayConn) WriteTo(p []byte, _ net.Addr) (int, error) {
 
 // Close closes the conn; a blocked ReadFrom returns net.ErrClosed.
 func (c *RelayConn) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if !c.recv.Close() {
 		return nil
 	}
-	c.closed = true
-	c.queue = nil
-	close(c.done)
-	c.mu.Unlock()
 	c.l.mu.Lock()
 	if c.l.conns[c.nonce] == c {
 		delete(c.l.conns, c.nonce)
@@ -339,11 +269,7 @@ func (c *RelayConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t)
 
 // SetReadDeadline sets when a blocked or later ReadFrom gives up.
 func (c *RelayConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.deadline = t
-	close(c.resched)
-	c.resched = make(chan struct{})
-	c.mu.Unlock()
+	c.recv.SetReadDeadline(t)
 	return nil
 }
 

@@ -324,7 +324,7 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 			h.NodeID = c.local
 		}
 		m = &h
-	case *Have, *Record, *Peers:
+	case *Have, *Record, *Peers, *ReachPeers:
 	default:
 		return fmt.Errorf("wire: send %T: not a one-way message", m)
 	}
@@ -337,6 +337,9 @@ func (c *Conn) Send(ctx context.Context, m Message) error {
 	}
 	if _, ok := m.(*Peers); ok && len(m.(*Peers).Addrs) > c.lim.MaxPeers {
 		return fmt.Errorf("%w: Peers with %d addresses, limit %d", ErrFrameTooLarge, len(m.(*Peers).Addrs), c.lim.MaxPeers)
+	}
+	if rp, ok := m.(*ReachPeers); ok && len(rp.Entries) > c.lim.MaxPeers {
+		return fmt.Errorf("%w: ReachPeers with %d entries, limit %d", ErrFrameTooLarge, len(rp.Entries), c.lim.MaxPeers)
 	}
 
 	select {
@@ -628,6 +631,11 @@ func (c *Conn) serveControl(h Handler) {
 				c.fail(fmt.Errorf("%w: Peers with %d addresses, limit %d", ErrFrameTooLarge, len(m.Addrs), c.lim.MaxPeers))
 				return
 			}
+		case *ReachPeers:
+			if len(m.Entries) > c.lim.MaxPeers {
+				c.fail(fmt.Errorf("%w: ReachPeers with %d entries, limit %d", ErrFrameTooLarge, len(m.Entries), c.lim.MaxPeers))
+				return
+			}
 		}
 		if first && t != TypeHello {
 			c.fail(fmt.Errorf("%w: first message is %s, want Hello", ErrProtocol, t))
@@ -644,7 +652,7 @@ func (c *Conn) serveControl(h Handler) {
 // controlLimit allows only one-way messages on the control stream.
 func (c *Conn) controlLimit(t Type) int {
 	switch t {
-	case TypeHello, TypeHave, TypeRecord, TypePeers:
+	case TypeHello, TypeHave, TypeRecord, TypePeers, TypeReachPeers:
 		return c.lim.frameLimit(t)
 	}
 	return -1

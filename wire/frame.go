@@ -18,6 +18,7 @@ const (
 	TypePeers       Type = 0x04 // control stream: peer exchange
 	TypeError       Type = 0x05 // request stream: an error answer
 	TypeProof       Type = 0x06 // proof stream (private swarms): MAC proving the swarm secret
+	TypeReachPeers  Type = 0x07 // control stream: peer exchange saying how to reach each peer (reach.go)
 	TypeGetManifest Type = 0x10 // request stream: ask for a manifest
 	TypeGetChunk    Type = 0x11 // request stream: ask for a chunk
 	TypeManifest    Type = 0x20 // request stream: the manifest's bytes
@@ -37,6 +38,7 @@ const (
 	errorMaxSize    = 2 + MaxReason
 	proofSize       = 32 // HMAC-SHA256
 	peerEntryMax    = 1 + 16 + 2
+	reachEntryMax   = 1 + 4*peerEntryMax
 
 	// MaxRecord is the largest Record payload: a pkarr signed packet in relay
 	// form (public key, signature, seq, DNS packet of at most 1000 bytes).
@@ -54,6 +56,8 @@ func (t Type) String() string {
 		return "Record"
 	case TypePeers:
 		return "Peers"
+	case TypeReachPeers:
+		return "ReachPeers"
 	case TypeError:
 		return "Error"
 	case TypeProof:
@@ -89,7 +93,7 @@ func typeCap(t Type) int {
 		return getManifestSize
 	case TypeGetChunk:
 		return getChunkSize
-	case TypeHello, TypePeers, TypeManifest, TypeChunk:
+	case TypeHello, TypePeers, TypeReachPeers, TypeManifest, TypeChunk:
 		return -1
 	}
 	return 0

@@ -132,6 +132,8 @@ func (l Limits) frameLimit(t Type) int {
 		return l.MaxFrame
 	case TypePeers:
 		return min(l.MaxFrame, 2+l.MaxPeers*peerEntryMax)
+	case TypeReachPeers:
+		return min(l.MaxFrame, 3+l.MaxPeers*reachEntryMax)
 	case TypeHave, TypeRecord, TypeGetManifest, TypeGetChunk, TypeError:
 		return typeCap(t)
 	case TypeManifest:

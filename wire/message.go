@@ -203,6 +203,8 @@ func DecodeMessage(t Type, payload []byte) (Message, error) {
 		m = &Record{Relay: d.bytes(len(payload))}
 	case TypePeers:
 		m = d.peers()
+	case TypeReachPeers:
+		m = d.reachPeers()
 	case TypeError:
 		e := &Error{Code: ErrorCode(d.u16())}
 		r := d.bytes(len(d.b))

@@ -37,6 +37,8 @@ const relayAcceptTimeout = 15 * time.Second
 
 // reachState is the swarm actor's NAT traversal bookkeeping.
 type reachState struct {
+	// kind is where the node last announced (announceKind).
+	kind announceKind
 	// hints holds what announcements and peer exchange said about how to
 	// reach an address; bounded by maxKnown like known.
 	hints map[netip.AddrPort]network.Hint
@@ -85,6 +87,34 @@ func (s *swarmActor) observePeers() {
 		}
 	}
 	r.Tend()
+}
+
+// openSlot reports whether this node should dial a now. A node behind NAT
+// leaves half of its dial slots to other nodes behind NAT: the nodes
+// anyone can dial are few (a fifth in a typical fleet) and each accepts a
+// bounded number of peers, so if every node behind NAT filled its slots
+// with them first, they would carry most of the traffic while the
+// uploads of the others idled. An address is taken for open unless its
+// hint says NAT.
+func (s *swarmActor) openSlot(a netip.AddrPort) bool {
+	if _, m := s.cfg.Node.Reach().Public(); m != network.MappingStable && m != network.MappingVaries {
+		return true
+	}
+	if s.hint(a).NAT {
+		return true
+	}
+	open := 0
+	for _, p := range s.peers {
+		if p.dialed && p.path == network.Direct {
+			open++
+		}
+	}
+	for d := range s.dialing {
+		if !s.hint(d).NAT {
+			open++
+		}
+	}
+	return open < (s.cfg.MaxPeers+1)/2
 }
 
 // connect opens an rpe connection to a: on the node's own transport,
@@ -199,9 +229,121 @@ func (s *swarmActor) served(ctx actor.Context, m *Served) {
 	ctx.Send(ctx.Parent(), &out)
 }
 
-// announceID is the swarm ID under which this node announces a release.
-func (s *swarmActor) announceID(id release.ManifestID) release.SwarmID {
-	return s.swarmID(id)
+// announceKind is where this node announces its releases, from what its
+// peers report of its NAT.
+type announceKind uint8
+
+const (
+	announceDirect announceKind = iota // no NAT seen, or not known yet: the swarm ID
+	announceNAT                        // a stable mapping: the NAT swarm ID
+	announceNone                       // a symmetric NAT: no address is right
+)
+
+func (s *swarmActor) announceKind() announceKind {
+	switch _, m := s.cfg.Node.Reach().Public(); m {
+	case network.MappingStable:
+		return announceNAT
+	case network.MappingVaries:
+		return announceNone
+	}
+	return announceDirect
+}
+
+// announceID is the swarm ID under which this node announces release id,
+// and false when it announces none: a node behind NAT does not announce
+// an address nobody can dial as if it were direct.
+func (s *swarmActor) announceID(id release.ManifestID) (release.SwarmID, bool) {
+	kind := s.announceKind()
+	s.reach.kind = kind
+	switch kind {
+	case announceNAT:
+		return network.NATSwarmID(s.swarmID(id)), true
+	case announceNone:
+		return release.SwarmID{}, false
+	}
+	return s.swarmID(id), true
+}
+
+// reannounce announces every held release again when the node's NAT
+// status has changed since it last announced (a node announces before its
+// peers have told it about its NAT).
+func (s *swarmActor) reannounce(ctx actor.Context) {
+	if s.announceKind() == s.reach.kind {
+		return
+	}
+	for _, r := range s.cfg.Store.List() {
+		if r.Count() > 0 {
+			s.announce(ctx, r.ID())
+		}
+	}
+}
+
+// sendReachPeers tells a new peer about the peers behind NAT this node is
+// connected to (directly or punched) and how to reach them: through this
+// node as rendezvous, or through the relay they named here. Peers the new
+// one could dial directly went in the plain Peers message.
+func (s *swarmActor) sendReachPeers(ctx actor.Context, to wire.NodeID, pid *actor.PID) {
+	r := s.cfg.Node.Reach()
+	self, _ := r.Public()
+	var entries []wire.ReachEntry
+	for id, p := range s.peers {
+		if id == to || p.path == network.Relay {
+			continue
+		}
+		a, ok := remoteAddrPort(p.conn)
+		if !ok {
+			continue
+		}
+		h, ok := r.HintFor(a)
+		if !ok || !h.NAT {
+			continue
+		}
+		entries = append(entries, wire.ReachEntry{Addr: a, NAT: true, Varies: h.Varies, Via: self, Relay: h.Relay, AtRelay: h.AtRelay})
+		if len(entries) == pexTake {
+			break
+		}
+	}
+	if len(entries) > 0 {
+		ctx.Send(pid, &send{msg: &wire.ReachPeers{Version: wire.ReachVersion, Entries: entries}})
+	}
+}
+
+// takeReachPeers learns the entries of a peer's ReachPeers, within the
+// same limits as Peers, and dials them as Peers entries are. An entry that
+// names no rendezvous gets the sender, which knows the node.
+func (s *swarmActor) takeReachPeers(ctx actor.Context, p *peer, m *wire.ReachPeers) {
+	if m.Version != wire.ReachVersion {
+		return // a later format: not ours to guess
+	}
+	sender, senderOK := remoteAddrPort(p.conn)
+	senderOK = senderOK && p.path != network.Relay
+	taken := 0
+	for _, e := range m.Entries {
+		a := netip.AddrPortFrom(e.Addr.Addr().Unmap(), e.Addr.Port())
+		if !dialable(a) || a == s.cfg.Node.QUICAddr() {
+			continue
+		}
+		if s.known[a] && s.hint(a) != (network.Hint{}) {
+			continue // known, and how to reach it too
+		}
+		if taken == pexTake || s.pex.Tokens() < 1 || !p.pex.Allow() || !s.pex.Allow() {
+			break
+		}
+		taken++
+		h := network.Hint{Direct: e.Direct, NAT: e.NAT, Varies: e.Varies, Via: e.Via, Relay: e.Relay, AtRelay: e.AtRelay}
+		if !h.Via.IsValid() && senderOK {
+			h.Via = sender
+		}
+		if h.Via.IsValid() && !dialable(h.Via) {
+			h.Via = netip.AddrPort{}
+		}
+		if h.Relay.IsValid() && (!dialable(h.Relay) || !dialable(h.AtRelay)) {
+			h.Relay, h.AtRelay = netip.AddrPort{}, netip.AddrPort{}
+		}
+		s.learnHint(a, h)
+		s.learn(a)
+		s.maybeDial(ctx, a)
+	}
 }
 
 func remoteAddrPort(c *wire.Conn) (netip.AddrPort, bool) {

@@ -266,6 +266,7 @@ type (
 	found struct {
 		addr netip.AddrPort
 		id   release.ManifestID
+		hint network.Hint // what the announcement says of reaching it
 	}
 	findDone struct{ id release.ManifestID }
 	tick     struct{}
@@ -313,6 +314,9 @@ func (s *swarmActor) Receive(ctx actor.Context) {
 	case *meshFound:
 		s.meshFound(ctx, m.addr)
 	case *found:
+		if m.hint != (network.Hint{}) {
+			s.learnHint(m.addr, m.hint) // reach.go
+		}
 		s.lookupFound(m.id, m.addr)
 		s.learn(m.addr)
 		s.maybeDial(ctx, m.addr)
@@ -511,13 +515,18 @@ func (s *swarmActor) onTick(ctx actor.Context) {
 			s.maybeDial(ctx, a)
 		}
 	}
+	s.reannounce(ctx) // reach.go: when the node's NAT status changed
 	s.meshTick(ctx)
 	s.schedule(ctx, s.cfg.FindInterval)
 }
 
 func (s *swarmActor) announce(ctx actor.Context, id release.ManifestID) {
 	s.announced[id] = time.Now()
-	node, log, c, sid := s.cfg.Node, s.cfg.Logger, s.ctx, s.swarmID(id)
+	sid, ok := s.announceID(id) // reach.go: under the NAT ID behind a NAT, nowhere behind a symmetric one
+	if !ok {
+		return
+	}
+	node, log, c := s.cfg.Node, s.cfg.Logger, s.ctx
 	go func() {
 		actx, cancel := context.WithTimeout(c, 30*time.Second)
 		defer cancel()
@@ -539,18 +548,28 @@ func (s *swarmActor) find(ctx actor.Context, id release.ManifestID) {
 		defer sys.Root.Send(self, &findDone{id: id})
 		fctx, cancel := context.WithTimeout(c, 20*time.Second)
 		defer cancel()
-		ch, err := node.FindPeers(fctx, sid)
-		if err != nil {
-			return
+		// The release's swarm ID and its NAT ID (reach.go), at once.
+		lookup := func(sid release.SwarmID, hint network.Hint) {
+			ch, err := node.FindPeers(fctx, sid)
+			if err != nil {
+				return
+			}
+			for a := range ch {
+				sys.Root.Send(self, &found{addr: a, id: id, hint: hint})
+			}
 		}
-		for a := range ch {
-			sys.Root.Send(self, &found{addr: a, id: id})
-		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			lookup(network.NATSwarmID(sid), network.Hint{NAT: true})
+		}()
+		lookup(sid, network.Hint{})
+		<-done
 	}()
 }
 
 func (s *swarmActor) maybeDial(ctx actor.Context, a netip.AddrPort) {
-	if len(s.joined) == 0 || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers {
+	if len(s.joined) == 0 || len(s.peers)+len(s.dialing) >= s.cfg.MaxPeers || !s.openSlot(a) {
 		return
 	}
 	s.dial(ctx, a)
@@ -656,6 +675,7 @@ func (s *swarmActor) addPeer(ctx actor.Context, conn *wire.Conn, weDialed bool, 
 	if len(addrs) > 0 {
 		ctx.Send(pid, &send{msg: &wire.Peers{Addrs: addrs}})
 	}
+	s.sendReachPeers(ctx, id, pid) // reach.go: the peers behind NAT, and how to reach them
 	s.meshGreet(ctx, pid)
 }
 
@@ -739,6 +759,8 @@ func (s *swarmActor) onPeerMsg(ctx actor.Context, m *peerMsg) {
 		if ctx.Parent() != nil {
 			ctx.Send(ctx.Parent(), &RecordGossiped{Packet: sp, From: m.from})
 		}
+	case *wire.ReachPeers:
+		s.takeReachPeers(ctx, p, w) // reach.go
 	case *wire.Peers:
 		taken := 0
 		for _, a := range w.Addrs {

@@ -93,7 +93,7 @@ func runSim(ctx context.Context, e *env, args []string) error {
 	fs.DurationVar(&s.Latency, "latency", 10*time.Millisecond, "one-way latency of every access link")
 	fs.Float64Var(&s.Loss, "loss", 0, "packet loss probability on every link (0 to 0.5)")
 	fs.Float64Var(&s.Churn, "churn", 0, "fraction of nodes stopped mid-download and restarted later")
-	fs.Float64Var(&s.Hostile, "hostile", 0, "hostile peers as a fraction of --nodes (corrupt, trickle, liar, stale gossip)")
+	fs.Float64Var(&s.Hostile, "hostile", 0, "hostile peers as a fraction of --nodes (corrupt, trickle, liar, stale gossip, staller, churner, fake announcer)")
 	fs.IntVar(&s.PublisherLeavesAfter, "publisher-leaves-after", 0, "stop the publisher after it uploaded K full copies (0: stays)")
 	fs.Int64Var(&s.Seed, "seed", 1, "seed for topology, rates, hostile set and churn schedule")
 	fs.DurationVar(&s.Timeout, "timeout", 10*time.Minute, "give up this long after publishing")

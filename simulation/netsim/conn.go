@@ -8,28 +8,21 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/rpe-project/engine/internal/pktqueue"
 )
 
 // packet is a datagram waiting in a conn's receive queue.
-type packet struct {
-	from netip.AddrPort
-	data []byte
-}
+type packet = pktqueue.Packet
 
 // conn is a host's UDP-like endpoint on one port.
 type conn struct {
-	host    *Host
-	port    uint16
-	laddr   *net.UDPAddr
-	done    chan struct{} // closed by Close
-	ready   chan struct{} // cap 1: a packet was queued
-	resched chan struct{} // closed and replaced when the read deadline changes
+	host  *Host
+	port  uint16
+	laddr *net.UDPAddr
+	recv  *pktqueue.Queue
 
 	mu            sync.Mutex
-	queue         []packet
-	head          int
-	closed        bool
-	readDeadline  time.Time
 	writeDeadline time.Time
 }
 
@@ -37,95 +30,27 @@ var _ net.PacketConn = (*conn)(nil)
 
 func newConn(h *Host, port uint16) *conn {
 	return &conn{
-		host:    h,
-		port:    port,
-		laddr:   &net.UDPAddr{IP: h.inside.AsSlice(), Port: int(port)},
-		done:    make(chan struct{}),
-		ready:   make(chan struct{}, 1),
-		resched: make(chan struct{}),
+		host:  h,
+		port:  port,
+		laddr: &net.UDPAddr{IP: h.inside.AsSlice(), Port: int(port)},
+		recv:  pktqueue.New(h.net.recvQueue),
 	}
 }
 
 // deliver queues a packet; it reports false if the conn is closed or its
 // queue is full.
-func (c *conn) deliver(p packet) bool {
-	c.mu.Lock()
-	if c.closed || len(c.queue)-c.head >= c.host.net.recvQueue {
-		c.mu.Unlock()
-		return false
-	}
-	if c.head > 0 && len(c.queue) == cap(c.queue) {
-		// Slide the live packets to the front instead of growing.
-		k := copy(c.queue, c.queue[c.head:])
-		clear(c.queue[k:])
-		c.queue = c.queue[:k]
-		c.head = 0
-	}
-	c.queue = append(c.queue, p)
-	c.mu.Unlock()
-	signal(c.ready)
-	return true
-}
-
-func signal(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
+func (c *conn) deliver(p packet) bool { return c.recv.Push(p) }
 
 // ReadFrom reads the next packet. It blocks until one arrives, the conn is
 // closed (an error matching net.ErrClosed) or the read deadline passes (an
 // error matching os.ErrDeadlineExceeded). A packet longer than b is cut to
 // len(b), as UDP does.
 func (c *conn) ReadFrom(b []byte) (int, net.Addr, error) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return 0, nil, c.opError("read", nil, net.ErrClosed)
-		}
-		if c.head < len(c.queue) {
-			p := c.queue[c.head]
-			c.queue[c.head] = packet{}
-			c.head++
-			if c.head == len(c.queue) {
-				c.queue, c.head = c.queue[:0], 0
-			} else {
-				signal(c.ready) // wake another reader for the rest
-			}
-			c.mu.Unlock()
-			return copy(b, p.data), net.UDPAddrFromAddrPort(p.from), nil
-		}
-		deadline, resched := c.readDeadline, c.resched
-		c.mu.Unlock()
-
-		var expired <-chan time.Time
-		if !deadline.IsZero() {
-			wait := time.Until(deadline)
-			if wait <= 0 {
-				return 0, nil, c.opError("read", nil, os.ErrDeadlineExceeded)
-			}
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			expired = timer.C
-		}
-		select {
-		case <-c.ready:
-		case <-resched:
-		case <-expired:
-		case <-c.done:
-		}
+	n, from, err := c.recv.Read(b)
+	if err != nil {
+		return 0, nil, c.opError("read", nil, err)
 	}
+	return n, net.UDPAddrFromAddrPort(from), nil
 }
 
 // WriteTo sends a packet. It refuses, with an error matching ErrNotLoopback,
@@ -134,9 +59,9 @@ func (c *conn) ReadFrom(b []byte) (int, net.Addr, error) {
 // larger than the path MTU allows.
 func (c *conn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	c.mu.Lock()
-	closed, deadline := c.closed, c.writeDeadline
+	deadline := c.writeDeadline
 	c.mu.Unlock()
-	if closed {
+	if c.recv.Closed() {
 		return 0, c.opError("write", addr, net.ErrClosed)
 	}
 	if !deadline.IsZero() && !time.Now().Before(deadline) {
@@ -213,16 +138,9 @@ func (c *conn) opError(op string, addr net.Addr, err error) error {
 // Close closes the conn and frees its port. A blocked ReadFrom returns an
 // error matching net.ErrClosed.
 func (c *conn) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil
+	if c.recv.Close() {
+		c.host.unbind(c)
 	}
-	c.closed = true
-	c.queue, c.head = nil, 0
-	close(c.done)
-	c.mu.Unlock()
-	c.host.unbind(c)
 	return nil
 }
 
@@ -239,11 +157,7 @@ func (c *conn) SetDeadline(t time.Time) error {
 // never. Do not use it on a conn that anacrolix/dht reads: the DHT treats a
 // deadline error as fatal.
 func (c *conn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.readDeadline = t
-	close(c.resched)
-	c.resched = make(chan struct{})
-	c.mu.Unlock()
+	c.recv.SetReadDeadline(t)
 	return nil
 }
 

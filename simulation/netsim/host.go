@@ -274,8 +274,8 @@ func (h *Host) demux() {
 		h.mu.Unlock()
 		payload := buf[headerLen:nb]
 		if c == nil || !c.deliver(packet{
-			from: netip.AddrPortFrom(src.addr, srcPort),
-			data: append([]byte(nil), payload...),
+			From: netip.AddrPortFrom(src.addr, srcPort),
+			Data: append([]byte(nil), payload...),
 		}) {
 			src.packetsDropped.Add(1)
 			continue
@@ -292,7 +292,7 @@ func (h *Host) deliverLocal(srcPort, dstPort uint16, p []byte) {
 	h.mu.Lock()
 	c := h.conns[dstPort]
 	h.mu.Unlock()
-	if c == nil || !c.deliver(packet{from: netip.AddrPortFrom(h.inside, srcPort), data: append([]byte(nil), p...)}) {
+	if c == nil || !c.deliver(packet{From: netip.AddrPortFrom(h.inside, srcPort), Data: append([]byte(nil), p...)}) {
 		h.packetsDropped.Add(1)
 		return
 	}
