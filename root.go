@@ -31,8 +31,8 @@ type rootActor struct {
 	resolver, swarm, downloader, verifier, installer *actor.PID
 	found                                            release.Entry
 	// pending is the install handed to the installer and not yet answered;
-	// it is handed again if the installer restarts, since a restarted actor
-	// loses the message it failed on.
+	// a restarted installer asks for it again (ResendInstall), since a
+	// restarted actor loses the message it failed on.
 	pending     *installer.Install
 	downloading bool
 	done        release.ManifestID // the release last verified
@@ -40,30 +40,6 @@ type rootActor struct {
 	// node, and at what percentage, so NotRolledOut is said once.
 	skipped        release.ManifestID
 	skippedRollout int
-}
-
-// stageRestarted tells the root a stage was restarted by its supervisor.
-type stageRestarted struct{ stage string }
-
-func (r *rootActor) onStageRestarted(ctx actor.Context, stage string) {
-	switch stage {
-	case "verifier":
-		ctx.Send(r.downloader, &downloader.VerifierRestarted{})
-	case "swarm":
-		ctx.Send(r.downloader, &downloader.SwarmRestarted{})
-	case "downloader":
-		// It resumes from download.json by itself; a release found meanwhile
-		// is handed again.
-		if r.downloading {
-			ctx.Send(r.downloader, &downloader.Fetch{Entry: r.found})
-		}
-	case "installer":
-		if r.pending != nil {
-			ctx.Send(r.installer, r.pending)
-		}
-	case "resolver":
-		// It reloads the held record and the floor from the state directory.
-	}
 }
 
 func newRoot(e *Engine, nodeKey ed25519.PrivateKey) *rootActor {
@@ -170,8 +146,15 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.e.events.emit(Verified{Version: man.Version.String(), ManifestID: m.Manifest.ID, Path: m.Path})
 		ctx.Send(r.resolver, &resolver.Accepted{Version: man.Version})
 		ctx.Send(r.installer, &installer.Install{Manifest: m.Manifest, Path: m.Path})
-	case *stageRestarted:
-		r.onStageRestarted(ctx, m.stage)
+	case *downloader.ResendFetch:
+		// A restarted downloader asks for what it may have lost.
+		if r.downloading && m.Fetching != r.found.ManifestID {
+			ctx.Send(r.downloader, &downloader.Fetch{Entry: r.found})
+		}
+	case *installer.ResendInstall:
+		if r.pending != nil {
+			ctx.Send(r.installer, r.pending)
+		}
 	case *installer.Scheduled:
 		r.e.update(func(s *Status) { s.Phase = PhaseScheduled })
 		r.e.events.emit(Scheduled{Version: m.Manifest.Manifest.Version.String(), At: m.At})
@@ -298,12 +281,9 @@ func (s *supervisor) HandleFailure(sys *actor.ActorSystem, sup actor.Supervisor,
 	s.e.update(func(st *Status) { st.Restarts++ })
 	s.e.events.emit(StageRestarted{Stage: stage, Reason: reason})
 	backoff := initialBackoff << (n - 1)
-	time.AfterFunc(backoff, func() {
-		sup.RestartChildren(child)
-		if root := s.e.rootPID.Load(); root != nil {
-			sys.Root.Send(root, &stageRestarted{stage: name})
-		}
-	})
+	// The restarted stage re-establishes what it needs by itself (its
+	// files, its requests' timeouts, its peers); nobody is told.
+	time.AfterFunc(backoff, func() { sup.RestartChildren(child) })
 }
 
 // stageName recovers the stage from a child PID's id, "<root>/<stage>".

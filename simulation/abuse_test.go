@@ -147,7 +147,7 @@ func TestRestartLoopVirtual(t *testing.T) {
 	}
 	skipVirtualUnderRace(t)
 	s := Scenario{
-		Nodes: 30, Size: 512 << 10, ChunkSize: 32 << 10, Up: 128 << 10, PublisherUp: 256 << 10,
+		Nodes: 30, Size: 512 << 10, ChunkSize: 32 << 10, Up: 512 << 10, PublisherUp: 1 << 20,
 		Latency: 5 * time.Millisecond, Churn: 1, Seed: 1, Timeout: 2 * time.Minute, Logger: testLogger(t),
 	}
 	_, rep := honestTime(t, s)
@@ -155,7 +155,14 @@ func TestRestartLoopVirtual(t *testing.T) {
 		t.Fatalf("%d restarts, want 30", rep.Restarts)
 	}
 	if rep.RestartToVerifiedMaxS == nil || *rep.RestartToVerifiedMaxS > 10 {
-		t.Errorf("a restarted node took %v s from its restart to the release, want at most 10", rep.RestartToVerifiedMaxS)
+		t.Fatalf("a restarted node took %s from its restart to the release, want at most 10 s", fmtSeconds(rep.RestartToVerifiedMaxS))
 	}
-	t.Logf("longest restart-to-verified %.2f s (virtual clock)", *rep.RestartToVerifiedMaxS)
+	t.Logf("longest restart-to-verified %s (virtual clock)", fmtSeconds(rep.RestartToVerifiedMaxS))
+}
+
+func fmtSeconds(p *float64) string {
+	if p == nil {
+		return "never"
+	}
+	return fmt.Sprintf("%.2f s", *p)
 }

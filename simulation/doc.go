@@ -8,8 +8,9 @@
 // 10 ms each (docs/ARCHITECTURE.md, "Threads of control"). A few plain DHT
 // nodes serve as the bootstrap nodes, a publisher (engine.Publish) on its own host signs and
 // seeds the release, and optional hostile peers (plain wire peers, not
-// engines) corrupt chunks, trickle, claim chunks they lack or gossip an old
-// record. Every packet stays inside netsim's 127.0.0.0/8 subnet.
+// engines) corrupt chunks, trickle, claim chunks they lack, gossip an old
+// record, stall answers, churn connections under fresh identities or
+// announce fake ports (abuse.go). Every packet stays inside netsim's 127.0.0.0/8 subnet.
 //
 // Scenario.Net = Loopback runs the same scenario over real UDP sockets on
 // 127.0.0.1 instead (`rpe sim --net loopback`, and `rpe demo`): the engines

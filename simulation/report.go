@@ -52,6 +52,12 @@ type Report struct {
 	// during the run, start-up included; null where the system does not
 	// say. With two cores, it can reach twice WallS.
 	CPUS *float64 `json:"cpu_s"`
+	// IdleCPUMsPerNodeS is what a node costs while it waits for a release:
+	// the process CPU time during the idle phase (Scenario.Idle), in
+	// milliseconds per node and per second of that phase (real seconds
+	// under the real clock, virtual ones in a bubble); null without an
+	// idle phase.
+	IdleCPUMsPerNodeS *float64 `json:"idle_cpu_ms_per_node_s"`
 
 	// Clock is "real" or "virtual" (a testing/synctest bubble).
 	Clock string `json:"clock"`
@@ -321,6 +327,9 @@ func (r *Report) Summary() string {
 	}
 	fmt.Fprintf(&b, "peak RSS %s (%s per node)  wall %.1fs (start-up %.1fs, publish %.1fs)  CPU %s\n",
 		bytesStr(r.PeakRSSBytes), bytesStr(perNode), r.WallS, r.StartupS, r.PublishS, f(r.CPUS))
+	if r.IdleCPUMsPerNodeS != nil {
+		fmt.Fprintf(&b, "idle node: %.2f ms of CPU per second\n", *r.IdleCPUMsPerNodeS)
+	}
 	return b.String()
 }
 

@@ -33,9 +33,14 @@
 // PeerDown the peer's requests are forgotten, so its chunks are asked of
 // others at once; an answer that still arrives is used.
 //
+// A restarted verifier or swarm is not announced: the downloader heals on
+// its own. Requests the verifier leaves unanswered for CheckTimeout are
+// asked again (chunks read back from disk), and a peer the swarm no longer
+// knows (ErrNoPeer) is forgotten; with no peer left for a while the
+// downloader joins the release's swarm again.
+//
 // It receives Fetch, PeerUp, PeerDown and PeerHas (from the swarm),
-// the swarm's answers, the verifier's answers, VerifierRestarted,
-// SwarmRestarted and Stats. It sends Join, Leave, GetManifest, GetChunk,
+// the swarm's answers, the verifier's answers and Stats. It sends Join, Leave, GetManifest, GetChunk,
 // CancelChunk, Verified and Misbehaved to the swarm, CheckManifest,
 // CheckChunk and Finish to the verifier, and Progress, Reused, ManifestAccepted,
 // ManifestRefused, ChunkRefused, Completed and Failed to its parent.

@@ -48,6 +48,10 @@ type Config struct {
 	// Retry is how long a peer that lacked a chunk is not asked for it again;
 	// default 1s.
 	Retry time.Duration
+	// CheckTimeout is how long the verifier may leave every request
+	// unanswered before they are all asked again (it lost them in a
+	// restart); default 10s.
+	CheckTimeout time.Duration
 	// DownloadRate caps chunk downloads in bytes per second; 0 means
 	// unlimited.
 	DownloadRate int64
@@ -70,12 +74,16 @@ func (c *Config) populate() {
 	if c.Retry == 0 {
 		c.Retry = time.Second
 	}
+	if c.CheckTimeout == 0 {
+		c.CheckTimeout = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 
 type counters struct {
+	started          atomic.Bool   // set by the first incarnation's Started
 	tokens           atomic.Uint64 // check tokens, unique across restarts
 	fetched, wasted  atomic.Int64
 	chunks, rejected atomic.Int64
@@ -119,16 +127,24 @@ type job struct {
 	manifestIn bool           // a manifest request or check is under way
 	plan       *plan.State    // which chunk of whom; nil until rel is set
 	verifying  map[int]uint64 // chunk -> token of the check under way
+	// manifestCheck and finishing: a CheckManifest or a Finish is with the
+	// verifier.
+	manifestCheck, finishing bool
 }
 
 type downloaderActor struct {
-	cfg   Config
-	ctr   *counters
-	lim   *rate.Limiter
-	peers map[wire.NodeID]*dpeer
-	job   *job
-	ctx   context.Context
-	stop  context.CancelFunc
+	// verifierAt is when the verifier was last asked or last answered,
+	// and joinedAt when the swarm was last asked to join the release: a
+	// restarted verifier or swarm has lost what it was asked, and the
+	// downloader asks again once they stay silent (see heal).
+	verifierAt, joinedAt time.Time
+	cfg                  Config
+	ctr                  *counters
+	lim                  *rate.Limiter
+	peers                map[wire.NodeID]*dpeer
+	job                  *job
+	ctx                  context.Context
+	stop                 context.CancelFunc
 }
 
 // Props returns the props that spawn a downloader.
@@ -167,6 +183,15 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		d.peers = map[wire.NodeID]*dpeer{}
 		d.ctx, d.stop = context.WithCancel(context.Background())
 		d.resume(ctx)
+		if d.ctr.started.Swap(true) {
+			// Restarted: a Fetch being handled was lost with the failed
+			// incarnation; ask for the release wanted now.
+			var have release.ManifestID
+			if d.job != nil {
+				have = d.job.entry.ManifestID
+			}
+			d.send(ctx, &ResendFetch{Fetching: have})
+		}
 		d.scheduleTick(ctx)
 	case *actor.Stopping, *actor.Restarting:
 		d.stop()
@@ -187,8 +212,13 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 	case *swarm.ManifestArrived:
 		d.onManifest(ctx, m)
 	case *verifier.ManifestAccepted:
+		d.verifierAt = time.Now()
+		if d.job != nil {
+			d.job.manifestCheck = false
+		}
 		d.onManifestAccepted(ctx, m)
 	case *verifier.ManifestRejected:
+		d.verifierAt = time.Now()
 		j := d.job
 		if j == nil || j.entry.ManifestID != m.Entry.ManifestID {
 			return
@@ -202,10 +232,13 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 	case *swarm.ChunkFailed:
 		d.onChunk(ctx, &chunkArrived{id: m.ID, peer: m.Peer, index: m.Index, err: m.Err})
 	case *verifier.ChunkVerified:
+		d.verifierAt = time.Now()
 		d.onVerified(ctx, m)
 	case *verifier.ChunkRejected:
+		d.verifierAt = time.Now()
 		d.onRejected(ctx, m)
 	case *verifier.FileVerified:
+		d.verifierAt = time.Now()
 		j := d.job
 		if j == nil || j.rel == nil || j.rel.ID() != m.Manifest.ID {
 			return
@@ -214,24 +247,18 @@ func (d *downloaderActor) Receive(ctx actor.Context) {
 		d.clearJob(ctx)
 		d.send(ctx, &Completed{Manifest: m.Manifest, Path: j.rel.Path()})
 	case *verifier.FileRejected:
+		d.verifierAt = time.Now()
 		j := d.job
 		if j == nil || j.rel == nil || j.rel.ID() != m.Manifest.ID {
 			return
 		}
+		j.finishing = false
 		d.cfg.Logger.Warn("downloader: whole file refused, starting over", "release", m.Manifest.ID.Short(), "err", m.Err)
 		j.rel.Reset()
 		d.newPlan()
 		d.schedule(ctx)
-	case *VerifierRestarted:
-		d.recheck(ctx)
-	case *SwarmRestarted:
-		d.peers = map[wire.NodeID]*dpeer{}
-		if d.job != nil {
-			d.newPlan()
-			d.job.manifestIn = false
-			ctx.Request(d.cfg.Swarm, &swarm.Join{ID: d.job.entry.ManifestID})
-		}
 	case *tick:
+		d.heal(ctx)
 		d.schedule(ctx)
 		d.scheduleTick(ctx)
 		d.logState()
@@ -328,7 +355,7 @@ func (d *downloaderActor) resume(ctx actor.Context) {
 
 func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 	if d.job != nil && d.job.entry.ManifestID == e.ManifestID {
-		ctx.Request(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
+		d.join(ctx, &swarm.Join{ID: e.ManifestID})
 		return
 	}
 	if d.job != nil {
@@ -353,9 +380,9 @@ func (d *downloaderActor) fetch(ctx actor.Context, e release.Entry) {
 		// from a peer: the running version or the floor may have moved, or
 		// the manifest expired, since it was stored.
 		d.job.manifestIn = true
-		ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: r.Manifest().Raw, Entry: e})
+		d.askVerifier(ctx, &verifier.CheckManifest{Raw: r.Manifest().Raw, Entry: e})
 	}
-	ctx.Request(d.cfg.Swarm, &swarm.Join{ID: e.ManifestID})
+	d.join(ctx, &swarm.Join{ID: e.ManifestID})
 	d.schedule(ctx)
 }
 
@@ -538,7 +565,7 @@ func (d *downloaderActor) onManifest(ctx actor.Context, m *swarm.ManifestArrived
 		d.dropPeer(m.Peer)
 		return
 	}
-	ctx.Request(d.cfg.Verifier, &verifier.CheckManifest{Raw: m.Raw, Entry: j.entry, Peer: m.Peer})
+	d.askVerifier(ctx, &verifier.CheckManifest{Raw: m.Raw, Entry: j.entry, Peer: m.Peer})
 }
 
 func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.ManifestAccepted) {
@@ -565,7 +592,7 @@ func (d *downloaderActor) onManifestAccepted(ctx actor.Context, m *verifier.Mani
 	}
 	d.newPlan()
 	if rel.Complete() {
-		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: rel.Manifest(), StagingPath: rel.Path()})
+		d.askVerifier(ctx, &verifier.Finish{Manifest: rel.Manifest(), StagingPath: rel.Path()})
 		return
 	}
 	d.schedule(ctx)
@@ -582,6 +609,12 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 		switch {
 		case errors.Is(m.err, wire.ErrNotFound) || errors.Is(m.err, wire.ErrBadIndex) || errors.Is(m.err, wire.ErrInternal):
 			why = plan.Refused
+		case errors.Is(m.err, swarm.ErrNoPeer):
+			// The swarm has no connection to it (any more: it may have
+			// restarted): forget the peer; it comes back with PeerUp.
+			d.dropPeer(m.peer)
+			d.schedule(ctx)
+			return
 		case errors.Is(m.err, wire.ErrBusy):
 			// Its upload slots are full: leave the whole peer alone a
 			// moment and ask others, instead of queueing more there.
@@ -621,7 +654,7 @@ func (d *downloaderActor) onChunk(ctx actor.Context, m *chunkArrived) {
 	for _, c := range j.plan.Got(m.index) {
 		ctx.Send(d.cfg.Swarm, &swarm.CancelChunk{Peer: c.Peer, ID: m.id, Index: c.Index})
 	}
-	ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
+	d.askVerifier(ctx, &verifier.CheckChunk{
 		Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: m.index, Data: m.data, Peer: m.peer, Token: tok,
 	})
 	d.schedule(ctx)
@@ -650,12 +683,12 @@ func (d *downloaderActor) recheck(ctx actor.Context) {
 		}
 		tok := d.ctr.tokens.Add(1)
 		j.verifying[i] = tok
-		ctx.Request(d.cfg.Verifier, &verifier.CheckChunk{
+		d.askVerifier(ctx, &verifier.CheckChunk{
 			Manifest: j.rel.Manifest(), StagingPath: j.rel.Path(), Index: i, Data: data, Token: tok,
 		})
 	}
 	if j.rel.Complete() {
-		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: j.rel.Manifest(), StagingPath: j.rel.Path()})
+		d.askVerifier(ctx, &verifier.Finish{Manifest: j.rel.Manifest(), StagingPath: j.rel.Path()})
 	}
 	d.schedule(ctx)
 }
@@ -687,7 +720,7 @@ func (d *downloaderActor) onVerified(ctx actor.Context, m *verifier.ChunkVerifie
 	d.send(ctx, &Progress{ID: m.ID, Verified: n, Total: man.NumChunks(), Bytes: bytes, Size: man.Size, Peers: len(d.peers),
 		Fetched: d.ctr.fetched.Load(), Wasted: d.ctr.wasted.Load()})
 	if n == man.NumChunks() {
-		ctx.Request(d.cfg.Verifier, &verifier.Finish{Manifest: j.rel.Manifest(), StagingPath: j.rel.Path()})
+		d.askVerifier(ctx, &verifier.Finish{Manifest: j.rel.Manifest(), StagingPath: j.rel.Path()})
 		return
 	}
 	d.schedule(ctx)
@@ -716,4 +749,49 @@ func (d *downloaderActor) onRejected(ctx actor.Context, m *verifier.ChunkRejecte
 	ctx.Send(d.cfg.Swarm, &swarm.Misbehaved{Peer: peer, Reason: m.Err})
 	d.dropPeer(peer)
 	d.schedule(ctx)
+}
+
+// askVerifier sends the verifier a request whose answer comes back to the
+// downloader.
+func (d *downloaderActor) askVerifier(ctx actor.Context, m any) {
+	if j := d.job; j != nil {
+		switch m.(type) {
+		case *verifier.CheckManifest:
+			j.manifestCheck = true
+		case *verifier.Finish:
+			j.finishing = true
+		}
+	}
+	d.verifierAt = time.Now()
+	ctx.Request(d.cfg.Verifier, m)
+}
+
+// join asks the swarm to join a release's swarm.
+func (d *downloaderActor) join(ctx actor.Context, m *swarm.Join) {
+	d.joinedAt = time.Now()
+	ctx.Request(d.cfg.Swarm, m)
+}
+
+// heal asks again what a restarted stage lost, without being told of the
+// restart: every request the verifier has left unanswered for
+// CheckTimeout (a restarted verifier drops them), and the swarm's join
+// when the fetch has had no peer for a while (a restarted swarm forgets
+// its joins and connections; requests to its old peers came back with
+// ErrNoPeer and dropped them).
+func (d *downloaderActor) heal(ctx actor.Context) {
+	j := d.job
+	if j == nil {
+		return
+	}
+	now := time.Now()
+	waiting := len(j.verifying) > 0 || j.manifestCheck || j.finishing
+	if waiting && now.Sub(d.verifierAt) > d.cfg.CheckTimeout {
+		d.cfg.Logger.Info("downloader: the verifier left requests unanswered; asking again",
+			"release", j.entry.ManifestID.Short(), "checks", len(j.verifying), "after", d.cfg.CheckTimeout)
+		j.manifestCheck, j.finishing = false, false
+		d.recheck(ctx)
+	}
+	if len(d.peers) == 0 && now.Sub(d.joinedAt) > 5*d.cfg.Retry {
+		d.join(ctx, &swarm.Join{ID: j.entry.ManifestID})
+	}
 }

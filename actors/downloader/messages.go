@@ -8,13 +8,11 @@ import (
 // Fetch asks for the release an entry of the signed record names.
 type Fetch struct{ Entry release.Entry }
 
-// VerifierRestarted tells the downloader that checks it asked for were lost;
-// it asks again, reading the chunks back from disk.
-type VerifierRestarted struct{}
-
-// SwarmRestarted tells the downloader its connections are gone; it drops
-// them and joins again.
-type SwarmRestarted struct{}
+// ResendFetch is what a restarted downloader asks of its parent: the Fetch
+// of the release wanted now, unless it is Fetching (resumed from
+// download.json; zero when none). The message a stage fails on is lost
+// with it.
+type ResendFetch struct{ Fetching release.ManifestID }
 
 // Progress reports verified chunks of the release being fetched.
 type Progress struct {

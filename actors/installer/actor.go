@@ -124,6 +124,10 @@ func (a *installerActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		if a.shared.booted.CompareAndSwap(false, true) {
 			a.boot(ctx)
+		} else if ctx.Parent() != nil {
+			// Restarted: the Install being handled was lost with the
+			// failed incarnation; ask for it again.
+			ctx.Send(ctx.Parent(), &ResendInstall{})
 		}
 	case *actor.Stopping, *actor.Restarting:
 		if a.timer != nil {

@@ -78,3 +78,9 @@ type Apply struct{}
 type Applying struct {
 	Err error
 }
+
+// ResendInstall is what a restarted installer asks of its parent: the
+// Install it was given and has not answered, if any, again (the message a
+// stage fails on is lost with it). The parent answers with Install or not
+// at all.
+type ResendInstall struct{}

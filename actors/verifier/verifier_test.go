@@ -593,7 +593,7 @@ func TestFinishAfterPanicRestart(t *testing.T) {
 	if _, err := s.sys.Root.RequestFuture(s.pid, st.check(2), 200*time.Millisecond).Result(); err == nil {
 		t.Fatal("the message that panicked was answered")
 	}
-	// Resent, as the downloader does on VerifierRestarted.
+	// Resent, as the downloader does when the verifier leaves it unanswered.
 	s.mustVerify(st, 2)
 	s.mustVerify(st, 3)
 	s.mustFinish(st)

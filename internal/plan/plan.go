@@ -72,7 +72,9 @@ type Config struct {
 	// again; default 1s.
 	Retry time.Duration
 	// BusyBackoff is how long a peer that answered busy is not asked;
-	// default 500ms.
+	// default 100ms. In the 50-node virtual run with 16 KiB chunks, 500ms
+	// gave ratio 1.63-1.71 over four runs, 100ms 1.54 twice: a busy peer's
+	// queue drains in a few chunk times, and a long back-off idles it.
 	BusyBackoff time.Duration
 	// EndgameAfter is how long a chunk is in flight before, with nothing
 	// else left to ask for, it is asked of a second peer; default 1.5s.
@@ -101,7 +103,7 @@ func (c *Config) populate() {
 		c.Retry = time.Second
 	}
 	if c.BusyBackoff <= 0 {
-		c.BusyBackoff = 500 * time.Millisecond
+		c.BusyBackoff = 100 * time.Millisecond
 	}
 	if c.EndgameAfter <= 0 {
 		c.EndgameAfter = 1500 * time.Millisecond
