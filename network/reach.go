@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -275,7 +276,10 @@ func (r *Reach) read() {
 			return // closed
 		}
 		src := addrPortOfNet(from)
-		m, err := decodeReach(buf[:n])
+		// The message's payload outlives this loop (handle passes it to
+		// waiting requests), so it must not alias buf. Reach packets are
+		// few: a copy per packet costs nothing that matters.
+		m, err := decodeReach(bytes.Clone(buf[:n]))
 		if err != nil {
 			r.log.Debug("reach: dropped packet", "from", src, "err", err)
 			continue
