@@ -342,23 +342,10 @@ func (d *decoder) peers() *Peers {
 		p.Addrs = make([]netip.AddrPort, n)
 	}
 	for i := range p.Addrs {
-		var a netip.Addr
-		switch fam := d.u8(); fam {
-		case 4:
-			if b := d.take(4); b != nil {
-				a = netip.AddrFrom4([4]byte(b))
-			}
-		case 6:
-			if b := d.take(16); b != nil {
-				a = netip.AddrFrom16([16]byte(b))
-			}
-		default:
-			d.fail("Peers address %d has family %d", i, fam)
-		}
+		p.Addrs[i] = d.peerAddr(fmt.Sprintf("Peers address %d", i))
 		if d.err != nil {
 			return p
 		}
-		p.Addrs[i] = netip.AddrPortFrom(a, d.u16())
 	}
 	return p
 }
