@@ -132,20 +132,10 @@ func (m *Peers) appendPayload(b []byte) ([]byte, error) {
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Addrs)))
 	for _, ap := range m.Addrs {
-		a := ap.Addr()
-		switch {
-		case !a.IsValid() || a.Zone() != "":
-			return nil, fmt.Errorf("%w: peer address %v", errEncode, ap)
-		case a.Is4():
-			b = append(b, 4)
-			a4 := a.As4()
-			b = append(b, a4[:]...)
-		default:
-			b = append(b, 6)
-			a16 := a.As16()
-			b = append(b, a16[:]...)
+		var err error
+		if b, err = appendPeerAddr(b, ap); err != nil {
+			return nil, err
 		}
-		b = binary.BigEndian.AppendUint16(b, ap.Port())
 	}
 	return b, nil
 }
