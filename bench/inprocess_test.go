@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,8 +10,6 @@ import (
 
 	engine "github.com/rpe-project/engine"
 	"github.com/rpe-project/engine/internal/hooks"
-	"github.com/rpe-project/engine/network"
-	"github.com/rpe-project/engine/release"
 )
 
 // BenchmarkFetchInProcess is BenchmarkOnePeer with the fetch in this
@@ -29,32 +26,7 @@ func BenchmarkFetchInProcess(b *testing.B) {
 	writeRandom(b, artifact, size)
 
 	ctx := hooks.With(context.Background(), &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond})
-	boot, err := network.New(ctx, network.Config{
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", NoBootstrap: true,
-		QueryResendDelay: 200 * time.Millisecond,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer boot.Close()
-	key, err := release.GenerateSecretKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := engine.Publish(ctx, engine.PublishConfig{
-		Key: key, Artifact: artifact, Version: "1.0.0", App: "big",
-		StateDir: filepath.Join(dir, "publisher"), Bootstrap: []string{boot.DHTAddr().String()},
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Stop(context.Background())
-	go func() {
-		for range p.Events() {
-		}
-	}()
-	chunks := p.Manifest.Manifest.NumChunks()
+	bootAddr, pubkey, chunks := startSeed(b, dir, artifact)
 
 	var ms0, ms1 runtime.MemStats
 	var fetchTime time.Duration
@@ -68,8 +40,8 @@ func BenchmarkFetchInProcess(b *testing.B) {
 		runtime.ReadMemStats(&ms0)
 		start := time.Now()
 		_, err := engine.Fetch(ctx, engine.FetchConfig{
-			PublisherKey: release.PublicKeyOf(key).String(), App: "big", Out: out,
-			Bootstrap: []string{boot.DHTAddr().String()}, ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
+			PublisherKey: pubkey, App: "big", Out: out,
+			Bootstrap: []string{bootAddr}, ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
 		})
 		fetchTime += time.Since(start)
 		runtime.ReadMemStats(&ms1)

@@ -57,33 +57,7 @@ func BenchmarkOnePeer(b *testing.B) {
 	artifact := filepath.Join(dir, "artifact")
 	writeRandom(b, artifact, size)
 
-	ctx := context.Background()
-	boot, err := network.New(ctx, network.Config{
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", NoBootstrap: true,
-		QueryResendDelay: 200 * time.Millisecond,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer boot.Close()
-	key, err := release.GenerateSecretKey(rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pub := release.PublicKeyOf(key)
-	p, err := engine.Publish(hooks.With(ctx, &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond}), engine.PublishConfig{
-		Key: key, Artifact: artifact, Version: "1.0.0", App: "big",
-		StateDir: filepath.Join(dir, "publisher"), Bootstrap: []string{boot.DHTAddr().String()},
-		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Stop(context.Background())
-	go func() {
-		for range p.Events() {
-		}
-	}()
+	bootAddr, pub, _ := startSeed(b, dir, artifact)
 
 	var fetchTime, quicTime, fetchCPU time.Duration
 	var peakRSS int64
@@ -93,8 +67,8 @@ func BenchmarkOnePeer(b *testing.B) {
 		i++
 		out := filepath.Join(dir, "out")
 		os.Remove(out)
-		cmd := exec.Command(rpe, "fetch", "--pubkey", pub.String(), "--app", "big", "--out", out,
-			"--bootstrap", boot.DHTAddr().String(), "--quiet")
+		cmd := exec.Command(rpe, "fetch", "--pubkey", pub, "--app", "big", "--out", out,
+			"--bootstrap", bootAddr, "--quiet")
 		cmd.Stderr = os.Stderr
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
@@ -120,6 +94,39 @@ func BenchmarkOnePeer(b *testing.B) {
 }
 
 // buildRPE builds cmd/rpe into dir.
+// startSeed starts a DHT bootstrap node and a publisher seeding artifact as
+// app "big" on loopback, both stopped when b ends. It returns the bootstrap
+// address, the publisher key and the release's chunk count.
+func startSeed(b *testing.B, dir, artifact string) (bootAddr, pubkey string, chunks int) {
+	ctx := context.Background()
+	boot, err := network.New(ctx, network.Config{
+		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0", NoBootstrap: true,
+		QueryResendDelay: 200 * time.Millisecond,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { boot.Close() })
+	key, err := release.GenerateSecretKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := engine.Publish(hooks.With(ctx, &hooks.Hooks{QueryResendDelay: 200 * time.Millisecond}), engine.PublishConfig{
+		Key: key, Artifact: artifact, Version: "1.0.0", App: "big",
+		StateDir: filepath.Join(dir, "publisher"), Bootstrap: []string{boot.DHTAddr().String()},
+		ListenDHT: "127.0.0.1:0", ListenQUIC: "127.0.0.1:0",
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Stop(context.Background()) })
+	go func() {
+		for range p.Events() {
+		}
+	}()
+	return boot.DHTAddr().String(), release.PublicKeyOf(key).String(), p.Manifest.Manifest.NumChunks()
+}
+
 func buildRPE(b *testing.B, dir string) string {
 	bin := filepath.Join(dir, "rpe")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/rpe-project/engine/cmd/rpe").CombinedOutput()
